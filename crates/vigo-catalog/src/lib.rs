@@ -1,0 +1,18 @@
+//! The compiled catalog: what one envoy must converge to.
+//!
+//! The compiler (`vigo-compiler`) produces a [`Catalog`] per envoy, the
+//! server sends it at check-in, and the engine (`vigo-engine`) applies it.
+//! Fields that may carry secret-derived text are [`SecretText`]: a list of
+//! literal text and secret references, so the catalog itself never holds a
+//! value inline. The values it needs travel beside it in
+//! [`Catalog::secrets`], filled only on the wire to the envoy and with
+//! `vigocli catalog --reveal`.
+//!
+//! Main types: [`Catalog`], [`Resource`], [`ResourceKind`], [`SecretText`],
+//! [`Mode`], [`AbsPath`]. [`Catalog::fingerprint`] is the keyed HMAC of 6.3.
+
+mod fingerprint;
+mod types;
+
+pub use fingerprint::{CATALOG_FORMAT, Fingerprint};
+pub use types::*;

@@ -1,0 +1,1 @@
+//! vigo-compiler (being written).

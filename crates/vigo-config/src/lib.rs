@@ -1,0 +1,1 @@
+//! vigo-config (being written).

@@ -1,0 +1,1 @@
+//! vigo-engine (being written).

@@ -1,0 +1,1 @@
+//! vigo-log (being written).

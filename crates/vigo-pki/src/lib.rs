@@ -1,0 +1,1 @@
+//! vigo-pki (being written).

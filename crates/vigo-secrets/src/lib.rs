@@ -1,0 +1,28 @@
+//! Secrets for Vigo: references, the redacting value type, and the backends.
+//!
+//! Config files only ever hold `secret:<path>` references ([`SecretRef`]);
+//! the value behind one is fetched at runtime through a [`SecretProvider`]
+//! and travels through the program as a [`SecretValue`], whose `Debug` and
+//! `Display` print `[REDACTED]` and whose memory is zeroized on drop.
+//!
+//! Main types:
+//! - [`SecretPath`]: a validated path (`vigo/db/dsn`); it cannot hold `..`,
+//!   an absolute path or any byte outside `[A-Za-z0-9._-/]`.
+//! - [`SecretProvider`]: the backend trait (get with version, set, list,
+//!   delete, batch versions), implemented by [`LocalProvider`] (AES-256-GCM
+//!   files under a master key) and [`MemoryProvider`] (tests, benchmarks).
+//! - [`SecretError`]: what went wrong, never containing a secret value.
+
+mod error;
+mod local;
+mod memory;
+mod path;
+mod provider;
+mod value;
+
+pub use error::SecretError;
+pub use local::{LocalProvider, MasterKey};
+pub use memory::MemoryProvider;
+pub use path::{MAX_PATH_LEN, PathError, SECRET_PREFIX, SecretPath, SecretRef};
+pub use provider::{SecretInfo, SecretProvider, VersionedSecret};
+pub use value::SecretValue;
