@@ -90,7 +90,10 @@ mod tests {
         let mut c = Catalog::empty("db1");
         c.secrets.insert(
             SecretPath::parse("a/b").unwrap(),
-            CatalogSecret { version: 1, value: Some(value.into()) },
+            CatalogSecret {
+                version: 1,
+                value: Some(value.into()),
+            },
         );
         c
     }

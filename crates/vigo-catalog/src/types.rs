@@ -40,8 +40,11 @@ pub struct CatalogSecret {
 }
 
 /// One resource of a catalog.
+///
+/// Unknown fields are still refused: everything the common fields do not
+/// take is handed to the type's own struct, which denies unknown fields
+/// (serde cannot combine `flatten` with `deny_unknown_fields` here).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Resource {
     /// Unique within the catalog.
     pub name: String,
@@ -358,7 +361,8 @@ impl Resource {
                 Vec::new()
             }
         };
-        let mut paths: Vec<&SecretPath> = texts.into_iter().flat_map(|t| t.secret_paths()).collect();
+        let mut paths: Vec<&SecretPath> =
+            texts.into_iter().flat_map(|t| t.secret_paths()).collect();
         paths.sort();
         paths.dedup();
         paths
@@ -381,7 +385,9 @@ impl Mode {
     /// Parses `"0644"`, `"644"` or `"0o644"`; rejects anything beyond 0o7777.
     pub fn parse(input: &str) -> Result<Self, String> {
         let digits = input.strip_prefix("0o").unwrap_or(input);
-        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
         {
             return Err(format!(
                 "invalid mode '{input}': write it as an octal string such as \"0644\""
@@ -439,14 +445,19 @@ impl AbsPath {
         if !path.is_absolute() {
             return Err(format!("path '{input}' must be absolute (start with '/')"));
         }
-        if path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir))
-        {
+        if path.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        }) {
             return Err(format!("path '{input}' must not contain '.' or '..'"));
         }
         if input.contains('\0') {
-            return Err(format!("path '{}' must not contain NUL", input.escape_debug()));
+            return Err(format!(
+                "path '{}' must not contain NUL",
+                input.escape_debug()
+            ));
         }
         Ok(Self(path.components().collect()))
     }
@@ -536,11 +547,17 @@ mod tests {
         let mut secrets = BTreeMap::new();
         secrets.insert(
             path("vigo/db/password"),
-            CatalogSecret { version: 1, value: None },
+            CatalogSecret {
+                version: 1,
+                value: None,
+            },
         );
         assert!(text.reveal(&secrets).is_err());
         secrets.get_mut(&path("vigo/db/password")).unwrap().value = Some("s3cret".into());
-        assert_eq!(text.reveal(&secrets).unwrap().as_str(), "password = s3cret\n");
+        assert_eq!(
+            text.reveal(&secrets).unwrap().as_str(),
+            "password = s3cret\n"
+        );
     }
 
     #[test]
@@ -568,16 +585,31 @@ mod tests {
         });
         catalog.secrets.insert(
             path("vigo/db/password"),
-            CatalogSecret { version: 2, value: Some("hunter2".into()) },
+            CatalogSecret {
+                version: 2,
+                value: Some("hunter2".into()),
+            },
         );
         let revealed = serde_json::to_string(&catalog).unwrap();
         assert!(revealed.contains("\"value\":\"hunter2\""));
         assert!(revealed.contains("\"_secret_triggered\":true"));
         let back: Catalog = serde_json::from_str(&revealed).unwrap();
-        assert_eq!(back.secret_values().next().unwrap().expose_secret(), "hunter2");
+        assert_eq!(
+            back.secret_values().next().unwrap().expose_secret(),
+            "hunter2"
+        );
 
         let redacted = serde_json::to_string(&catalog.redacted()).unwrap();
         assert!(!redacted.contains("hunter2"));
         insta::assert_snapshot!(serde_json::to_string_pretty(&catalog.redacted()).unwrap());
+    }
+
+    #[test]
+    fn unknown_resource_fields_are_refused() {
+        let json = r#"{"name":"x","type":"package","package":"curl","bogus":1}"#;
+        let err = serde_json::from_str::<Resource>(json).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let ok = r#"{"name":"x","type":"package","package":"curl"}"#;
+        assert!(serde_json::from_str::<Resource>(ok).is_ok());
     }
 }

@@ -31,6 +31,22 @@ pub enum SecretError {
         reason: String,
     },
 
+    /// The path names one of the files Vigo keeps for itself in the secrets
+    /// folder (temporary files and the write lock), so it cannot hold a
+    /// secret.
+    #[error(
+        "the name is reserved for Vigo's own files (a segment starting with '.tmp-', or a top-level '.lock'); choose another path"
+    )]
+    ReservedPath,
+
+    /// The crypto library refused to set up a key or to encrypt. This is not
+    /// an authentication failure (that is [`SecretError::Integrity`]).
+    #[error("the crypto library failed while {action}")]
+    Crypto {
+        /// What Vigo was doing (`encrypting`, `setting up the master key`).
+        action: &'static str,
+    },
+
     /// The master key file is missing, unsafe or malformed.
     #[error("master key {}: {problem}; {hint}", file.display())]
     MasterKey {

@@ -42,9 +42,10 @@ impl SecretProvider for MemoryProvider {
     }
 
     async fn get(&self, path: &SecretPath) -> Result<VersionedSecret, SecretError> {
-        self.lock().get(path).cloned().ok_or(SecretError::NotFound {
-            backend: "memory",
-        })
+        self.lock()
+            .get(path)
+            .cloned()
+            .ok_or(SecretError::NotFound { backend: "memory" })
     }
 
     async fn set(&self, path: &SecretPath, value: &SecretValue) -> Result<u64, SecretError> {

@@ -184,7 +184,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for ok in ["vigo/db/dsn", "a", "x.y_z-1/B2", "vigo/grafana/admin-password"] {
+        for ok in [
+            "vigo/db/dsn",
+            "a",
+            "x.y_z-1/B2",
+            "vigo/grafana/admin-password",
+        ] {
             assert_eq!(SecretPath::parse(ok).unwrap().as_str(), ok);
         }
     }

@@ -38,7 +38,10 @@ impl SecretValue {
 
     /// Compares two values in constant time for equal lengths.
     pub fn ct_eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.expose_secret().as_bytes(), other.expose_secret().as_bytes());
+        let (a, b) = (
+            self.expose_secret().as_bytes(),
+            other.expose_secret().as_bytes(),
+        );
         aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
     }
 }
