@@ -1,0 +1,256 @@
+//! Envoy enrollment: the envoy's key and request, and the server's signature.
+//!
+//! Security: a certificate signing request is written by the envoy and can
+//! ask for anything (a CA certificate, server authentication, another envoy's
+//! name). [`sign_envoy_csr`] therefore checks the request's self-signature
+//! (proof that the requester holds the private key) and then uses nothing
+//! from it but the public key. Names, usages and constraints all come from
+//! the server's enrollment record.
+
+use std::time::Duration;
+
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa,
+    KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::ServerName;
+use vigo_secrets::SecretValue;
+
+use crate::PkiError;
+use crate::authority::{
+    CertifiedKey, common_name_dn, generate_key, ia5_name, load_issuer, random_serial, set_validity,
+};
+
+/// Makes an envoy's private key (ECDSA P-256, PKCS#8 PEM) and a certificate
+/// signing request (PEM) for `envoy_name`.
+pub fn generate_envoy_key_and_csr(envoy_name: &str) -> Result<(SecretValue, String), PkiError> {
+    check_envoy_name(envoy_name)?;
+    let key = generate_key()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name_dn(envoy_name);
+    params.subject_alt_names = vec![SanType::DnsName(ia5_name(envoy_name)?)];
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|source| PkiError::Signing {
+            what: "envoy certificate request",
+            source,
+        })?;
+    Ok((SecretValue::new(key.serialize_pem()), csr))
+}
+
+/// Signs an envoy's certificate request with the CA.
+///
+/// Only the request's public key is used, after its self-signature has been
+/// verified. The certificate names `envoy_name` (from the enrollment record)
+/// as common name and as its only DNS name, is not a CA, allows
+/// digitalSignature and clientAuth only, has a fresh random serial and is
+/// valid for `validity`. Returns the certificate PEM.
+pub fn sign_envoy_csr(
+    ca: &CertifiedKey,
+    csr_pem: &str,
+    envoy_name: &str,
+    validity: Duration,
+) -> Result<String, PkiError> {
+    check_envoy_name(envoy_name)?;
+    let issuer = load_issuer(ca)?;
+    // `from_pem` verifies the request's self-signature.
+    let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|err| {
+        PkiError::CsrRejected {
+            reason: err.to_string(),
+        }
+    })?;
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name_dn(envoy_name);
+    params.subject_alt_names = vec![SanType::DnsName(ia5_name(envoy_name)?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial()?);
+    set_validity(&mut params, validity)?;
+    let cert = params
+        .signed_by(&request.public_key, &issuer)
+        .map_err(|source| PkiError::Signing {
+            what: "envoy certificate",
+            source,
+        })?;
+    Ok(cert.pem())
+}
+
+/// An envoy name must be a plain DNS name (no wildcard, no IP address), as it
+/// becomes the certificate's only subject alternative name.
+fn check_envoy_name(name: &str) -> Result<(), PkiError> {
+    let invalid = |reason| PkiError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    match ServerName::try_from(name) {
+        Ok(ServerName::DnsName(_)) if !name.ends_with('.') => Ok(()),
+        Ok(ServerName::DnsName(_)) => Err(invalid("an envoy name must not end with '.'")),
+        Ok(_) => Err(invalid(
+            "an envoy name must be a DNS name, not an IP address",
+        )),
+        Err(_) => Err(invalid(
+            "an envoy name must be a DNS name: letters, digits, '-', '_' and '.' only",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, KeyPair, PublicKeyData};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+
+    use super::*;
+    use crate::{envoy_name_from_cert, generate_ca};
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    #[test]
+    fn envoy_csr_round_trip() {
+        let ca = generate_ca("Vigo CA").unwrap();
+        let (key, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
+        assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+        assert_eq!(format!("{key:?}"), "[REDACTED]");
+        let cert = sign_envoy_csr(&ca, &csr, "db1.example.com", 365 * DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        assert_eq!(envoy_name_from_cert(&der).unwrap(), "db1.example.com");
+
+        // The certificate carries the envoy's own public key.
+        let key_pair = KeyPair::from_pem(key.expose_secret()).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            parsed.public_key().raw,
+            key_pair.subject_public_key_info().as_slice()
+        );
+        let days = (parsed.validity().not_after.timestamp()
+            - parsed.validity().not_before.timestamp())
+            / (24 * 3600);
+        // 365 days plus the one-hour clock-skew allowance.
+        assert_eq!(days, 365);
+    }
+
+    #[test]
+    fn signing_ignores_everything_the_request_asks_for() {
+        let ca = generate_ca("Vigo CA").unwrap();
+        let attacker_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut wish = CertificateParams::new(vec![
+            "db1.example.com".to_owned(),
+            "web7.example.com".to_owned(),
+            "*.example.com".to_owned(),
+        ])
+        .unwrap();
+        wish.distinguished_name = common_name_dn("web7.example.com");
+        wish.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        wish.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        wish.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let csr = wish
+            .serialize_request(&attacker_key)
+            .unwrap()
+            .pem()
+            .unwrap();
+
+        let pem = sign_envoy_csr(&ca, &csr, "db1.example.com", 30 * DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+
+        assert_eq!(cert.subject().to_string(), "CN=db1.example.com");
+        let sans = &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names;
+        assert_eq!(sans, &vec![GeneralName::DNSName("db1.example.com")]);
+        let bc = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(!bc.ca);
+        assert_eq!(bc.path_len_constraint, None);
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature());
+        assert!(!ku.key_cert_sign() && !ku.crl_sign() && !ku.key_encipherment());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth);
+        assert!(!eku.server_auth && !eku.any && !eku.code_signing && eku.other.is_empty());
+        assert_eq!(cert.issuer().to_string(), "CN=Vigo CA");
+        assert_eq!(envoy_name_from_cert(&der).unwrap(), "db1.example.com");
+    }
+
+    #[test]
+    fn tampered_request_is_rejected() {
+        let ca = generate_ca("Vigo CA").unwrap();
+        let (_, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
+        let der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).unwrap();
+        let mut bytes = der.as_ref().to_vec();
+        // Flip a bit inside the subject's common name: the signature no longer matches.
+        let at = bytes.windows(3).position(|w| w == b"db1").unwrap();
+        bytes[at] ^= 0x01;
+        let tampered = csr_pem(&bytes);
+        let err = sign_envoy_csr(&ca, &tampered, "db1.example.com", DAY).unwrap_err();
+        assert!(matches!(err, PkiError::CsrRejected { .. }), "{err}");
+        assert!(err.to_string().contains("Invalid CSR signature"), "{err}");
+        // The same bytes untouched are accepted, so the encoder below is sound.
+        sign_envoy_csr(&ca, &csr_pem(der.as_ref()), "db1.example.com", DAY).unwrap();
+
+        let err = sign_envoy_csr(&ca, "not a request", "db1.example.com", DAY).unwrap_err();
+        assert!(matches!(err, PkiError::CsrRejected { .. }), "{err}");
+    }
+
+    #[test]
+    fn bad_envoy_names_are_rejected() {
+        for name in [
+            "",
+            "*.example.com",
+            "10.0.0.1",
+            "db1 example",
+            "db1.example.com.",
+            "ü.de",
+        ] {
+            let err = generate_envoy_key_and_csr(name).unwrap_err();
+            assert!(matches!(err, PkiError::InvalidName { .. }), "{name}: {err}");
+        }
+        let ca = generate_ca("Vigo CA").unwrap();
+        let (_, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
+        let err = sign_envoy_csr(&ca, &csr, "*.example.com", DAY).unwrap_err();
+        assert!(matches!(err, PkiError::InvalidName { .. }), "{err}");
+    }
+
+    /// Wraps DER in a PEM block (standard base64, 64-column lines).
+    fn csr_pem(der: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut body = String::new();
+        for chunk in der.chunks(3) {
+            let bits = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| {
+                acc | (u32::from(*byte) << (16 - 8 * i))
+            });
+            for i in 0..4 {
+                let sextet = (bits >> (18 - 6 * i)) & 63;
+                body.push(if i <= chunk.len() {
+                    char::from(ALPHABET[sextet as usize])
+                } else {
+                    '='
+                });
+            }
+        }
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            lines.join("\n")
+        )
+    }
+}
