@@ -1,0 +1,46 @@
+//! Vigo's database layer (SPEC 8): envoys and their enrollment, one-time
+//! enrollment tokens, queued rotation triggers, envoy reports, the secret
+//! versions the server has seen, the secret audit log and secret deliveries.
+//!
+//! [`connect`] picks the backend from the DSN — the embedded SQLite file
+//! (`sqlite:///…/vigo.db?key=<64 hex>`, encrypted at rest with SQLCipher) or
+//! a shared PostgreSQL (`postgres://…`) — runs the migrations, and returns a
+//! [`StoreHandle`] (`Arc<dyn Store>`). Both backends run the same SQL over
+//! concrete sqlx pools; the `Any` driver is not used.
+//!
+//! Main types: [`Store`] (every operation), [`EnvoyRecord`], [`Trigger`],
+//! [`ReportRecord`], [`AuditEntry`], [`Delivery`], [`Timestamp`] (UTC unix
+//! milliseconds, stored as integers on both backends) and [`StoreError`],
+//! which never contains the DSN, its password or its key.
+//!
+//! Secret values are never stored: only paths, version numbers and hashes.
+
+mod dsn;
+mod error;
+mod model;
+mod postgres;
+mod queries;
+mod sqlite;
+mod store;
+
+use std::sync::Arc;
+
+use vigo_secrets::SecretValue;
+
+pub use error::StoreError;
+pub use model::{
+    AuditEntry, AuditEvent, Backend, Delivery, EnvoyRecord, EnvoyStatus, ReportRecord,
+    ReportSummary, Timestamp, TokenRejection, Trigger,
+};
+pub use store::{Store, StoreHandle};
+
+/// Opens the database named by `dsn` and brings its schema up to date.
+/// Calling it again on the same database is harmless.
+pub async fn connect(dsn: &SecretValue) -> Result<StoreHandle, StoreError> {
+    match dsn::Dsn::parse(dsn.expose_secret())? {
+        dsn::Dsn::Sqlite(parsed) => Ok(Arc::new(sqlite::SqliteStore::connect(parsed).await?)),
+        dsn::Dsn::Postgres(parsed) => {
+            Ok(Arc::new(postgres::PostgresStore::connect(*parsed).await?))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The shared backend: PostgreSQL, for several server replicas.
+//!
+//! Connection failures are reported with `host:port/database` and the
+//! driver's reason scrubbed of the DSN and its password.
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::dsn::{PostgresDsn, scrub};
+use crate::error::StoreError;
+use crate::model::Backend;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connections in the pool.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// How long to wait for a connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The [`Store`](crate::Store) over PostgreSQL.
+pub(crate) struct PostgresStore {
+    pub(crate) pool: PgPool,
+    target: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connect options hold the password: show only the target.
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    pub(crate) async fn connect(dsn: PostgresDsn) -> Result<Self, StoreError> {
+        let PostgresDsn {
+            options,
+            target,
+            secrets,
+        } = dsn;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|error| StoreError::Connect {
+                backend: Backend::Postgres,
+                target: target.clone(),
+                reason: scrub(&error.to_string(), &secrets),
+            })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Migrate {
+                backend: Backend::Postgres,
+                reason: scrub(&error.to_string(), &secrets),
+            })?;
+        Ok(Self { pool, target })
+    }
+}

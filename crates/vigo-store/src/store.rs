@@ -1,0 +1,213 @@
+//! The [`Store`] trait: every database operation the server performs.
+//!
+//! Both backends implement it with the same SQL (see `queries.rs`); the
+//! server holds an `Arc<dyn Store>` ([`StoreHandle`]) and never knows which
+//! backend is behind it. Nothing is cached in process: several server
+//! replicas may share one PostgreSQL, so force-push flags and triggers are
+//! read from the database every time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use vigo_secrets::SecretPath;
+
+use crate::error::StoreError;
+use crate::model::{
+    AuditEntry, AuditEvent, Backend, Delivery, EnvoyRecord, ReportRecord, ReportSummary, Timestamp,
+    Trigger,
+};
+
+/// A shared store, as returned by [`connect`](crate::connect).
+pub type StoreHandle = Arc<dyn Store>;
+
+/// Vigo's persistent state (SPEC 8). Every method is safe to call
+/// concurrently, from one process or from several sharing a database.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Closes the connection pool; later calls fail.
+    async fn close(&self);
+
+    // --- envoys -----------------------------------------------------------
+
+    /// Records an enrollment request. A new envoy is stored as pending; a
+    /// pending or approved one gets its CSR replaced (its status and
+    /// certificate stay); a revoked one is left untouched. Returns the
+    /// envoy as stored afterwards.
+    async fn upsert_enrollment_request(
+        &self,
+        name: &str,
+        csr_pem: &str,
+        at: Timestamp,
+    ) -> Result<EnvoyRecord, StoreError>;
+
+    /// The envoy called `name`, if known.
+    async fn envoy(&self, name: &str) -> Result<Option<EnvoyRecord>, StoreError>;
+
+    /// All envoys, sorted by name.
+    async fn list_envoys(&self) -> Result<Vec<EnvoyRecord>, StoreError>;
+
+    /// Marks a pending (or already approved) envoy approved with the
+    /// certificate issued to it. Fails with [`StoreError::EnvoyNotFound`] or
+    /// [`StoreError::EnvoyRevoked`].
+    async fn approve_envoy(
+        &self,
+        name: &str,
+        cert_pem: &str,
+        cert_fingerprint: &str,
+        at: Timestamp,
+    ) -> Result<EnvoyRecord, StoreError>;
+
+    /// Revokes an envoy: its certificate is refused from now on.
+    async fn revoke_envoy(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Replaces the certificate of an approved envoy (renewal). Fails with
+    /// [`StoreError::EnvoyRevoked`] for a revoked one and
+    /// [`StoreError::EnvoyNotFound`] for an unknown or still pending one.
+    async fn set_envoy_certificate(
+        &self,
+        name: &str,
+        cert_pem: &str,
+        cert_fingerprint: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Records a check-in: facts, the catalog fingerprint, the time.
+    async fn record_checkin(
+        &self,
+        name: &str,
+        facts: &serde_json::Value,
+        catalog_fingerprint: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Sets or clears force-push on the named envoys (unknown names are
+    /// skipped); returns how many envoys were updated.
+    async fn set_force_push(&self, names: &[&str], on: bool) -> Result<u64, StoreError>;
+
+    /// Whether the envoy's next check-in must get the full catalog; `false`
+    /// for an unknown envoy.
+    async fn force_push(&self, name: &str) -> Result<bool, StoreError>;
+
+    // --- enrollment tokens --------------------------------------------------
+
+    /// Stores a new one-time token by its SHA-256 hex hash (never the token).
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Uses a token for `envoy`, atomically: of any number of concurrent
+    /// callers exactly one succeeds; a used, expired (`now >= expires_at`)
+    /// or unknown token fails with [`StoreError::TokenRejected`].
+    async fn consume_token(
+        &self,
+        token_hash: &str,
+        envoy: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    // --- rotation triggers --------------------------------------------------
+
+    /// Queues `(resource, secret path)` triggers for an envoy. Re-queueing a
+    /// pair keeps its first `queued_at` and makes it undelivered again, so a
+    /// report about an older delivery does not clear it.
+    async fn queue_triggers(
+        &self,
+        envoy: &str,
+        triggers: &[(&str, &SecretPath)],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The envoy's queued triggers, one per resource, sorted by resource.
+    async fn triggers_for(&self, envoy: &str) -> Result<Vec<Trigger>, StoreError>;
+
+    /// Records that the catalog sent at `at` flagged these resources. Only
+    /// paths queued at or before `at` count as delivered.
+    async fn mark_triggers_delivered(
+        &self,
+        envoy: &str,
+        resources: &[&str],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Clears the triggers of the resources the envoy reported as applied
+    /// successfully. Only delivered paths clear (one queued again since the
+    /// delivery stays). Returns the rotation lag — from the earliest
+    /// `queued_at` cleared to `at` — and stores it on the envoy; `None` when
+    /// nothing cleared.
+    async fn clear_triggers(
+        &self,
+        envoy: &str,
+        resources: &[&str],
+        at: Timestamp,
+    ) -> Result<Option<Duration>, StoreError>;
+
+    // --- reports ------------------------------------------------------------
+
+    /// Stores a report (its body already scrubbed by the envoy) and updates
+    /// the envoy's `last_report_at`. Returns the report's id.
+    async fn insert_report(
+        &self,
+        envoy: &str,
+        received_at: Timestamp,
+        summary: ReportSummary,
+        noop: bool,
+        body: &serde_json::Value,
+    ) -> Result<i64, StoreError>;
+
+    /// The envoy's most recent report.
+    async fn last_report(&self, envoy: &str) -> Result<Option<ReportRecord>, StoreError>;
+
+    // --- secret versions, audit, deliveries ---------------------------------
+
+    /// The secret versions the server last saw (numbers only).
+    async fn secret_versions(&self) -> Result<BTreeMap<SecretPath, u64>, StoreError>;
+
+    /// Records the version of a secret the server has now seen.
+    async fn set_secret_version(
+        &self,
+        path: &SecretPath,
+        version: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets a deleted secret's version.
+    async fn remove_secret_version(&self, path: &SecretPath) -> Result<(), StoreError>;
+
+    /// Appends to the secret audit log.
+    async fn record_secret_change(
+        &self,
+        actor: &str,
+        path: &SecretPath,
+        version: u64,
+        event: AuditEvent,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The audit log, oldest first, limited to the paths equal to or under
+    /// `prefix` (segment-wise, as [`SecretPath::has_prefix`]).
+    async fn secret_history(&self, prefix: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Records that an envoy was sent a secret at a version.
+    async fn record_delivery(
+        &self,
+        envoy: &str,
+        path: &SecretPath,
+        version: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Deliveries, oldest first, optionally for one envoy and/or one path.
+    async fn deliveries(
+        &self,
+        envoy: Option<&str>,
+        path: Option<&SecretPath>,
+    ) -> Result<Vec<Delivery>, StoreError>;
+}

@@ -1,0 +1,720 @@
+//! The store contract: one suite run against SQLite (a temporary folder) and
+//! against PostgreSQL when `VIGO_TEST_POSTGRES` names a server (each test in
+//! a fresh schema, dropped afterwards).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::Connection;
+use vigo_secrets::{SecretPath, SecretValue};
+use vigo_store::{
+    AuditEvent, EnvoyStatus, ReportSummary, StoreError, StoreHandle, Timestamp, TokenRejection,
+};
+
+const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
+
+fn t(millis: i64) -> Timestamp {
+    Timestamp::from_unix_millis(1_700_000_000_000 + millis)
+}
+
+fn path(text: &str) -> SecretPath {
+    SecretPath::parse(text).expect("valid secret path")
+}
+
+// --- backends ----------------------------------------------------------------
+
+/// A store on a fresh database, plus what it takes to reopen and clean it.
+struct TestDb {
+    store: StoreHandle,
+    dsn: SecretValue,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Folder(#[allow(dead_code)] tempfile::TempDir),
+    Schema { admin_url: String, schema: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let dsn = SecretValue::new(format!(
+            "sqlite://{}/vigo.db?key={KEY}",
+            folder.path().display()
+        ));
+        let store = vigo_store::connect(&dsn).await.expect("open SQLite store");
+        Self {
+            store,
+            dsn,
+            cleanup: Cleanup::Folder(folder),
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
+            println!("skipped: VIGO_TEST_POSTGRES not set");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos();
+        let schema = format!(
+            "vigo_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to VIGO_TEST_POSTGRES");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test schema");
+        admin.close().await.ok();
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let dsn = SecretValue::new(format!(
+            "{admin_url}{separator}options=-c%20search_path%3D{schema}"
+        ));
+        let store = vigo_store::connect(&dsn)
+            .await
+            .expect("open PostgreSQL store");
+        Some(Self {
+            store,
+            dsn,
+            cleanup: Cleanup::Schema { admin_url, schema },
+        })
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Cleanup::Schema { admin_url, schema } = self.cleanup {
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to VIGO_TEST_POSTGRES");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut admin)
+                .await
+                .expect("drop test schema");
+            admin.close().await.ok();
+        }
+    }
+}
+
+/// Runs each named contract check once per backend.
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$check(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$check(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    enrollment_flow,
+    revoked_envoys_stay_revoked,
+    tokens_are_single_use_and_expire,
+    concurrent_consumers_exactly_one_wins,
+    checkin_bookkeeping,
+    force_push_is_stored,
+    triggers_coalesce_and_clear_only_applied_resources,
+    reports_keep_the_latest,
+    secret_versions_are_numbers,
+    audit_log_filters_by_prefix,
+    deliveries_filter_by_envoy_and_path,
+    migrations_are_idempotent,
+);
+
+// --- the contract -------------------------------------------------------------
+
+async fn enrollment_flow(db: &TestDb) {
+    let store = &db.store;
+    let pending = store
+        .upsert_enrollment_request("web1.example.com", "CSR-1", t(0))
+        .await
+        .expect("request");
+    assert_eq!(pending.status, EnvoyStatus::Pending);
+    assert_eq!(pending.csr_pem.as_deref(), Some("CSR-1"));
+    assert_eq!(pending.enrolled_at, t(0));
+    assert_eq!(pending.facts, json!({}));
+    assert!(!pending.force_push);
+
+    let again = store
+        .upsert_enrollment_request("web1.example.com", "CSR-2", t(5))
+        .await
+        .expect("second request");
+    assert_eq!(again.csr_pem.as_deref(), Some("CSR-2"));
+    assert_eq!(again.enrolled_at, t(0), "first request time is kept");
+
+    let approved = store
+        .approve_envoy("web1.example.com", "CERT-1", "ab12", t(10))
+        .await
+        .expect("approve");
+    assert_eq!(approved.status, EnvoyStatus::Approved);
+    assert_eq!(approved.cert_pem.as_deref(), Some("CERT-1"));
+    assert_eq!(approved.cert_fingerprint.as_deref(), Some("ab12"));
+    assert_eq!(approved.approved_at, Some(t(10)));
+
+    store
+        .set_envoy_certificate("web1.example.com", "CERT-2", "cd34")
+        .await
+        .expect("renew");
+    let renewed = store
+        .envoy("web1.example.com")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(renewed.cert_fingerprint.as_deref(), Some("cd34"));
+    assert_eq!(renewed.status, EnvoyStatus::Approved);
+
+    // A new CSR from an approved envoy keeps it approved.
+    let requested = store
+        .upsert_enrollment_request("web1.example.com", "CSR-3", t(20))
+        .await
+        .expect("request while approved");
+    assert_eq!(requested.status, EnvoyStatus::Approved);
+    assert_eq!(requested.cert_pem.as_deref(), Some("CERT-2"));
+
+    store
+        .upsert_enrollment_request("db1.example.com", "CSR-DB", t(30))
+        .await
+        .expect("second envoy");
+    assert!(matches!(
+        store.set_envoy_certificate("db1.example.com", "C", "f").await,
+        Err(StoreError::EnvoyNotApproved { name }) if name == "db1.example.com"
+    ));
+    let names: Vec<String> = store
+        .list_envoys()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|envoy| envoy.name)
+        .collect();
+    assert_eq!(names, ["db1.example.com", "web1.example.com"]);
+
+    assert!(store.envoy("nobody").await.expect("read").is_none());
+    assert!(matches!(
+        store.approve_envoy("nobody", "C", "f", t(40)).await,
+        Err(StoreError::EnvoyNotFound { name }) if name == "nobody"
+    ));
+}
+
+async fn revoked_envoys_stay_revoked(db: &TestDb) {
+    let store = &db.store;
+    store
+        .upsert_enrollment_request("a", "CSR-A", t(0))
+        .await
+        .expect("request");
+    store
+        .approve_envoy("a", "CERT-A", "fa", t(1))
+        .await
+        .expect("approve");
+    store.set_force_push(&["a"], true).await.expect("force");
+    store.revoke_envoy("a", t(2)).await.expect("revoke");
+
+    let revoked = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(revoked.status, EnvoyStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(t(2)));
+    assert!(!revoked.force_push);
+
+    assert!(matches!(
+        store.approve_envoy("a", "CERT-B", "fb", t(3)).await,
+        Err(StoreError::EnvoyRevoked { .. })
+    ));
+    assert!(matches!(
+        store.set_envoy_certificate("a", "CERT-B", "fb").await,
+        Err(StoreError::EnvoyRevoked { .. })
+    ));
+    let after = store
+        .upsert_enrollment_request("a", "CSR-EVIL", t(4))
+        .await
+        .expect("request from a revoked envoy");
+    assert_eq!(after.status, EnvoyStatus::Revoked);
+    assert_eq!(after.csr_pem.as_deref(), Some("CSR-A"));
+    assert_eq!(after.cert_fingerprint.as_deref(), Some("fa"));
+
+    store.revoke_envoy("a", t(9)).await.expect("revoke twice");
+    let twice = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(
+        twice.revoked_at,
+        Some(t(2)),
+        "first revocation time is kept"
+    );
+    assert!(matches!(
+        store.revoke_envoy("nobody", t(5)).await,
+        Err(StoreError::EnvoyNotFound { .. })
+    ));
+}
+
+async fn tokens_are_single_use_and_expire(db: &TestDb) {
+    let store = &db.store;
+    store
+        .create_token("hash-1", t(0), t(1_000))
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.create_token("hash-1", t(0), t(1_000)).await,
+        Err(StoreError::TokenExists)
+    ));
+    store
+        .consume_token("hash-1", "a", t(10))
+        .await
+        .expect("first use");
+    assert!(matches!(
+        store.consume_token("hash-1", "b", t(11)).await,
+        Err(StoreError::TokenRejected {
+            reason: TokenRejection::AlreadyUsed
+        })
+    ));
+    assert!(matches!(
+        store.consume_token("no-such-hash", "a", t(10)).await,
+        Err(StoreError::TokenRejected {
+            reason: TokenRejection::Unknown
+        })
+    ));
+
+    store
+        .create_token("hash-2", t(0), t(1_000))
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.consume_token("hash-2", "a", t(1_000)).await,
+        Err(StoreError::TokenRejected {
+            reason: TokenRejection::Expired
+        })
+    ));
+    // Still unusable later, and an expired token is not marked used.
+    assert!(matches!(
+        store.consume_token("hash-2", "a", t(5_000)).await,
+        Err(StoreError::TokenRejected {
+            reason: TokenRejection::Expired
+        })
+    ));
+
+    // The rejection says what to do and never echoes the hash.
+    let text = store
+        .consume_token("secret-hash-value", "a", t(0))
+        .await
+        .expect_err("unknown token")
+        .to_string();
+    assert!(text.contains("vigocli envoys token"), "{text}");
+    assert!(!text.contains("secret-hash-value"), "{text}");
+}
+
+async fn concurrent_consumers_exactly_one_wins(db: &TestDb) {
+    for round in 0..5 {
+        let hash = format!("race-{round}");
+        db.store
+            .create_token(&hash, t(0), t(60_000))
+            .await
+            .expect("create");
+        let mut tasks = Vec::new();
+        for contender in 0..8 {
+            let store = Arc::clone(&db.store);
+            let hash = hash.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .consume_token(&hash, &format!("envoy-{contender}"), t(1))
+                    .await
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(()) => wins += 1,
+                Err(StoreError::TokenRejected {
+                    reason: TokenRejection::AlreadyUsed,
+                }) => {}
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+async fn checkin_bookkeeping(db: &TestDb) {
+    let store = &db.store;
+    store
+        .upsert_enrollment_request("a", "CSR", t(0))
+        .await
+        .expect("request");
+    store
+        .approve_envoy("a", "CERT", "f", t(1))
+        .await
+        .expect("approve");
+    let facts = json!({"os": "debian", "cpus": 2, "tags": ["x", "y"]});
+    store
+        .record_checkin("a", &facts, Some("fp-1"), t(100))
+        .await
+        .expect("check-in");
+    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(envoy.facts, facts);
+    assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp-1"));
+    assert_eq!(envoy.last_checkin_at, Some(t(100)));
+
+    store
+        .record_checkin("a", &json!({}), None, t(200))
+        .await
+        .expect("check-in");
+    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(envoy.catalog_fingerprint, None);
+    assert_eq!(envoy.last_checkin_at, Some(t(200)));
+
+    assert!(matches!(
+        store.record_checkin("nobody", &facts, None, t(1)).await,
+        Err(StoreError::EnvoyNotFound { .. })
+    ));
+}
+
+async fn force_push_is_stored(db: &TestDb) {
+    let store = &db.store;
+    for name in ["a", "b", "c"] {
+        store
+            .upsert_enrollment_request(name, "CSR", t(0))
+            .await
+            .expect("request");
+    }
+    assert_eq!(
+        store
+            .set_force_push(&["a", "b", "nobody"], true)
+            .await
+            .expect("set"),
+        2
+    );
+    assert!(store.force_push("a").await.expect("read"));
+    assert!(store.force_push("b").await.expect("read"));
+    assert!(!store.force_push("c").await.expect("read"));
+    assert!(!store.force_push("nobody").await.expect("read"));
+    assert_eq!(store.set_force_push(&[], true).await.expect("nothing"), 0);
+
+    store.set_force_push(&["a"], false).await.expect("clear");
+    assert!(!store.force_push("a").await.expect("read"));
+    assert!(store.force_push("b").await.expect("read"));
+}
+
+async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
+    let store = &db.store;
+    let (db_pw, api_key) = (path("vigo/db/password"), path("vigo/api/key"));
+    store
+        .upsert_enrollment_request("a", "CSR", t(0))
+        .await
+        .expect("request");
+
+    store
+        .queue_triggers(
+            "a",
+            &[
+                ("file:/etc/app.conf", &db_pw),
+                ("file:/etc/app.conf", &api_key),
+                ("exec:restart", &db_pw),
+            ],
+            t(100),
+        )
+        .await
+        .expect("queue");
+    store
+        .queue_triggers("b", &[("file:/etc/other", &db_pw)], t(100))
+        .await
+        .expect("queue for another envoy");
+    // A second rotation of the same secret soon after coalesces.
+    store
+        .queue_triggers("a", &[("file:/etc/app.conf", &db_pw)], t(150))
+        .await
+        .expect("queue again");
+
+    let triggers = store.triggers_for("a").await.expect("read");
+    assert_eq!(triggers.len(), 2);
+    let (restart, conf) = (&triggers[0], &triggers[1]);
+    assert_eq!(restart.resource, "exec:restart");
+    assert_eq!(restart.secret_paths, vec![db_pw.clone()]);
+    assert_eq!(conf.resource, "file:/etc/app.conf");
+    assert_eq!(conf.secret_paths, vec![api_key.clone(), db_pw.clone()]);
+    assert_eq!(conf.queued_at, t(100), "earliest queue time is kept");
+    assert_eq!(conf.last_queued_at, t(150));
+    assert_eq!(conf.delivered_at, None);
+
+    // Nothing clears before it was delivered.
+    assert_eq!(
+        store
+            .clear_triggers("a", &["file:/etc/app.conf"], t(160))
+            .await
+            .expect("clear"),
+        None
+    );
+    assert_eq!(store.triggers_for("a").await.expect("read").len(), 2);
+
+    store
+        .mark_triggers_delivered("a", &["file:/etc/app.conf", "exec:restart"], t(200))
+        .await
+        .expect("delivered");
+    let delivered = store.triggers_for("a").await.expect("read");
+    assert!(
+        delivered
+            .iter()
+            .all(|trigger| trigger.delivered_at == Some(t(200)))
+    );
+
+    // A rotation after the delivery must survive the report about it.
+    store
+        .queue_triggers("a", &[("exec:restart", &db_pw)], t(250))
+        .await
+        .expect("queue after delivery");
+
+    let lag = store
+        .clear_triggers("a", &["file:/etc/app.conf", "exec:restart"], t(400))
+        .await
+        .expect("clear");
+    assert_eq!(lag, Some(Duration::from_millis(300)));
+    let left = store.triggers_for("a").await.expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].resource, "exec:restart");
+    assert_eq!(left[0].delivered_at, None);
+    assert_eq!(left[0].queued_at, t(100));
+
+    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(envoy.last_rotation_lag, Some(Duration::from_millis(300)));
+    assert_eq!(
+        store.triggers_for("b").await.expect("read").len(),
+        1,
+        "other envoys untouched"
+    );
+
+    // Only the applied resource clears.
+    store
+        .mark_triggers_delivered("a", &["exec:restart"], t(500))
+        .await
+        .expect("delivered");
+    store
+        .queue_triggers("a", &[("file:/etc/new", &api_key)], t(510))
+        .await
+        .expect("queue");
+    store
+        .mark_triggers_delivered("a", &["file:/etc/new"], t(520))
+        .await
+        .expect("delivered");
+    let lag = store
+        .clear_triggers("a", &["file:/etc/new"], t(600))
+        .await
+        .expect("clear");
+    assert_eq!(lag, Some(Duration::from_millis(90)));
+    let left = store.triggers_for("a").await.expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].resource, "exec:restart");
+    assert_eq!(
+        store
+            .clear_triggers("a", &[], t(700))
+            .await
+            .expect("clear none"),
+        None
+    );
+}
+
+async fn reports_keep_the_latest(db: &TestDb) {
+    let store = &db.store;
+    store
+        .upsert_enrollment_request("a", "CSR", t(0))
+        .await
+        .expect("request");
+    assert!(store.last_report("a").await.expect("read").is_none());
+    let summary = ReportSummary {
+        changed: 2,
+        failed: 1,
+        skipped: 0,
+        unchanged: 7,
+    };
+    let first = store
+        .insert_report(
+            "a",
+            t(10),
+            summary,
+            false,
+            &json!({"resources": [{"id": "x", "status": "changed"}]}),
+        )
+        .await
+        .expect("insert");
+    let second = store
+        .insert_report(
+            "a",
+            t(20),
+            ReportSummary::default(),
+            true,
+            &json!({"resources": []}),
+        )
+        .await
+        .expect("insert");
+    assert!(second > first);
+    store
+        .insert_report("b", t(30), summary, false, &json!({}))
+        .await
+        .expect("report from an unknown envoy is kept");
+
+    let last = store.last_report("a").await.expect("read").expect("exists");
+    assert_eq!(last.id, second);
+    assert_eq!(last.envoy, "a");
+    assert_eq!(last.received_at, t(20));
+    assert!(last.noop);
+    assert_eq!(last.summary, ReportSummary::default());
+    assert_eq!(last.body, json!({"resources": []}));
+    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(envoy.last_report_at, Some(t(20)));
+    assert_eq!(
+        store
+            .last_report("b")
+            .await
+            .expect("read")
+            .expect("exists")
+            .summary,
+        summary
+    );
+}
+
+async fn secret_versions_are_numbers(db: &TestDb) {
+    let store = &db.store;
+    assert!(store.secret_versions().await.expect("read").is_empty());
+    store
+        .set_secret_version(&path("vigo/db/password"), 1, t(0))
+        .await
+        .expect("set");
+    store
+        .set_secret_version(&path("vigo/api/key"), 4, t(0))
+        .await
+        .expect("set");
+    store
+        .set_secret_version(&path("vigo/db/password"), 2, t(1))
+        .await
+        .expect("update");
+    let versions = store.secret_versions().await.expect("read");
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        vec![(path("vigo/api/key"), 4), (path("vigo/db/password"), 2)]
+    );
+    store
+        .remove_secret_version(&path("vigo/api/key"))
+        .await
+        .expect("remove");
+    assert_eq!(store.secret_versions().await.expect("read").len(), 1);
+    assert!(matches!(
+        store
+            .set_secret_version(&path("vigo/x"), u64::MAX, t(0))
+            .await,
+        Err(StoreError::OutOfRange { .. })
+    ));
+}
+
+async fn audit_log_filters_by_prefix(db: &TestDb) {
+    let store = &db.store;
+    let entries = [
+        ("cli", "vigo/db", 1, AuditEvent::Changed),
+        ("watcher", "vigo/db/password", 3, AuditEvent::Changed),
+        ("startup", "vigo/dbx", 2, AuditEvent::Changed),
+        ("cli", "vigo/db/password", 3, AuditEvent::Deleted),
+    ];
+    for (index, (actor, secret, version, event)) in entries.iter().enumerate() {
+        let at = t(i64::try_from(index).expect("small"));
+        store
+            .record_secret_change(actor, &path(secret), *version, *event, at)
+            .await
+            .expect("record");
+    }
+    let all = store.secret_history(None).await.expect("read");
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[1].actor, "watcher");
+    assert_eq!(all[1].path, path("vigo/db/password"));
+    assert_eq!(all[1].version, 3);
+    assert_eq!(all[3].event, AuditEvent::Deleted);
+    assert!(all.windows(2).all(|pair| pair[0].id < pair[1].id));
+
+    let under: Vec<String> = store
+        .secret_history(Some("vigo/db/"))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|entry| entry.path.as_str().to_owned())
+        .collect();
+    assert_eq!(under, ["vigo/db", "vigo/db/password", "vigo/db/password"]);
+    assert_eq!(store.secret_history(Some("")).await.expect("read").len(), 4);
+    assert!(
+        store
+            .secret_history(Some("other"))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+async fn deliveries_filter_by_envoy_and_path(db: &TestDb) {
+    let store = &db.store;
+    let (one, two) = (path("vigo/one"), path("vigo/two"));
+    store
+        .record_delivery("a", &one, 1, t(0))
+        .await
+        .expect("record");
+    store
+        .record_delivery("a", &two, 5, t(1))
+        .await
+        .expect("record");
+    store
+        .record_delivery("b", &one, 2, t(2))
+        .await
+        .expect("record");
+
+    assert_eq!(store.deliveries(None, None).await.expect("read").len(), 3);
+    let for_a = store.deliveries(Some("a"), None).await.expect("read");
+    assert_eq!(for_a.len(), 2);
+    assert_eq!(
+        (for_a[1].path.clone(), for_a[1].version, for_a[1].at),
+        (two, 5, t(1))
+    );
+    let of_one = store.deliveries(None, Some(&one)).await.expect("read");
+    assert_eq!(
+        of_one.iter().map(|d| d.envoy.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let both = store.deliveries(Some("b"), Some(&one)).await.expect("read");
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0].version, 2);
+    assert!(
+        store
+            .deliveries(Some("c"), None)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    db.store
+        .upsert_enrollment_request("a", "CSR", t(0))
+        .await
+        .expect("request");
+    let again = vigo_store::connect(&db.dsn)
+        .await
+        .expect("connect a second time");
+    assert_eq!(again.backend(), db.store.backend());
+    assert!(
+        again.envoy("a").await.expect("read").is_some(),
+        "data survives"
+    );
+    again.close().await;
+}
