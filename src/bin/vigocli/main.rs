@@ -1,1 +1,107 @@
-fn main() {}
+//! `vigocli`: the Vigo operator CLI.
+//!
+//! Flags common to every command are parsed here; each command group lives
+//! in its own module (`secrets.rs`, ...). Data goes to stdout, diagnostics
+//! to stderr. A failure prints `error: <cause chain>` (and sometimes a
+//! `hint: ...` line) and exits 1; bad flags exit 2.
+
+mod admin;
+mod backend;
+mod hint;
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vigo_log::LogFormat;
+
+use crate::hint::Hinted;
+
+/// The Vigo operator CLI.
+#[derive(Debug, Parser)]
+#[command(name = "vigocli", version, about)]
+struct Cli {
+    /// The server config file (the CLI reads it to reach the secrets
+    /// backend and the server).
+    #[arg(long, global = true, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+
+    /// Lowest level to log on stderr.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info",
+          value_parser = clap::builder::PossibleValuesParser::new(vigo_log::LEVELS))]
+    log_level: String,
+
+    /// Shape of log lines on stderr.
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text",
+          value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]
+    log_format: String,
+
+    /// Shape of the data printed on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// Lines for people.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store, read, list and remove secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug)]
+pub(crate) struct Globals {
+    /// `--config`.
+    pub(crate) config: PathBuf,
+    /// `--output`.
+    pub(crate) output: Output,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.log_format.parse::<LogFormat>().unwrap_or_default();
+    if let Err(e) = vigo_log::init(&cli.log_level, format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let globals = Globals {
+        config: cli.config,
+        output: cli.output,
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                match cli.command {
+                    Command::Secrets { command } => secrets::run(command, &globals).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", vigo_server::error_chain(e.as_ref()));
+            if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<Hinted>()) {
+                eprintln!("hint: {}", hint.hint());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

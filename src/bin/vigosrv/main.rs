@@ -1,1 +1,62 @@
-fn main() {}
+//! `vigosrv`: the Vigo server. Parses flags, sets up logging, and runs the
+//! server from `vigo-server` until SIGTERM or SIGINT.
+//!
+//! Exit status: 0 after a clean shutdown, 1 when startup fails (the cause is
+//! logged as `ERROR server failed error="..."`), 2 for bad flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vigo_log::LogFormat;
+use vigo_server::{Server, error_chain, shutdown_signal};
+
+/// The Vigo configuration-management server.
+#[derive(Debug, Parser)]
+#[command(name = "vigosrv", version, about)]
+struct Args {
+    /// The server config file.
+    #[arg(long, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+
+    /// Lowest level to log.
+    #[arg(long, value_name = "LEVEL", default_value = "info",
+          value_parser = clap::builder::PossibleValuesParser::new(vigo_log::LEVELS))]
+    log_level: String,
+
+    /// Shape of log lines on stderr.
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let format = args.log_format.parse::<LogFormat>().unwrap_or_default();
+    if let Err(e) = vigo_log::init(&args.log_level, format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %format!("starting the async runtime: {e}"), "server failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Server::start(&args.config).await {
+            Ok(server) => {
+                server.serve(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,217 @@
+//! The second stage of loading: fetching every `secret:` reference of a
+//! [`RawConfig`] through the provider (SPEC 4.4). Nothing falls back: the
+//! first reference that cannot be fetched is the error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use vigo_secrets::{SecretPath, SecretProvider, SecretRef, SecretValue, VersionedSecret};
+
+use crate::{ConfigError, ConfigString, RawConfig, RawSmtp};
+
+/// A config string after resolution. A value that came from a secret stays
+/// in a [`SecretValue`], so it is redacted wherever it is printed.
+#[derive(Clone)]
+pub enum ResolvedString {
+    /// Written in the file.
+    Literal(String),
+    /// Fetched from the backend.
+    Secret {
+        /// Where it came from.
+        path: SecretPath,
+        /// The value.
+        value: SecretValue,
+    },
+}
+
+impl ResolvedString {
+    /// The text itself. For a secret this exposes the value: hand it only to
+    /// the consumer that needs it (an SMTP client), never to a log.
+    pub fn expose(&self) -> &str {
+        match self {
+            Self::Literal(s) => s,
+            Self::Secret { value, .. } => value.expose_secret(),
+        }
+    }
+}
+
+impl fmt::Debug for ResolvedString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Literal(s) => fmt::Debug::fmt(s, f),
+            Self::Secret { path, .. } => write!(f, "[secret:{path}]"),
+        }
+    }
+}
+
+/// `smtp` with its references resolved.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// `smtp.host`.
+    pub host: ResolvedString,
+    /// `smtp.port`.
+    pub port: u16,
+    /// `smtp.username`.
+    pub username: Option<ResolvedString>,
+    /// `smtp.password`.
+    pub password: Option<SecretValue>,
+    /// `smtp.from`.
+    pub from: ResolvedString,
+    /// `smtp.to`.
+    pub to: Vec<ResolvedString>,
+}
+
+/// The server config with every reference resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The validated file (paths, listen address, backend, intervals).
+    pub raw: RawConfig,
+    /// `database.dsn`, resolved.
+    pub database_dsn: SecretValue,
+    /// `smtp`, resolved.
+    pub smtp: Option<SmtpConfig>,
+    /// The version of each secret that was resolved, to notice rotations.
+    pub versions: BTreeMap<SecretPath, u64>,
+}
+
+/// Resolves every reference of `raw`, in file order.
+///
+/// A failure names the secret and the backend's cause:
+/// `resolving secret 'vigo/db/dsn': file not found`.
+pub async fn resolve(
+    raw: &RawConfig,
+    provider: &dyn SecretProvider,
+) -> Result<ServerConfig, ConfigError> {
+    let mut versions = BTreeMap::new();
+    let database_dsn = fetch_ref(provider, &raw.database_dsn, &mut versions).await?;
+    let smtp = match &raw.smtp {
+        None => None,
+        Some(s) => Some(resolve_smtp(s, provider, &mut versions).await?),
+    };
+    Ok(ServerConfig {
+        raw: raw.clone(),
+        database_dsn,
+        smtp,
+        versions,
+    })
+}
+
+/// Fetches one secret, turning a backend failure into
+/// [`ConfigError::Resolve`].
+pub async fn fetch_secret(
+    provider: &dyn SecretProvider,
+    path: &SecretPath,
+) -> Result<VersionedSecret, ConfigError> {
+    provider
+        .get(path)
+        .await
+        .map_err(|cause| ConfigError::Resolve {
+            path: path.clone(),
+            cause,
+        })
+}
+
+async fn resolve_smtp(
+    s: &RawSmtp,
+    provider: &dyn SecretProvider,
+    versions: &mut BTreeMap<SecretPath, u64>,
+) -> Result<SmtpConfig, ConfigError> {
+    let host = resolve_string(&s.host, provider, versions).await?;
+    let username = match &s.username {
+        None => None,
+        Some(u) => Some(resolve_string(u, provider, versions).await?),
+    };
+    let password = match &s.password {
+        None => None,
+        Some(p) => Some(fetch_ref(provider, p, versions).await?),
+    };
+    let from = resolve_string(&s.from, provider, versions).await?;
+    let mut to = Vec::with_capacity(s.to.len());
+    for t in &s.to {
+        to.push(resolve_string(t, provider, versions).await?);
+    }
+    Ok(SmtpConfig {
+        host,
+        port: s.port,
+        username,
+        password,
+        from,
+        to,
+    })
+}
+
+async fn resolve_string(
+    s: &ConfigString,
+    provider: &dyn SecretProvider,
+    versions: &mut BTreeMap<SecretPath, u64>,
+) -> Result<ResolvedString, ConfigError> {
+    Ok(match s {
+        ConfigString::Literal(text) => ResolvedString::Literal(text.clone()),
+        ConfigString::Secret(r) => ResolvedString::Secret {
+            path: r.path().clone(),
+            value: fetch_ref(provider, r, versions).await?,
+        },
+    })
+}
+
+async fn fetch_ref(
+    provider: &dyn SecretProvider,
+    r: &SecretRef,
+    versions: &mut BTreeMap<SecretPath, u64>,
+) -> Result<SecretValue, ConfigError> {
+    let found = fetch_secret(provider, r.path()).await?;
+    versions.insert(r.path().clone(), found.version);
+    Ok(found.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use vigo_secrets::MemoryProvider;
+
+    use super::*;
+
+    fn p(s: &str) -> SecretPath {
+        SecretPath::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn missing_dsn_names_the_path_and_cause() {
+        let raw = RawConfig::parse("", Path::new("/etc/vigo/vigosrv.yaml")).unwrap();
+        let provider = MemoryProvider::new();
+        let err = resolve(&raw, &provider).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resolving secret 'vigo/db/dsn': memory: not found"
+        );
+    }
+
+    #[tokio::test]
+    async fn references_resolve_into_redacted_values() {
+        let raw = RawConfig::parse(
+            "smtp:\n  host: \"secret:vigo/smtp/host\"\n  password: \"secret:vigo/smtp/password\"\n  from: a@b\n  to: [c@d]\n",
+            Path::new("/etc/vigo/vigosrv.yaml"),
+        )
+        .unwrap();
+        let provider = MemoryProvider::new();
+        provider.insert(&p("vigo/db/dsn"), "sqlite:///x?key=canary-dsn".into());
+        provider.insert(&p("vigo/smtp/host"), "mail.internal".into());
+        provider.insert(&p("vigo/smtp/host"), "mail2.internal".into());
+        provider.insert(&p("vigo/smtp/password"), "canary-pw".into());
+        let c = resolve(&raw, &provider).await.unwrap();
+        assert_eq!(c.database_dsn.expose_secret(), "sqlite:///x?key=canary-dsn");
+        let smtp = c.smtp.as_ref().unwrap();
+        assert_eq!(smtp.host.expose(), "mail2.internal");
+        assert_eq!(smtp.from.expose(), "a@b");
+        assert_eq!(c.versions[&p("vigo/smtp/host")], 2);
+        let debug = format!("{c:?}");
+        for canary in ["canary-dsn", "canary-pw", "mail2.internal"] {
+            assert!(
+                !debug.contains(canary),
+                "{canary} leaked through Debug: {debug}"
+            );
+        }
+        assert!(debug.contains("[secret:vigo/smtp/host]"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Errors: [`ServerError`] for startup and serving, [`AppError`] for HTTP
+//! answers, and [`error_chain`] to print either on one line.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use vigo_config::ConfigError;
+use vigo_pki::PkiError;
+use vigo_proto::ApiError;
+
+/// Why the server could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Reading `vigosrv.yaml`, opening the secrets backend, first start, or
+    /// resolving a secret the server needs.
+    #[error("loading server config")]
+    Config(#[source] ConfigError),
+
+    /// The TLS certificates in the secrets backend are unusable.
+    #[error("setting up TLS")]
+    Tls(#[source] PkiError),
+
+    /// Writing `<data_dir>/ca.crt` (or creating `data_dir`) failed.
+    #[error("writing {}", file.display())]
+    WriteFile {
+        /// The file or folder.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The listen address could not be bound.
+    #[error(
+        "listening on {addr} (check `listen` in the server config and that no other process uses the port)"
+    )]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ConfigError> for ServerError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+/// Joins an error and its sources with `": "`, the one-line form the
+/// binaries print (`loading server config: resolving secret 'vigo/db/dsn':
+/// file not found`). A source whose text the line already ends with is
+/// skipped: some errors print their cause inline and also return it as
+/// their source.
+pub fn error_chain(err: &(dyn Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !text.is_empty() && !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = source.source();
+    }
+    line
+}
+
+/// An HTTP error answer with a stable JSON body ([`ApiError`]).
+///
+/// Internal causes are logged here and never sent to the client; client
+/// mistakes are not logged as errors.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AppError {
+    /// Missing or wrong bearer token (401).
+    Unauthorized,
+    /// A valid client certificate is required or the caller may not do this
+    /// (403).
+    Forbidden(String),
+    /// The request is malformed (400); the message says what to fix.
+    BadRequest(String),
+    /// No such route or object (404).
+    NotFound(String),
+    /// Something failed on the server (500); the cause is logged only.
+    Internal(String),
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid bearer token".to_owned(),
+            ),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error; see the server log".to_owned(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let (status, code, message) = self.parts();
+        let mut response = (
+            status,
+            Json(ApiError {
+                code: code.to_owned(),
+                message,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inline);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inline: {0}")]
+    struct Inline(#[source] std::io::Error);
+
+    #[test]
+    fn chain_skips_causes_already_printed() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(error_chain(&Outer(Inline(io))), "outer: inline: gone");
+    }
+
+    #[test]
+    fn missing_secret_reads_as_specified() {
+        let err = ServerError::Config(ConfigError::Resolve {
+            path: vigo_secrets::SecretPath::parse("vigo/db/dsn").unwrap(),
+            cause: vigo_secrets::SecretError::NotFound { backend: "local" },
+        });
+        assert_eq!(
+            error_chain(&err),
+            "loading server config: resolving secret 'vigo/db/dsn': file not found"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Starting the server (SPEC 4.2, 4.4): config, secrets backend, first
+//! start, resolution of every secret, the exported CA certificate, TLS and
+//! the listening socket. Every step either succeeds or ends the start with
+//! an error; nothing falls back.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use vigo_config::bootstrap::{self, KeyStep};
+use vigo_config::{RawConfig, SecretsBackend};
+
+use crate::{AppState, ServerError, ServerSecrets, router, serve_tls};
+
+/// A started server: everything loaded and the socket bound, not yet
+/// serving.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Runs every startup step for the config file at `config_file`.
+    pub async fn start(config_file: &Path) -> Result<Self, ServerError> {
+        let raw = RawConfig::load(config_file)?;
+        tracing::info!(config = %raw.file.display(), backend = raw.secrets.name(), "starting");
+
+        let key_step = match &raw.secrets {
+            SecretsBackend::Local {
+                key_file,
+                secrets_dir,
+            } => bootstrap::prepare_local_key(key_file, secrets_dir)?,
+            SecretsBackend::Isopass { .. } => KeyStep::Existing,
+        };
+        let provider = vigo_config::open_provider(&raw)?;
+        if key_step == KeyStep::Generated {
+            let created = bootstrap::ensure_generated_secrets(&*provider, &raw.data_dir).await?;
+            tracing::info!(
+                secrets = created.len(),
+                "first start: generated the server's secrets"
+            );
+        }
+
+        let config = vigo_config::resolve(&raw, &*provider).await?;
+        let secrets = ServerSecrets::load(&*provider).await?;
+
+        create_data_dir(&raw.data_dir)?;
+        let ca_file = raw.ca_cert_file();
+        write_public_file(&ca_file, secrets.ca.cert_pem.as_bytes())?;
+        let fingerprint =
+            vigo_pki::cert_fingerprint_sha256(&secrets.ca.cert_pem).map_err(ServerError::Tls)?;
+        tracing::info!(path = %ca_file.display(), sha256 = %fingerprint, "wrote CA certificate");
+
+        let tls = vigo_pki::server_tls_config(&secrets.server, &secrets.ca.cert_pem)
+            .map_err(ServerError::Tls)?;
+        let listener = TcpListener::bind(raw.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: raw.listen,
+                source,
+            })?;
+        let state = AppState::new(config, provider, secrets);
+        Ok(Self {
+            state,
+            tls,
+            listener,
+        })
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TCP socket always has a local address; fall back to the
+        // configured one rather than panic.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config().raw.listen)
+    }
+
+    /// The shared state the handlers see.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTPS until `shutdown` completes, then finishes the requests in
+    /// flight and returns.
+    pub async fn serve<F>(self, shutdown: F)
+    where
+        F: Future<Output = ()> + Send,
+    {
+        tracing::info!(address = %self.local_addr(), "listening");
+        serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
+        tracing::info!("server stopped");
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT; stop the server with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Creates `data_dir` (mode 0700) when it does not exist yet.
+fn create_data_dir(dir: &Path) -> Result<(), ServerError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServerError::WriteFile {
+            file: dir.to_owned(),
+            source,
+        })
+}
+
+/// Writes a public file atomically with mode 0644: a temporary file in the
+/// same folder, fsync, rename over the target, fsync the folder.
+fn write_public_file(file: &Path, contents: &[u8]) -> Result<(), ServerError> {
+    let error = |source| ServerError::WriteFile {
+        file: file.to_owned(),
+        source,
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&temp)?;
+        // The umask may have narrowed the mode; the CA certificate is public.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, file)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_file_is_replaced_atomically_with_mode_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.crt");
+        write_public_file(&file, b"one").unwrap();
+        write_public_file(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+}

@@ -1,0 +1,332 @@
+//! `vigocli secrets ...`: store, read, list, remove and bootstrap secrets
+//! through the backend the server config names (SPEC 4.5, 7).
+//!
+//! Every PATH is validated before the config is even read, so an invalid
+//! path (`../../etc/shadow`) never reaches a backend.
+//!
+//! After `set`, the server is told through its admin API. The secret is
+//! stored whatever the server answers, so `set` exits 0 in every case: when
+//! the server cannot be reached it says so on stdout (the server applies the
+//! change at its next start), and when the server answers with an error
+//! (e.g. 401) a `warning:` line on stderr says what it answered.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Serialize;
+use vigo_config::{RawConfig, SecretsBackend, bootstrap, fetch_secret};
+use vigo_proto::admin::{SecretChanged, SecretChangedAnswer};
+use vigo_secrets::{SecretPath, SecretValue};
+use zeroize::Zeroizing;
+
+use crate::admin::{AdminClient, AdminError};
+use crate::backend::{self, Backend};
+use crate::hint::WithHint;
+use crate::{Globals, Output};
+
+/// The `secrets` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Store a secret, then notify the server. VALUE `-` reads the value
+    /// from stdin (one trailing newline is dropped), keeping it out of `ps`
+    /// and shell history.
+    Set {
+        /// The secret's path, e.g. vigo/grafana/admin-password.
+        path: String,
+        /// The value, or `-` to read it from stdin.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Print a secret's value.
+    Get {
+        /// The secret's path.
+        path: String,
+    },
+    /// Print paths and versions (never values).
+    List {
+        /// Only paths under this prefix (whole segments).
+        prefix: Option<String>,
+    },
+    /// Delete a secret; refused while the config references it.
+    Rm {
+        /// The secret's path.
+        path: String,
+        /// Delete even when the config references it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create the server's generated secrets (CA, server certificate,
+    /// database DSN, admin token, HMAC key) that are missing.
+    Bootstrap,
+}
+
+/// Runs one `secrets` subcommand.
+pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::Result<()> {
+    match command {
+        SecretsCommand::Set { path, value } => {
+            let path = parse_path(&path)?;
+            let value = if value == "-" {
+                read_stdin_value()?
+            } else {
+                SecretValue::new(value)
+            };
+            set(&path, &value, globals).await
+        }
+        SecretsCommand::Get { path } => get(&parse_path(&path)?, globals).await,
+        SecretsCommand::List { prefix } => list(prefix.as_deref().unwrap_or(""), globals).await,
+        SecretsCommand::Rm { path, force } => rm(&parse_path(&path)?, force, globals).await,
+        SecretsCommand::Bootstrap => bootstrap(globals).await,
+    }
+}
+
+fn parse_path(path: &str) -> anyhow::Result<SecretPath> {
+    Ok(SecretPath::parse(path)?)
+}
+
+/// Reads the whole of stdin as the value, dropping one trailing newline.
+fn read_stdin_value() -> anyhow::Result<SecretValue> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(8192));
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .context("reading the value from stdin")?;
+    let mut text = match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => text,
+        Err(e) => {
+            // Wipe the bytes before reporting.
+            drop(Zeroizing::new(e.into_bytes()));
+            bail!("the value read from stdin is not valid UTF-8");
+        }
+    };
+    if text.ends_with("\r\n") {
+        text.truncate(text.len() - 2);
+    } else if text.ends_with('\n') {
+        text.truncate(text.len() - 1);
+    }
+    Ok(SecretValue::new(text))
+}
+
+#[derive(Serialize)]
+struct SetResult<'a> {
+    path: &'a SecretPath,
+    version: u64,
+    /// `notified`, `unreachable` or `refused`.
+    server: &'static str,
+}
+
+async fn set(path: &SecretPath, value: &SecretValue, globals: &Globals) -> anyhow::Result<()> {
+    let Backend { raw, provider } = backend::open(&globals.config)?;
+    let version = provider
+        .set(path, value)
+        .await
+        .with_context(|| format!("storing secret '{path}'"))?;
+    if globals.output == Output::Text {
+        println!("Secret \"{path}\" stored.");
+    }
+    let server = match notify(&raw, &*provider, path, version).await {
+        Ok(()) => {
+            if globals.output == Output::Text {
+                println!("Server notified — affected envoys will apply on next check-in.");
+            }
+            "notified"
+        }
+        Err(NotifyFailure::Unreachable(cause)) => {
+            tracing::debug!(error = %cause, "server notification failed");
+            if globals.output == Output::Text {
+                println!("Server not reachable — the change will be applied when it next starts.");
+            }
+            "unreachable"
+        }
+        Err(NotifyFailure::Refused(cause)) => {
+            eprintln!(
+                "warning: the secret is stored, but notifying the server failed: {cause}; the server applies the change when it next starts"
+            );
+            "refused"
+        }
+    };
+    if globals.output == Output::Json {
+        print_json(&SetResult {
+            path,
+            version,
+            server,
+        })?;
+    }
+    Ok(())
+}
+
+enum NotifyFailure {
+    /// No server answered.
+    Unreachable(String),
+    /// A server answered, but not with success (or the CLI could not even
+    /// build the request).
+    Refused(String),
+}
+
+async fn notify(
+    raw: &RawConfig,
+    provider: &dyn vigo_secrets::SecretProvider,
+    path: &SecretPath,
+    version: u64,
+) -> Result<(), NotifyFailure> {
+    let client = AdminClient::new(raw, provider)
+        .await
+        .map_err(|e| NotifyFailure::Refused(vigo_server::error_chain(e.as_ref())))?;
+    let change = SecretChanged {
+        path: path.clone(),
+        version: Some(version),
+    };
+    match client
+        .post::<_, SecretChangedAnswer>("/v1/admin/secrets/changed", &change)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e @ AdminError::Unreachable { .. }) => Err(NotifyFailure::Unreachable(e.to_string())),
+        Err(e) => Err(NotifyFailure::Refused(e.to_string())),
+    }
+}
+
+async fn get(path: &SecretPath, globals: &Globals) -> anyhow::Result<()> {
+    let Backend { provider, .. } = backend::open(&globals.config)?;
+    let found = fetch_secret(&*provider, path)
+        .await
+        .hint("`vigocli secrets list` shows the stored paths")?;
+    let mut out = Zeroizing::new(Vec::new());
+    match globals.output {
+        Output::Text => {
+            out.extend_from_slice(found.value.expose_secret().as_bytes());
+            out.push(b'\n');
+        }
+        Output::Json => {
+            #[derive(Serialize)]
+            struct Shown<'a> {
+                path: &'a SecretPath,
+                version: u64,
+                value: &'a str,
+            }
+            serde_json::to_writer(
+                &mut *out,
+                &Shown {
+                    path,
+                    version: found.version,
+                    value: found.value.expose_secret(),
+                },
+            )?;
+            out.push(b'\n');
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+async fn list(prefix: &str, globals: &Globals) -> anyhow::Result<()> {
+    let trimmed = prefix.trim_end_matches('/');
+    if !trimmed.is_empty() {
+        SecretPath::parse(trimmed).context("invalid prefix")?;
+    }
+    let Backend { provider, .. } = backend::open(&globals.config)?;
+    let found = provider.list(trimmed).await.context("listing secrets")?;
+    match globals.output {
+        Output::Text => {
+            for info in &found {
+                println!("{}  {}", info.path, info.version);
+            }
+        }
+        Output::Json => print_json(&found)?,
+    }
+    Ok(())
+}
+
+async fn rm(path: &SecretPath, force: bool, globals: &Globals) -> anyhow::Result<()> {
+    let raw = backend::load_config(&globals.config)?;
+    if !force {
+        let users = references(&raw, path)?;
+        if !users.is_empty() {
+            let users: Vec<_> = users.into_iter().collect();
+            return Err(anyhow::anyhow!(
+                "secret '{path}' is still referenced by {}",
+                users.join(" and ")
+            ))
+            .hint("remove the references first, or pass --force");
+        }
+    }
+    let Backend { provider, .. } = backend::open(&globals.config)?;
+    provider
+        .delete(path)
+        .await
+        .with_context(|| format!("removing secret '{path}'"))?;
+    match globals.output {
+        Output::Text => println!("Secret \"{path}\" removed."),
+        Output::Json => print_json(&serde_json::json!({ "path": path, "removed": true }))?,
+    }
+    Ok(())
+}
+
+/// Who references `path`: the server itself (its config or its own
+/// secrets) and the config repository.
+fn references(raw: &RawConfig, path: &SecretPath) -> anyhow::Result<BTreeSet<String>> {
+    let mut users = BTreeSet::new();
+    if raw.required_secrets().contains(path) {
+        users.insert(format!("the server ({})", raw.file.display()));
+    }
+    if repo_exists(&raw.config_dir) {
+        let repo = vigo_compiler::ConfigRepo::load(&raw.config_dir)
+            .map_err(|d| anyhow::anyhow!("{d}"))
+            .with_context(|| {
+                format!(
+                    "cannot tell whether the config repository {} references '{path}'",
+                    raw.config_dir.display()
+                )
+            })
+            .hint("fix the config repository (`vigocli check`), or pass --force")?;
+        if repo.referenced_secrets().contains(path) {
+            users.insert(format!(
+                "the config repository ({})",
+                raw.config_dir.display()
+            ));
+        }
+    }
+    Ok(users)
+}
+
+fn repo_exists(config_dir: &Path) -> bool {
+    config_dir.join(vigo_compiler::NODES_FILE).exists()
+}
+
+async fn bootstrap(globals: &Globals) -> anyhow::Result<()> {
+    let raw = backend::load_config(&globals.config)?;
+    if let SecretsBackend::Local {
+        key_file,
+        secrets_dir,
+    } = &raw.secrets
+        && bootstrap::prepare_local_key(key_file, secrets_dir)? == bootstrap::KeyStep::Generated
+        && globals.output == Output::Text
+    {
+        println!("Master key {} generated.", key_file.display());
+    }
+    let Backend { raw, provider } = backend::open(&globals.config)?;
+    let created = bootstrap::ensure_generated_secrets(&*provider, &raw.data_dir).await?;
+    match globals.output {
+        Output::Text if created.is_empty() => {
+            println!("Nothing to create: every generated secret exists.");
+        }
+        Output::Text => {
+            for path in &created {
+                println!("Secret \"{path}\" created.");
+            }
+        }
+        Output::Json => print_json(&created)?,
+    }
+    Ok(())
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}

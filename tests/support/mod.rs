@@ -1,0 +1,390 @@
+//! Shared helpers for the end-to-end tests: a temporary folder per test with
+//! a server config in it, free ports, the real binaries (`vigosrv`,
+//! `vigocli`, `vigoenvoy`) run as child processes, and HTTPS calls that
+//! trust only the exported CA certificate.
+//!
+//! Every test binary includes this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An upper bound for waiting on a child process, so a broken build fails
+/// the test instead of hanging it. Not a performance expectation.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The path of one of the project's binaries.
+pub(crate) fn bin(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "vigosrv" => env!("CARGO_BIN_EXE_vigosrv"),
+        "vigocli" => env!("CARGO_BIN_EXE_vigocli"),
+        "vigoenvoy" => env!("CARGO_BIN_EXE_vigoenvoy"),
+        other => panic!("no binary named {other}"),
+    })
+}
+
+/// A port nothing listens on right now (bound once, then released).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// A temporary folder holding a server config whose data lives under
+/// `<root>/data` and whose config repository is `<root>/config`. Removed
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct TestDir {
+    dir: tempfile::TempDir,
+    /// The port written into `listen`.
+    pub(crate) port: u16,
+}
+
+impl TestDir {
+    /// A new folder with `vigosrv.yaml` listening on a free loopback port.
+    pub(crate) fn new() -> Self {
+        Self::with_config_extra("")
+    }
+
+    /// Like [`TestDir::new`], with `extra` YAML appended to the config.
+    pub(crate) fn with_config_extra(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let port = free_port();
+        let this = Self { dir, port };
+        this.write(
+            "vigosrv.yaml",
+            &format!(
+                "listen: \"127.0.0.1:{port}\"\ndata_dir: data\nconfig_dir: config\ndatabase:\n  dsn: \"secret:vigo/db/dsn\"\n{extra}"
+            ),
+        );
+        this
+    }
+
+    /// The folder.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `rel` (parents created) and returns the path.
+    pub(crate) fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let file = self.path().join(rel);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).expect("creating a folder");
+        }
+        std::fs::write(&file, contents).expect("writing a file");
+        file
+    }
+
+    /// `vigosrv.yaml`.
+    pub(crate) fn config(&self) -> PathBuf {
+        self.path().join("vigosrv.yaml")
+    }
+
+    /// `data_dir`.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    /// The local backend's master key file.
+    pub(crate) fn key_file(&self) -> PathBuf {
+        self.data_dir().join("master.key")
+    }
+
+    /// The local backend's secrets folder.
+    pub(crate) fn secrets_dir(&self) -> PathBuf {
+        self.data_dir().join("secrets")
+    }
+
+    /// The file that holds secret `path` in the local backend.
+    pub(crate) fn secret_file(&self, path: &str) -> PathBuf {
+        self.secrets_dir().join(path)
+    }
+
+    /// The exported CA certificate.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.data_dir().join("ca.crt")
+    }
+
+    /// `vigocli --config <this config>`, ready for more arguments.
+    pub(crate) fn vigocli(&self) -> Command {
+        let mut cmd = Command::new(bin("vigocli"));
+        cmd.arg("--config").arg(self.config());
+        cmd
+    }
+
+    /// Runs `vigocli` with `args` and no stdin.
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        run(self.vigocli().args(args).stdin(Stdio::null()))
+    }
+
+    /// Runs `vigocli` with `args`, feeding `input` on stdin.
+    pub(crate) fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        run_with_stdin(self.vigocli().args(args), input)
+    }
+
+    /// Starts `vigosrv` on this folder's config and waits until it answers
+    /// `/healthz`.
+    pub(crate) fn start_server(&self, extra_args: &[&str]) -> ServerProcess {
+        let mut server = ServerProcess::spawn(&self.config(), extra_args);
+        server.wait_healthy(self.port, &self.ca_file());
+        server
+    }
+
+    /// Every file under the folder with its bytes.
+    pub(crate) fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        snapshot(self.path())
+    }
+}
+
+/// Runs a command to completion, capturing its output.
+pub(crate) fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("running a binary")
+}
+
+/// Runs a command with `input` on stdin.
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a binary");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input).expect("writing stdin");
+    drop(stdin);
+    child.wait_with_output().expect("waiting for a binary")
+}
+
+/// stdout as text.
+pub(crate) fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// stderr as text.
+pub(crate) fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every regular file under `dir` (recursively) with its bytes.
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(t) if t.is_file() => {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        files.insert(path, bytes);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub(crate) fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A running `vigosrv`, killed when dropped. Its stderr (the log) is
+/// collected in the background.
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    status: Option<ExitStatus>,
+}
+
+impl ServerProcess {
+    /// Starts `vigosrv --config <config> <extra_args>` without waiting.
+    pub(crate) fn spawn(config: &Path, extra_args: &[&str]) -> Self {
+        let mut child = Command::new(bin("vigosrv"))
+            .arg("--config")
+            .arg(config)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning vigosrv");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            log,
+            status: None,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub(crate) fn log_bytes(&self) -> Vec<u8> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Everything the server logged so far, as text.
+    pub(crate) fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log_bytes()).into_owned()
+    }
+
+    /// Waits until `ca_file` exists and `GET https://127.0.0.1:<port>/healthz`
+    /// answers `ok`. Panics with the log if the server exits first.
+    pub(crate) fn wait_healthy(&mut self, port: u16, ca_file: &Path) {
+        let deadline = Instant::now() + PATIENCE;
+        let url = format!("https://127.0.0.1:{port}/healthz");
+        loop {
+            if let Some(status) = self.try_status() {
+                panic!(
+                    "vigosrv exited ({status}) before it was healthy; log:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(ca) = std::fs::read_to_string(ca_file)
+                && let Ok((200, body)) = https_get(&url, &ca)
+                && body == "ok"
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigosrv never became healthy; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the log contains `needle`; false if it never does.
+    pub(crate) fn wait_for_log(&mut self, needle: &str) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if self.try_status().is_some() {
+                // Give the reader thread a moment to drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                return self.log().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The exit status, if the process has ended.
+    pub(crate) fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits for the process to exit by itself.
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.try_status() {
+                // Let the reader thread drain what is left in the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigosrv did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `GET url` over HTTPS trusting only `ca_pem`; the status and body text.
+pub(crate) fn https_get(url: &str, ca_pem: &str) -> Result<(u16, String), String> {
+    let tls = vigo_pki::client_tls_config(ca_pem, None).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(Arc::unwrap_or_clone(tls))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| e.to_string())?;
+        Ok((status, body))
+    })
+}
+
+/// A small pseudo-random generator for tests (xorshift), seeded from the
+/// clock; the seed is printed so a failure can be replayed.
+#[derive(Debug)]
+pub(crate) struct TestRng(u64);
+
+impl TestRng {
+    /// Seeded from the clock.
+    pub(crate) fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("TestRng seed {seed}");
+        Self(seed)
+    }
+
+    /// The next number below `bound`.
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound.max(1)
+    }
+
+    /// A hex token of 16 random-looking characters.
+    pub(crate) fn token(&mut self) -> String {
+        format!("{:016x}", self.below(u64::MAX))
+    }
+}
