@@ -10,10 +10,13 @@
 //!   an absolute path or any byte outside `[A-Za-z0-9._-/]`.
 //! - [`SecretProvider`]: the backend trait (get with version, set, list,
 //!   delete, batch versions), implemented by [`LocalProvider`] (AES-256-GCM
-//!   files under a master key) and [`MemoryProvider`] (tests, benchmarks).
+//!   files under a master key), [`IsopassProvider`] (the isopass HTTPS API,
+//!   configured by [`IsopassConfig`]) and [`MemoryProvider`] (tests,
+//!   benchmarks).
 //! - [`SecretError`]: what went wrong, never containing a secret value.
 
 mod error;
+mod isopass;
 mod local;
 mod memory;
 mod path;
@@ -21,6 +24,7 @@ mod provider;
 mod value;
 
 pub use error::SecretError;
+pub use isopass::{IsopassConfig, IsopassProvider};
 pub use local::{LocalProvider, MasterKey};
 pub use memory::MemoryProvider;
 pub use path::{MAX_PATH_LEN, PathError, SECRET_PREFIX, SecretPath, SecretRef};
