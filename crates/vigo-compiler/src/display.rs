@@ -1,0 +1,126 @@
+//! Human and JSON forms of a catalog for `vigocli catalog`.
+
+use std::fmt::Write;
+
+use vigo_catalog::{Catalog, Presence, Resource, ResourceKind, SecretText, When};
+
+/// The catalog as a readable YAML-like listing, one block per resource.
+/// Secrets appear only as `[secret:path]`, never as values, whatever the
+/// catalog carries.
+pub fn render_catalog_text(catalog: &Catalog) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "envoy: {}", catalog.envoy);
+    if catalog.resources.is_empty() {
+        out.push_str("resources: []\n");
+    } else {
+        out.push_str("resources:\n");
+        for r in &catalog.resources {
+            resource_text(&mut out, r);
+        }
+    }
+    if !catalog.secrets.is_empty() {
+        out.push_str("secrets:\n");
+        for (path, s) in &catalog.secrets {
+            let _ = writeln!(out, "  {path}: version {}", s.version);
+        }
+    }
+    out
+}
+
+fn resource_text(out: &mut String, r: &Resource) {
+    let _ = writeln!(out, "  - name: {}", r.name);
+    let _ = writeln!(out, "    type: {}", r.kind.type_name());
+    let field = |out: &mut String, key: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "    {key}: {value}");
+    };
+    let text = |out: &mut String, key: &str, value: &SecretText| {
+        let shown = value.redacted();
+        if shown.contains('\n') {
+            let _ = writeln!(out, "    {key}: |");
+            for line in shown.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        } else {
+            let _ = writeln!(out, "    {key}: {shown:?}");
+        }
+    };
+    let presence = |out: &mut String, p: Presence| {
+        if p == Presence::Absent {
+            field(out, "state", &"absent");
+        }
+    };
+    match &r.kind {
+        ResourceKind::File(f) => {
+            field(out, "target_path", &f.target_path);
+            field(out, "mode", &f.mode);
+            f.owner.iter().for_each(|o| field(out, "owner", o));
+            f.group.iter().for_each(|g| field(out, "group", g));
+            presence(out, f.state);
+            f.content.iter().for_each(|c| text(out, "content", c));
+        }
+        ResourceKind::Directory(d) => {
+            field(out, "target_path", &d.target_path);
+            field(out, "mode", &d.mode);
+            d.owner.iter().for_each(|o| field(out, "owner", o));
+            d.group.iter().for_each(|g| field(out, "group", g));
+            presence(out, d.state);
+        }
+        ResourceKind::Exec(e) => {
+            field(out, "command", &format!("{:?}", e.command));
+            e.stdin.iter().for_each(|s| text(out, "stdin", s));
+            e.secret_file
+                .iter()
+                .for_each(|s| text(out, "secret_file", s));
+            e.creates.iter().for_each(|c| field(out, "creates", c));
+            e.cwd.iter().for_each(|c| field(out, "cwd", c));
+            field(out, "timeout", &format!("{}s", e.timeout_secs));
+        }
+        ResourceKind::Service(s) => {
+            field(out, "service", &s.service);
+            if let Some(state) = s.state {
+                let state = match state {
+                    vigo_catalog::ServiceState::Running => "running",
+                    vigo_catalog::ServiceState::Stopped => "stopped",
+                };
+                field(out, "state", &state);
+            }
+            s.enabled.iter().for_each(|e| field(out, "enabled", e));
+        }
+        ResourceKind::Package(p) => {
+            field(out, "package", &p.package);
+            presence(out, p.state);
+        }
+    }
+    if r.when == When::Changed {
+        field(out, "when", &"changed");
+    }
+    let list = |out: &mut String, key: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            field(out, key, &format!("[{}]", items.join(", ")));
+        }
+    };
+    list(out, "depends_on", r.depends_on.clone());
+    list(out, "notify", r.notify.clone());
+    list(
+        out,
+        "watch_secret",
+        r.watch_secret.iter().map(ToString::to_string).collect(),
+    );
+    if r.secret_triggered {
+        field(out, "_secret_triggered", &true);
+    }
+    r.source.iter().for_each(|s| field(out, "source", s));
+}
+
+/// The catalog as pretty JSON. Without `reveal`, secret values are left
+/// out (versions stay); with it, they are included, as the envoy gets them.
+pub fn catalog_json(catalog: &Catalog, reveal: bool) -> String {
+    let result = if reveal {
+        serde_json::to_string_pretty(catalog)
+    } else {
+        serde_json::to_string_pretty(&catalog.redacted())
+    };
+    // The catalog types serialise infallibly (string-keyed maps, no custom
+    // serialiser that errors).
+    result.unwrap_or_default()
+}

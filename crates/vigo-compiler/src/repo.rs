@@ -1,0 +1,379 @@
+//! Loading the config repository: `nodes.vgo` and `modules/*.vgo`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobMatcher};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use vigo_secrets::SecretPath;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::resource::{KindDecl, RawResource, ResourceDecl, parse_resource};
+use crate::vars::{RawVars, Vars, collect_secrets, convert_vars};
+use crate::yaml::{Pos, SourceFile};
+
+/// The node map's file name inside the config directory.
+pub const NODES_FILE: &str = "nodes.vgo";
+/// The folder of modules inside the config directory.
+pub const MODULES_DIR: &str = "modules";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesFile {
+    #[serde(default)]
+    envoys: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    #[serde(default)]
+    roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    vars: RawVars,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleFile {
+    #[serde(default)]
+    vars: RawVars,
+    #[serde(default)]
+    resources: Vec<RawResource>,
+}
+
+/// One `envoys:` entry of `nodes.vgo`.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeEntry {
+    pub(crate) pattern: String,
+    pub(crate) matcher: GlobMatcher,
+    pub(crate) roles: Vec<String>,
+    pub(crate) vars: Vars,
+}
+
+/// One `modules/<role>.vgo`.
+#[derive(Debug, Clone)]
+pub(crate) struct Module {
+    /// `modules/<role>.vgo`, for diagnostics.
+    pub(crate) file: String,
+    pub(crate) defaults: Vars,
+    pub(crate) resources: Vec<ResourceDecl>,
+}
+
+/// A loaded, validated config repository: node entries with compiled globs,
+/// modules with their templates parsed. Load once per config (re)load, then
+/// compile a catalog per envoy with [`ConfigRepo::compile`].
+///
+/// `ConfigRepo::default()` is the empty repository: every envoy compiles to
+/// an empty catalog (a server started without a `nodes.vgo`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigRepo {
+    pub(crate) entries: Vec<NodeEntry>,
+    pub(crate) modules: BTreeMap<String, Module>,
+}
+
+impl ConfigRepo {
+    /// Reads and validates `nodes.vgo`, every module a node entry names and
+    /// every other `modules/*.vgo` present. Every problem found is
+    /// reported, across all files, not only the first.
+    pub fn load(config_dir: &Path) -> Result<Self, Diagnostics> {
+        let mut errors = Vec::new();
+        let nodes = read(config_dir, NODES_FILE);
+        let (entries, mentions) = match &nodes {
+            Ok(file) => load_nodes(file, &mut errors),
+            Err(d) => {
+                errors.push(d.clone());
+                (Vec::new(), Vec::new())
+            }
+        };
+
+        let mut modules = BTreeMap::new();
+        for role in module_names(config_dir, &mut errors) {
+            let rel = module_rel(&role);
+            match read(config_dir, &rel) {
+                Ok(file) => {
+                    if let Some(m) = load_module(&file, &mut errors) {
+                        modules.insert(role, m);
+                    }
+                }
+                Err(d) => errors.push(d),
+            }
+        }
+        // Every role a node entry names needs its module (reported once per
+        // role, at its first mention).
+        let mut reported = BTreeSet::new();
+        if let Ok(nodes) = &nodes {
+            for (role, pos) in mentions {
+                if !modules.contains_key(&role)
+                    && !errors
+                        .iter()
+                        .any(|d: &Diagnostic| d.file == module_rel(&role))
+                    && reported.insert(role.clone())
+                {
+                    errors.push(nodes.diagnostic(
+                        pos,
+                        None,
+                        format!(
+                            "role '{role}' has no module: expected the file {}",
+                            module_rel(&role)
+                        ),
+                    ));
+                }
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(Self { entries, modules })
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    /// Every secret path the repository references: in vars (node entries
+    /// and module defaults), in `stdin`/`secret_file`/`content` written as a
+    /// `secret:` reference, and in `watch_secret`. Resolve them all before
+    /// compiling (SPEC 4.4).
+    pub fn referenced_secrets(&self) -> BTreeSet<SecretPath> {
+        let mut out = BTreeSet::new();
+        for entry in &self.entries {
+            collect_secrets(&entry.vars, &mut out);
+        }
+        for module in self.modules.values() {
+            collect_secrets(&module.defaults, &mut out);
+            for r in &module.resources {
+                out.extend(r.watch_secret.iter().cloned());
+                let texts = match &r.kind {
+                    KindDecl::File { content, .. } => vec![content.as_ref()],
+                    KindDecl::Exec {
+                        command,
+                        stdin,
+                        secret_file,
+                        ..
+                    } => vec![Some(command), stdin.as_ref(), secret_file.as_ref()],
+                    KindDecl::Directory { .. }
+                    | KindDecl::Service { .. }
+                    | KindDecl::Package { .. } => Vec::new(),
+                };
+                out.extend(
+                    texts
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.secret_ref().cloned()),
+                );
+            }
+        }
+        out
+    }
+
+    /// The node entries whose `match` fits `envoy`, in file order.
+    pub(crate) fn matching(&self, envoy: &str) -> impl Iterator<Item = &NodeEntry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.matcher.is_match(envoy))
+    }
+}
+
+/// The glob for a `match` pattern: case-insensitive (host names are), and
+/// `*` crosses dots.
+pub(crate) fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    GlobBuilder::new(pattern)
+        .case_insensitive(true)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+}
+
+fn module_rel(role: &str) -> String {
+    format!("{MODULES_DIR}/{role}.vgo")
+}
+
+fn valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn read(config_dir: &Path, rel: &str) -> Result<SourceFile, Diagnostic> {
+    std::fs::read_to_string(config_dir.join(rel))
+        .map(|text| SourceFile {
+            rel: rel.to_owned(),
+            text,
+        })
+        .map_err(|e| Diagnostic {
+            file: rel.to_owned(),
+            line: 0,
+            column: 0,
+            resource: None,
+            message: format!("cannot read {}: {e}", config_dir.join(rel).display()),
+        })
+}
+
+/// Role names of the module files present, sorted.
+fn module_names(config_dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<String> {
+    let dir = config_dir.join(MODULES_DIR);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.push(Diagnostic {
+                file: MODULES_DIR.into(),
+                line: 0,
+                column: 0,
+                resource: None,
+                message: format!("cannot list {}: {e}", dir.display()),
+            });
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = listing
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".vgo").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    for name in &names {
+        if !valid_role(name) {
+            errors.push(Diagnostic {
+                file: module_rel(name),
+                line: 0,
+                column: 0,
+                resource: None,
+                message: "a module's file name must be a role name: letters, digits, '_' and '-'"
+                    .into(),
+            });
+        }
+    }
+    names.retain(|n| valid_role(n));
+    names
+}
+
+/// The node entries, and every valid role named with where it is named.
+fn load_nodes(
+    file: &SourceFile,
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<NodeEntry>, Vec<(String, Pos)>) {
+    let parsed: NodesFile = match file.parse() {
+        Ok(p) => p,
+        Err(d) => {
+            errors.push(d);
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut entries = Vec::new();
+    let mut mentions = Vec::new();
+    for entry in parsed.envoys {
+        let raw = entry.value;
+        let pattern = raw.pattern.value;
+        let matcher = match compile_glob(&pattern) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                errors.push(file.diagnostic(
+                    Pos::of(&raw.pattern.referenced),
+                    None,
+                    format!("invalid match pattern '{pattern}': {}", e.kind()),
+                ));
+                None
+            }
+        };
+        let mut roles = Vec::new();
+        for role in raw.roles {
+            if !valid_role(&role.value) {
+                errors.push(file.diagnostic(
+                    Pos::of(&role.referenced),
+                    None,
+                    format!(
+                        "invalid role name '{}': use letters, digits, '_' and '-' (it names modules/<role>.vgo)",
+                        role.value
+                    ),
+                ));
+            } else {
+                mentions.push((role.value.clone(), Pos::of(&role.referenced)));
+                if !roles.contains(&role.value) {
+                    roles.push(role.value);
+                }
+            }
+        }
+        let vars = convert_vars(file, raw.vars, errors);
+        if let Some(matcher) = matcher {
+            entries.push(NodeEntry {
+                pattern,
+                matcher,
+                roles,
+                vars,
+            });
+        }
+    }
+    (entries, mentions)
+}
+
+fn load_module(file: &SourceFile, errors: &mut Vec<Diagnostic>) -> Option<Module> {
+    let parsed: ModuleFile = match file.parse() {
+        Ok(p) => p,
+        Err(d) => {
+            errors.push(d);
+            return None;
+        }
+    };
+    let defaults = convert_vars(file, parsed.vars, errors);
+    let mut resources: Vec<ResourceDecl> = Vec::new();
+    for raw in parsed.resources {
+        if let Some(r) = parse_resource(file, raw, errors) {
+            resources.push(r);
+        }
+    }
+    Some(Module {
+        file: file.rel.clone(),
+        defaults,
+        resources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn star_crosses_dots_and_case_is_ignored() {
+        let m = compile_glob("db*.example.com").unwrap();
+        assert!(m.is_match("db1.example.com"));
+        assert!(m.is_match("db1.internal.example.com"));
+        assert!(m.is_match("DB2.Example.COM"));
+        assert!(!m.is_match("web1.example.com"));
+        let set = compile_glob("web[0-9].{eu,us}.example.com").unwrap();
+        assert!(set.is_match("web3.eu.example.com"));
+        assert!(!set.is_match("web3.asia.example.com"));
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-z0-9][a-z0-9-]{0,8}", 1..5).prop_map(|labels| labels.join("."))
+    }
+
+    proptest! {
+        #[test]
+        fn a_literal_name_matches_itself(name in host()) {
+            prop_assert!(compile_glob(&name).unwrap().is_match(&name));
+        }
+
+        #[test]
+        fn star_matches_every_name(name in host()) {
+            prop_assert!(compile_glob("*").unwrap().is_match(&name));
+        }
+
+        #[test]
+        fn prefix_star_matches_every_extension(prefix in host(), rest in host()) {
+            let m = compile_glob(&format!("{prefix}*")).unwrap();
+            let joined = format!("{prefix}{rest}");
+            let dotted = format!("{prefix}.{rest}");
+            prop_assert!(m.is_match(&joined));
+            prop_assert!(m.is_match(&dotted));
+        }
+    }
+}
