@@ -2,12 +2,27 @@
 
 use std::fmt::Write;
 
-use vigo_catalog::{Catalog, Presence, Resource, ResourceKind, SecretText, When};
+use std::collections::BTreeMap;
+
+use vigo_catalog::{Catalog, CatalogSecret, Presence, Resource, ResourceKind, SecretText, When};
+use vigo_secrets::SecretPath;
 
 /// The catalog as a readable YAML-like listing, one block per resource.
 /// Secrets appear only as `[secret:path]`, never as values, whatever the
 /// catalog carries.
 pub fn render_catalog_text(catalog: &Catalog) -> String {
+    render_text(catalog, false)
+}
+
+/// The same listing with every secret replaced by its value, for
+/// `vigocli catalog NAME --reveal`. A secret the catalog carries no value for
+/// stays `[secret:path]`.
+pub fn render_catalog_text_revealed(catalog: &Catalog) -> String {
+    render_text(catalog, true)
+}
+
+fn render_text(catalog: &Catalog, reveal: bool) -> String {
+    let secrets = reveal.then_some(&catalog.secrets);
     let mut out = String::new();
     let _ = writeln!(out, "envoy: {}", catalog.envoy);
     if catalog.resources.is_empty() {
@@ -15,7 +30,7 @@ pub fn render_catalog_text(catalog: &Catalog) -> String {
     } else {
         out.push_str("resources:\n");
         for r in &catalog.resources {
-            resource_text(&mut out, r);
+            resource_text(&mut out, r, secrets);
         }
     }
     if !catalog.secrets.is_empty() {
@@ -27,14 +42,21 @@ pub fn render_catalog_text(catalog: &Catalog) -> String {
     out
 }
 
-fn resource_text(out: &mut String, r: &Resource) {
+fn resource_text(
+    out: &mut String,
+    r: &Resource,
+    secrets: Option<&BTreeMap<SecretPath, CatalogSecret>>,
+) {
     let _ = writeln!(out, "  - name: {}", r.name);
     let _ = writeln!(out, "    type: {}", r.kind.type_name());
     let field = |out: &mut String, key: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(out, "    {key}: {value}");
     };
     let text = |out: &mut String, key: &str, value: &SecretText| {
-        let shown = value.redacted();
+        let shown = match secrets.map(|s| value.reveal(s)) {
+            Some(Ok(revealed)) => revealed.as_str().to_owned(),
+            _ => value.redacted(),
+        };
         if shown.contains('\n') {
             let _ = writeln!(out, "    {key}: |");
             for line in shown.lines() {

@@ -29,5 +29,5 @@ mod yaml;
 
 pub use compile::{Compiled, SecretIndex};
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use display::{catalog_json, render_catalog_text};
+pub use display::{catalog_json, render_catalog_text, render_catalog_text_revealed};
 pub use repo::{ConfigRepo, MODULES_DIR, NODES_FILE};

@@ -1,0 +1,115 @@
+//! `vigocli check` and `vigocli catalog NAME`: the config repository,
+//! compiled straight from `config_dir` with secrets from the configured
+//! backend — no server needed.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use vigo_compiler::{ConfigRepo, Diagnostics};
+use vigo_secrets::{SecretPath, VersionedSecret};
+
+use crate::backend::{self, Backend};
+use crate::{Globals, Output};
+
+/// Arguments of `vigocli catalog`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CatalogArgs {
+    /// The envoy's name, e.g. db1.example.com.
+    name: String,
+    /// Include the real secret values (prints a warning on stderr).
+    #[arg(long)]
+    reveal: bool,
+}
+
+/// `vigocli check`: every error of the repository (syntax, types, missing
+/// vars, taint, cycles) and every reference that does not resolve, in one
+/// run. Exits non-zero when there is any.
+pub(crate) async fn check(globals: &Globals) -> anyhow::Result<()> {
+    let backend = backend::open(&globals.config)?;
+    let repo = match ConfigRepo::load(&backend.raw.config_dir) {
+        Ok(repo) => repo,
+        Err(diagnostics) => return report_problems(&diagnostics, &[]),
+    };
+    let (secrets, unresolved) = resolve_all(&repo, &backend).await;
+    let diagnostics = repo.check(&secrets);
+    if diagnostics.is_empty() && unresolved.is_empty() {
+        match globals.output {
+            Output::Text => println!(
+                "config ok: {} ({} secret references resolved)",
+                backend.raw.config_dir.display(),
+                secrets.len()
+            ),
+            Output::Json => println!("{}", serde_json::json!({ "ok": true, "errors": [] })),
+        }
+        return Ok(());
+    }
+    if globals.output == Output::Json {
+        let mut errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        errors.extend(unresolved.iter().cloned());
+        println!("{}", serde_json::json!({ "ok": false, "errors": errors }));
+        bail!("{} problem(s) found", errors.len());
+    }
+    report_problems(&diagnostics, &unresolved)
+}
+
+fn report_problems(diagnostics: &Diagnostics, unresolved: &[String]) -> anyhow::Result<()> {
+    for line in diagnostics.iter() {
+        eprintln!("{line}");
+    }
+    for line in unresolved {
+        eprintln!("{line}");
+    }
+    bail!(
+        "{} problem(s) found in the config repository",
+        diagnostics.len() + unresolved.len()
+    )
+}
+
+/// `vigocli catalog NAME`: the compiled catalog, secrets as `[secret:path]`
+/// unless `--reveal`.
+pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Result<()> {
+    let backend = backend::open(&globals.config)?;
+    let repo = ConfigRepo::load(&backend.raw.config_dir).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let (secrets, unresolved) = resolve_all(&repo, &backend).await;
+    if let Some(first) = unresolved.first() {
+        bail!("{first}");
+    }
+    let compiled = repo
+        .compile(&args.name, &secrets)
+        .map_err(|d| anyhow::anyhow!("{d}"))
+        .with_context(|| format!("compiling the catalog of '{}'", args.name))?;
+    if args.reveal {
+        eprintln!("warning: --reveal prints secret values; keep this output out of logs and tickets");
+    }
+    match globals.output {
+        Output::Json => println!(
+            "{}",
+            vigo_compiler::catalog_json(&compiled.catalog, args.reveal)
+        ),
+        Output::Text if args.reveal => print!(
+            "{}",
+            vigo_compiler::render_catalog_text_revealed(&compiled.catalog)
+        ),
+        Output::Text => print!("{}", vigo_compiler::render_catalog_text(&compiled.catalog)),
+    }
+    Ok(())
+}
+
+/// Resolves every reference of the repository; the failures come back as
+/// lines in the fail-fast shape, one per secret.
+async fn resolve_all(
+    repo: &ConfigRepo,
+    backend: &Backend,
+) -> (BTreeMap<SecretPath, VersionedSecret>, Vec<String>) {
+    let mut secrets = BTreeMap::new();
+    let mut unresolved = Vec::new();
+    for path in repo.referenced_secrets() {
+        match backend.provider.get(&path).await {
+            Ok(found) => {
+                secrets.insert(path, found);
+            }
+            Err(e) => unresolved.push(format!("resolving secret '{path}': {e}")),
+        }
+    }
+    (secrets, unresolved)
+}
