@@ -83,3 +83,46 @@ pub struct NewToken {
     /// Expiry, RFC 3339 UTC.
     pub expires_at: String,
 }
+
+/// One line of `vigocli secrets history`: a change or a delivery, never a
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// `changed`, `deleted` or `delivered`.
+    pub event: String,
+    /// The secret's path.
+    pub path: SecretPath,
+    /// The version involved.
+    pub version: u64,
+    /// Who changed it (`cli`, `startup`, `watcher`) or which envoy received it.
+    pub by: String,
+}
+
+/// `GET /v1/admin/secrets/history?prefix=...`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct History {
+    /// Oldest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// `GET /v1/admin/secrets/who-uses?path=...`: where a secret is used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoUses {
+    /// The secret asked about.
+    pub path: SecretPath,
+    /// Every envoy whose compiled catalog references it, by name.
+    pub envoys: Vec<SecretUser>,
+}
+
+/// One envoy's use of a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretUser {
+    /// The envoy.
+    pub envoy: String,
+    /// Resources whose fields carry the value.
+    pub uses: Vec<String>,
+    /// Resources that re-run when it rotates (`watch_secret`).
+    pub watches: Vec<String>,
+}

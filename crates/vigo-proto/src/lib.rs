@@ -13,9 +13,12 @@
 //! Errors from every route are [`ApiError`] with a stable `code`.
 
 pub mod admin;
+pub mod report;
 
 use serde::{Deserialize, Serialize};
 use vigo_catalog::Catalog;
+
+pub use report::{CommandOutput, Report, ResourceResult, Status, Summary};
 
 /// How long the server holds a `GET /v1/wait` before answering "nothing".
 pub const WAIT_HOLD_SECS: u64 = 55;
@@ -95,13 +98,11 @@ pub enum CheckinResponse {
 pub struct ReportRequest {
     /// The fingerprint of the catalog that was applied.
     pub fingerprint: String,
-    /// Whether this was a `--noop` run.
-    pub noop: bool,
-    /// Per-resource results, already scrubbed of secret values.
-    pub resources: Vec<ResourceReport>,
+    /// What happened, already scrubbed of secret values.
+    pub report: Report,
 }
 
-/// The outcome of one resource.
+/// One resource's outcome as the admin API shows it (`vigocli envoys show`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceReport {

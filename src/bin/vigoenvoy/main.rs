@@ -1,1 +1,77 @@
-fn main() {}
+//! `vigoenvoy`: the Vigo agent on a managed host.
+//!
+//! Subcommands live in their own modules; this file parses the global
+//! options, sets up logging and dispatches. `apply` converges the host to a
+//! catalog file without any server (SPEC 6.1).
+
+mod apply;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for bad input or a setup failure.
+const EXIT_ERROR: u8 = 1;
+
+/// The Vigo envoy: converges this host to its catalog.
+#[derive(Debug, Parser)]
+#[command(name = "vigoenvoy", version, about)]
+struct Cli {
+    /// The envoy configuration file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "/etc/vigo/envoy.yaml"
+    )]
+    config: PathBuf,
+    /// Lowest level of log lines written to stderr.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "info",
+        value_parser = vigo_log::LEVELS
+    )]
+    log_level: String,
+    /// Shape of log lines.
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply a catalog file (the JSON of `vigocli catalog NAME --output json --reveal`)
+    /// without a server.
+    Apply(apply::ApplyArgs),
+    /// Check in with the server and apply the catalog: in a loop, or once
+    /// with --once.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_level, &cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let result = match cli.command {
+        Command::Apply(args) => apply::run(&args, &cli.config),
+        Command::Run(args) => run::run(&args, &cli.config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: &str) -> Result<(), vigo_log::LogError> {
+    vigo_log::init(level, format.parse()?)
+}

@@ -1,0 +1,132 @@
+//! Crash-safe file replacement.
+//!
+//! A file is never written in place: the new bytes go to a temporary file in
+//! the same folder (created 0600, so a secret is never readable by others
+//! even for an instant), which is synced, given its final mode and owner,
+//! renamed over the target, and the folder is synced. A crash leaves the old
+//! or the new file, never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid, fchown};
+
+/// Final attributes of a written file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attributes {
+    /// Permission bits.
+    pub(crate) mode: u32,
+    /// Owner to set, if any.
+    pub(crate) uid: Option<Uid>,
+    /// Group to set, if any.
+    pub(crate) gid: Option<Gid>,
+}
+
+/// A random suffix for temporary names (not a secret; only uniqueness).
+pub(crate) fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    // The system RNG failing leaves zeros; `create_new` still refuses to
+    // reuse an existing name, so uniqueness is never silently lost.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Atomically replaces `target` with `contents` and the given attributes.
+pub(crate) fn write_file(target: &Path, contents: &[u8], attributes: Attributes) -> io::Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.vigo-{}", random_suffix()));
+    let result = write_temp_then_rename(&temp, target, contents, attributes);
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+fn write_temp_then_rename(
+    temp: &Path,
+    target: &Path,
+    contents: &[u8],
+    attributes: Attributes,
+) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    if attributes.uid.is_some() || attributes.gid.is_some() {
+        fchown(&file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
+    }
+    // After chown: chown clears set-id bits, so the mode goes last.
+    file.set_permissions(fs::Permissions::from_mode(attributes.mode))?;
+    drop(file);
+    fs::rename(temp, target)
+}
+
+/// Flushes a folder's entries (a rename is durable only after this).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and parents) if missing and makes it mode 0700.
+pub(crate) fn private_dir(dir: &Path) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let meta = fs::metadata(dir)?;
+    if meta.permissions().mode() & 0o7777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn replaces_a_file_with_mode_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.conf");
+        fs::write(&target, "old").unwrap();
+        let attributes = Attributes {
+            mode: 0o640,
+            uid: None,
+            gid: None,
+        };
+        write_file(&target, b"new", attributes).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("missing/x.conf");
+        let attributes = Attributes {
+            mode: 0o644,
+            uid: None,
+            gid: None,
+        };
+        assert!(write_file(&target, b"x", attributes).is_err());
+    }
+
+    #[test]
+    fn private_dir_tightens_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&data).unwrap();
+        assert_eq!(fs::metadata(&data).unwrap().mode() & 0o7777, 0o700);
+    }
+}

@@ -1,0 +1,286 @@
+//! The apply loop: order the catalog, run each resource's provider, pass
+//! refresh events along `notify` edges, skip what comes after a failure,
+//! and record the outcome in the envoy state.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::fcntl::{Flock, FlockArg};
+use vigo_catalog::{Catalog, ResourceKind};
+
+use crate::atomic;
+use crate::command;
+use crate::graph::Plan;
+use crate::providers::{self, Context, Outcome};
+use crate::report::{Report, ResourceResult, Status, Summary};
+use crate::scrub::Scrubber;
+use crate::state::{StateError, StateStore};
+
+/// Folder under the data folder for transient secret files.
+pub const SECRET_FILE_DIR: &str = "secret-files";
+/// Lock file under the data folder: one engine per data folder at a time.
+pub const LOCK_FILE: &str = "lock";
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The envoy state could not be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Another process (a running `vigoenvoy run`, or a second `apply`)
+    /// holds the data folder.
+    #[error(
+        "another vigoenvoy process is using {}; wait for it to finish (or stop the running envoy) and try again",
+        path.display()
+    )]
+    Busy {
+        /// The data folder.
+        path: PathBuf,
+    },
+    /// The lock file could not be opened.
+    #[error("opening {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder for transient secret files could not be prepared.
+    #[error("preparing {}: {source}; check that the envoy can write its data folder", path.display())]
+    SecretFileDir {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Report what would change and change nothing (no command runs).
+    pub noop: bool,
+}
+
+/// Applies catalogs to this host.
+#[derive(Debug)]
+pub struct Engine {
+    /// Held for the engine's lifetime: another engine on the same data
+    /// folder would delete this one's transient secret files.
+    _lock: Flock<File>,
+    state: StateStore,
+    secret_file_dir: PathBuf,
+    search_path: OsString,
+}
+
+impl Engine {
+    /// Opens the envoy state in `data_dir` (created 0700 if missing) and
+    /// prepares the folder for transient secret files, removing any left
+    /// behind by a crash.
+    ///
+    /// Only one engine may use a data folder at a time; a second one gets
+    /// [`EngineError::Busy`].
+    pub fn new(data_dir: &Path) -> Result<Self, EngineError> {
+        let state = StateStore::open(data_dir)?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| EngineError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            EngineError::Busy {
+                path: data_dir.to_path_buf(),
+            }
+        })?;
+        let secret_file_dir = data_dir.join(SECRET_FILE_DIR);
+        let dir_error = |source| EngineError::SecretFileDir {
+            path: secret_file_dir.clone(),
+            source,
+        };
+        atomic::private_dir(&secret_file_dir).map_err(dir_error)?;
+        for entry in fs::read_dir(&secret_file_dir).map_err(dir_error)? {
+            let entry = entry.map_err(dir_error)?;
+            fs::remove_file(entry.path()).map_err(dir_error)?;
+        }
+        Ok(Self {
+            _lock: lock,
+            state,
+            secret_file_dir,
+            search_path: command::process_search_path(),
+        })
+    }
+
+    /// Uses `search_path` (a `PATH`-style list) instead of the process's
+    /// `PATH` to find `systemctl` and the package tools, and as the `PATH`
+    /// of exec commands.
+    pub fn with_search_path(mut self, search_path: impl Into<OsString>) -> Self {
+        self.search_path = search_path.into();
+        self
+    }
+
+    /// The envoy state (for the check-in loop's catalog fingerprint).
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// The envoy state, to change; persist with [`StateStore::save`].
+    pub fn state_mut(&mut self) -> &mut StateStore {
+        &mut self.state
+    }
+
+    /// Converges the host to `catalog` (or, with `noop`, reports what that
+    /// would change). Every message in the report is scrubbed of the
+    /// catalog's secret values. Failures of single resources are in the
+    /// report; the state is saved at the end (a save failure is logged).
+    pub async fn apply(&mut self, catalog: &Catalog, options: ApplyOptions) -> Report {
+        let started = Instant::now();
+        let scrubber = Scrubber::for_catalog(catalog);
+        let plan = Plan::of(catalog);
+        let n = catalog.resources.len();
+        let mut status: Vec<Option<Status>> = vec![None; n];
+        // Per resource: the failed resource that made it skip.
+        let mut root_failure: Vec<Option<usize>> = vec![None; n];
+        let mut refreshed_by: Vec<Option<usize>> = vec![None; n];
+        let mut results = Vec::with_capacity(n);
+        let mut triggered_applied = Vec::new();
+        // A converged run changes no record: then the file is not rewritten.
+        let state_before = self.state.data().clone();
+
+        for &i in &plan.order {
+            let resource = &catalog.resources[i];
+            let resource_started = Instant::now();
+            let blocker = plan.before[i]
+                .iter()
+                .find(|&&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
+            let outcome = if let Some(reason) = &plan.invalid[i] {
+                Outcome::failed(reason.clone())
+            } else if let Some(&p) = blocker {
+                let root = root_failure[p].unwrap_or(p);
+                root_failure[i] = Some(root);
+                Outcome {
+                    status: Status::Skipped,
+                    message: format!("dependency '{}' failed", catalog.resources[root].name),
+                    output: None,
+                }
+            } else {
+                let ran_before = self
+                    .state
+                    .resource(&resource.name)
+                    .is_some_and(|s| s.ran_successfully);
+                let ctx = Context {
+                    catalog,
+                    scrubber: &scrubber,
+                    noop: options.noop,
+                    search_path: &self.search_path,
+                    secret_file_dir: &self.secret_file_dir,
+                    refreshed_by: refreshed_by[i].map(|r| catalog.resources[r].name.as_str()),
+                    secret_triggered: resource.secret_triggered,
+                    ran_before,
+                };
+                apply_one(&resource.kind, resource.when, &ctx).await
+            };
+
+            status[i] = Some(outcome.status);
+            if outcome.status == Status::Changed {
+                for &t in &plan.notifies[i] {
+                    refreshed_by[t].get_or_insert(i);
+                }
+            }
+            if !options.noop && matches!(outcome.status, Status::Changed | Status::Unchanged) {
+                self.record_success(catalog, i, outcome.status);
+                if resource.secret_triggered {
+                    triggered_applied.push(resource.name.clone());
+                }
+            }
+            let result = ResourceResult {
+                name: resource.name.clone(),
+                resource_type: resource.kind.type_name().to_owned(),
+                status: outcome.status,
+                duration_ms: millis(resource_started),
+                message: scrubber.scrub(&outcome.message),
+                output: outcome.output.map(|mut o| {
+                    o.stdout = scrubber.scrub(&o.stdout);
+                    o.stderr = scrubber.scrub(&o.stderr);
+                    o
+                }),
+            };
+            log_result(&result);
+            results.push(result);
+        }
+
+        if !options.noop {
+            self.state.retain_resources(catalog);
+            if *self.state.data() != state_before
+                && let Err(e) = self.state.save()
+            {
+                tracing::error!(error = %e, "could not save the envoy state; execs with `when: changed` may run again");
+            }
+        }
+        Report {
+            envoy: catalog.envoy.clone(),
+            noop: options.noop,
+            summary: Summary::of(&results),
+            resources: results,
+            secret_triggered_applied: triggered_applied,
+            duration_ms: millis(started),
+        }
+    }
+
+    /// Stores the fingerprint of what was applied and, for an exec that
+    /// ran, that it succeeded. Saved right away after an exec ran, so a
+    /// crash later in the run does not make it run again.
+    fn record_success(&mut self, catalog: &Catalog, i: usize, status: Status) {
+        let resource = &catalog.resources[i];
+        let fingerprint = self.state.resource_fingerprint(resource, catalog);
+        let record = self.state.resource_mut(&resource.name);
+        record.fingerprint = Some(fingerprint);
+        let exec_ran = matches!(resource.kind, ResourceKind::Exec(_)) && status == Status::Changed;
+        if exec_ran {
+            record.ran_successfully = true;
+            if let Err(e) = self.state.save() {
+                tracing::error!(error = %e, "could not save the envoy state");
+            }
+        }
+    }
+}
+
+async fn apply_one(kind: &ResourceKind, when: vigo_catalog::When, ctx: &Context<'_>) -> Outcome {
+    match kind {
+        ResourceKind::File(spec) => providers::file::apply(spec, ctx),
+        ResourceKind::Directory(spec) => providers::directory::apply(spec, ctx),
+        ResourceKind::Exec(spec) => providers::exec::apply(spec, when, ctx).await,
+        ResourceKind::Service(spec) => providers::service::apply(spec, ctx).await,
+        ResourceKind::Package(spec) => providers::package::apply(spec, ctx).await,
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn log_result(result: &ResourceResult) {
+    let resource = result.label();
+    match result.status {
+        Status::Failed => {
+            tracing::warn!(resource = %resource, status = "failed", message = %result.message, "resource failed");
+        }
+        Status::Changed | Status::Skipped => {
+            tracing::info!(resource = %resource, status = %result.status, message = %result.message, "resource applied");
+        }
+        Status::Unchanged => {
+            tracing::debug!(resource = %resource, status = "unchanged", "resource in sync");
+        }
+    }
+}

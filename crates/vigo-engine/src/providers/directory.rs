@@ -1,0 +1,148 @@
+//! The `directory` provider: presence (with parents), mode, owner, group.
+
+use std::fs;
+use std::path::Path;
+
+use vigo_catalog::{DirectorySpec, Presence};
+
+use super::file::{current, fix_attributes};
+use super::{Context, Outcome};
+use crate::ownership;
+
+/// Converges one `directory` resource.
+pub(crate) fn apply(spec: &DirectorySpec, ctx: &Context<'_>) -> Outcome {
+    match spec.state {
+        Presence::Absent => remove(spec.target_path.as_path(), ctx.noop),
+        Presence::Present => ensure(spec, ctx.noop),
+    }
+    .into()
+}
+
+/// Removes the directory if present and empty.
+fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
+    let Some(meta) = current(path)? else {
+        return Ok(Outcome::unchanged(format!("{} is absent", path.display())));
+    };
+    if !meta.is_dir() {
+        return Err(format!(
+            "{} is not a directory; use a file resource to remove it",
+            path.display()
+        ));
+    }
+    let empty = fs::read_dir(path)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?
+        .next()
+        .is_none();
+    if !empty {
+        return Err(format!(
+            "directory {} is not empty; remove its contents first (file resources with state: absent), then it can be removed",
+            path.display()
+        ));
+    }
+    if noop {
+        return Ok(Outcome::changed(format!("would remove {}", path.display())));
+    }
+    fs::remove_dir(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    Ok(Outcome::changed(format!("removed {}", path.display())))
+}
+
+/// Creates the directory (and missing parents) or fixes its attributes.
+fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, String> {
+    let path = spec.target_path.as_path();
+    let mode = spec.mode.bits();
+    let uid = spec.owner.as_deref().map(ownership::user_id).transpose()?;
+    let gid = spec.group.as_deref().map(ownership::group_id).transpose()?;
+    match current(path)? {
+        Some(meta) if meta.is_dir() => {
+            let changes = fix_attributes(path, &meta, mode, uid, gid, noop)?;
+            Ok(Outcome::from_changes(
+                changes,
+                noop,
+                format!("{} is in sync", path.display()),
+            ))
+        }
+        Some(_) => Err(format!(
+            "{} exists and is not a directory; remove it first (a file resource with state: absent)",
+            path.display()
+        )),
+        None => {
+            let created = format!("created {} (mode {})", path.display(), spec.mode);
+            if noop {
+                return Ok(Outcome::changed(format!("would {created}")));
+            }
+            fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+            let meta = fs::symlink_metadata(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            // The umask shaped the initial mode; set the real one.
+            fix_attributes(path, &meta, mode, uid, gid, false)?;
+            Ok(Outcome::changed(created))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::fs::MetadataExt;
+
+    use vigo_catalog::{AbsPath, Catalog, Mode};
+
+    use super::*;
+    use crate::report::Status;
+    use crate::scrub::Scrubber;
+
+    fn run(path: &Path, state: Presence, noop: bool) -> Outcome {
+        let catalog = Catalog::empty("t");
+        let scrubber = Scrubber::for_catalog(&catalog);
+        let ctx = Context {
+            catalog: &catalog,
+            scrubber: &scrubber,
+            noop,
+            search_path: OsStr::new("/bin"),
+            secret_file_dir: Path::new("/nonexistent"),
+            refreshed_by: None,
+            secret_triggered: false,
+            ran_before: false,
+        };
+        let spec = DirectorySpec {
+            target_path: AbsPath::parse(path.to_str().unwrap()).unwrap(),
+            mode: Mode::from_bits(0o750),
+            owner: None,
+            group: None,
+            state,
+        };
+        apply(&spec, &ctx)
+    }
+
+    #[test]
+    fn creates_with_parents_and_mode_then_is_in_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/c");
+        assert_eq!(run(&path, Presence::Present, true).status, Status::Changed);
+        assert!(!path.exists());
+        assert_eq!(run(&path, Presence::Present, false).status, Status::Changed);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o750);
+        assert_eq!(
+            run(&path, Presence::Present, false).status,
+            Status::Unchanged
+        );
+    }
+
+    #[test]
+    fn absent_refuses_a_non_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("f"), "x").unwrap();
+        let outcome = run(&path, Presence::Absent, false);
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(
+            outcome.message.contains("is not empty"),
+            "{}",
+            outcome.message
+        );
+        fs::remove_file(path.join("f")).unwrap();
+        assert_eq!(run(&path, Presence::Absent, false).status, Status::Changed);
+        assert!(!path.exists());
+    }
+}

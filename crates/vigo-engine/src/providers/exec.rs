@@ -1,0 +1,329 @@
+//! The `exec` provider: a command run by `/bin/sh -c`.
+//!
+//! Secret input reaches the command only through its standard input or the
+//! transient `secret_file` (SPEC 5.1): a fresh 0600 file in the envoy's
+//! private 0700 folder, deleted when the command ends however it ends (a
+//! guard removes it on drop, so even a cancelled apply cleans up).
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vigo_catalog::{ExecSpec, SECRET_FILE_PLACEHOLDER, When};
+use zeroize::Zeroizing;
+
+use super::{Context, Outcome, output_excerpt, show_command};
+use crate::atomic::random_suffix;
+use crate::command::{self, Capture, Exit, Finished, Invocation};
+use crate::report::{CommandOutput, Status};
+use crate::scrub::Scrubber;
+
+/// Characters of command output quoted in a failure message.
+const EXCERPT_LIMIT: usize = 400;
+
+/// Converges one `exec` resource: decides whether it must run, then runs it.
+pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Outcome {
+    let shown = ctx.scrubber.scrub(&show_command(&spec.command));
+    if let Some(creates) = &spec.creates
+        && command::exists(creates.as_path())
+    {
+        return Outcome::unchanged(format!("{creates} exists; `{shown}` not run"));
+    }
+    let reason = match when {
+        When::Always => None,
+        When::Changed => match (ctx.refreshed_by, ctx.secret_triggered, ctx.ran_before) {
+            (Some(by), _, _) => Some(format!("refresh from '{by}'")),
+            (None, true, _) => Some("a watched secret rotated".to_owned()),
+            (None, false, false) => Some("first run".to_owned()),
+            (None, false, true) => {
+                return Outcome::unchanged(format!(
+                    "when: changed and nothing notified it; `{shown}` not run"
+                ));
+            }
+        },
+    };
+    let because = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    if ctx.noop {
+        return Outcome::changed(format!("would run `{shown}`{because}"));
+    }
+    match run(spec, ctx).await {
+        Ok(finished) => outcome_of(
+            &finished,
+            ctx.scrubber,
+            &format!("ran `{shown}`{because}"),
+            spec.timeout_secs,
+        ),
+        Err(message) => Outcome::failed(message),
+    }
+}
+
+/// Prepares the secret file and input, then runs the command.
+async fn run(spec: &ExecSpec, ctx: &Context<'_>) -> Result<Finished, String> {
+    if let Some(cwd) = &spec.cwd
+        && !cwd.as_path().is_dir()
+    {
+        return Err(format!(
+            "cwd {cwd} is not an existing directory; create it first (a directory resource in depends_on)"
+        ));
+    }
+    let uses_placeholder = spec.command.contains(SECRET_FILE_PLACEHOLDER);
+    let secret_file = match &spec.secret_file {
+        Some(text) => {
+            let value = text
+                .reveal(&ctx.catalog.secrets)
+                .map_err(|e| e.to_string())?;
+            Some(SecretFile::create(ctx.secret_file_dir, value.as_bytes())?)
+        }
+        None if uses_placeholder => {
+            return Err(format!(
+                "the command uses {SECRET_FILE_PLACEHOLDER} but the resource has no secret_file; add one"
+            ));
+        }
+        None => None,
+    };
+    let command_line = match &secret_file {
+        Some(file) => spec
+            .command
+            .replace(SECRET_FILE_PLACEHOLDER, &file.shell_path()?),
+        None => spec.command.clone(),
+    };
+    let stdin = spec
+        .stdin
+        .as_ref()
+        .map(|text| {
+            text.reveal(&ctx.catalog.secrets)
+                .map(|v| Zeroizing::new(v.as_bytes().to_vec()))
+        })
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let invocation = Invocation {
+        program: PathBuf::from("/bin/sh"),
+        args: vec![OsString::from("-c"), OsString::from(command_line)],
+        cwd: spec.cwd.as_ref().map(|c| c.as_path().to_path_buf()),
+        stdin,
+        env: command::tool_env(ctx.search_path),
+        timeout: Duration::from_secs(spec.timeout_secs),
+    };
+    let result = command::run(invocation).await;
+    // The command has ended (or never started): the file goes now.
+    drop(secret_file);
+    result.map_err(|e| format!("starting /bin/sh: {e}"))
+}
+
+/// The outcome of a finished command: `changed` on exit 0, else `failed`
+/// with the end of its output.
+pub(super) fn outcome_of(
+    finished: &Finished,
+    scrubber: &Scrubber,
+    success: &str,
+    timeout_secs: u64,
+) -> Outcome {
+    let output = scrubbed_output(finished, scrubber);
+    let excerpt = if output.stderr.trim().is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    let excerpt = output_excerpt(excerpt, EXCERPT_LIMIT);
+    let (status, mut message) = match finished.exit {
+        Exit::Code(0) => (Status::Changed, success.to_owned()),
+        Exit::Code(code) => (Status::Failed, format!("exit status {code}")),
+        Exit::Signal(signal) => (Status::Failed, format!("killed by signal {signal}")),
+        Exit::TimedOut => (
+            Status::Failed,
+            format!("timed out after {timeout_secs}s; its process group was killed"),
+        ),
+    };
+    if status == Status::Failed && !excerpt.is_empty() {
+        message.push_str(": ");
+        message.push_str(&excerpt);
+    }
+    Outcome {
+        status,
+        message,
+        output: Some(output),
+    }
+}
+
+/// The captured streams, as text with every secret value removed.
+pub(super) fn scrubbed_output(finished: &Finished, scrubber: &Scrubber) -> CommandOutput {
+    CommandOutput {
+        exit_code: match finished.exit {
+            Exit::Code(code) => Some(code),
+            Exit::Signal(_) | Exit::TimedOut => None,
+        },
+        stdout: scrub_capture(&finished.stdout, scrubber),
+        stderr: scrub_capture(&finished.stderr, scrubber),
+    }
+}
+
+fn scrub_capture(capture: &Capture, scrubber: &Scrubber) -> String {
+    let text = Zeroizing::new(String::from_utf8_lossy(&capture.bytes).into_owned());
+    if capture.truncated {
+        scrubber.scrub_tail(&text)
+    } else {
+        scrubber.scrub(&text)
+    }
+}
+
+/// A transient secret file, removed on drop.
+struct SecretFile {
+    path: PathBuf,
+}
+
+impl SecretFile {
+    /// Writes `value` to a new 0600 file in `dir` (the envoy's 0700 folder).
+    fn create(dir: &Path, value: &[u8]) -> Result<Self, String> {
+        let path = dir.join(format!("secret-{}", random_suffix()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("creating secret file in {}: {e}", dir.display()))?;
+        let guard = Self { path };
+        file.write_all(value)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("writing secret file {}: {e}", guard.path.display()))?;
+        Ok(guard)
+    }
+
+    /// The path as it goes into a shell command: only characters that
+    /// need no quoting are accepted, so substitution cannot change the
+    /// command's meaning.
+    fn shell_path(&self) -> Result<String, String> {
+        let text = self.path.to_str().unwrap_or_default();
+        let safe = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b));
+        if safe {
+            Ok(text.to_owned())
+        } else {
+            Err(format!(
+                "the envoy's data folder path {} has characters that would need shell quoting; use a plain path for data_dir",
+                self.path.parent().unwrap_or(Path::new("")).display()
+            ))
+        }
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file(&self.path) {
+            tracing::error!(path = %self.path.display(), error = %e, "could not remove a transient secret file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use vigo_catalog::{AbsPath, Catalog, SecretText};
+
+    use super::*;
+
+    fn spec(command: &str) -> ExecSpec {
+        ExecSpec {
+            command: command.into(),
+            stdin: None,
+            secret_file: None,
+            creates: None,
+            cwd: None,
+            timeout_secs: 30,
+        }
+    }
+
+    async fn run_exec(
+        spec: &ExecSpec,
+        when: When,
+        ran_before: bool,
+        noop: bool,
+        secret_dir: &Path,
+    ) -> Outcome {
+        let catalog = Catalog::empty("t");
+        let scrubber = Scrubber::for_catalog(&catalog);
+        let ctx = Context {
+            catalog: &catalog,
+            scrubber: &scrubber,
+            noop,
+            search_path: OsStr::new(command::DEFAULT_PATH),
+            secret_file_dir: secret_dir,
+            refreshed_by: None,
+            secret_triggered: false,
+            ran_before,
+        };
+        apply(spec, when, &ctx).await
+    }
+
+    #[tokio::test]
+    async fn exit_codes_map_to_statuses_with_an_excerpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = run_exec(&spec("true"), When::Always, false, false, dir.path()).await;
+        assert_eq!(ok.status, Status::Changed);
+        let bad = run_exec(
+            &spec("echo boom >&2; exit 4"),
+            When::Always,
+            false,
+            false,
+            dir.path(),
+        )
+        .await;
+        assert_eq!(bad.status, Status::Failed);
+        assert_eq!(bad.message, "exit status 4: boom");
+    }
+
+    #[tokio::test]
+    async fn creates_and_when_changed_skip_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec("exit 1");
+        s.creates = Some(AbsPath::parse(dir.path().to_str().unwrap()).unwrap());
+        assert_eq!(
+            run_exec(&s, When::Always, false, false, dir.path())
+                .await
+                .status,
+            Status::Unchanged
+        );
+        let once = run_exec(&spec("exit 1"), When::Changed, true, false, dir.path()).await;
+        assert_eq!(once.status, Status::Unchanged);
+        let noop = run_exec(&spec("exit 1"), When::Changed, false, true, dir.path()).await;
+        assert_eq!(noop.message, "would run `exit 1` (first run)");
+    }
+
+    #[tokio::test]
+    async fn a_placeholder_without_secret_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_exec(
+            &spec("cat {{secret_file}}"),
+            When::Always,
+            false,
+            false,
+            dir.path(),
+        )
+        .await;
+        assert_eq!(out.status, Status::Failed);
+        assert!(out.message.contains("no secret_file"), "{}", out.message);
+    }
+
+    #[tokio::test]
+    async fn stdin_text_reaches_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec("cat > out.txt");
+        s.cwd = Some(AbsPath::parse(dir.path().to_str().unwrap()).unwrap());
+        s.stdin = Some(SecretText::literal("line one\n"));
+        assert_eq!(
+            run_exec(&s, When::Always, false, false, dir.path())
+                .await
+                .status,
+            Status::Changed
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+            "line one\n"
+        );
+    }
+}

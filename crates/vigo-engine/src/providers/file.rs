@@ -1,0 +1,324 @@
+//! The `file` provider: content, mode, owner, group, presence.
+//!
+//! Content is revealed only here, held in zeroizing buffers, compared in
+//! memory with the file on disk, and never put into a message: a message may
+//! say that non-secret content changed, never what it was.
+
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::unistd::{Gid, Uid, chown};
+use vigo_catalog::{FileSpec, Presence};
+use zeroize::Zeroizing;
+
+use super::{Context, Outcome};
+use crate::atomic::{self, Attributes};
+use crate::ownership;
+
+/// Converges one `file` resource.
+pub(crate) fn apply(spec: &FileSpec, ctx: &Context<'_>) -> Outcome {
+    match spec.state {
+        Presence::Absent => remove(spec.target_path.as_path(), ctx.noop),
+        Presence::Present => ensure(spec, ctx),
+    }
+    .into()
+}
+
+/// Removes the file if present.
+fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
+    let Some(meta) = current(path)? else {
+        return Ok(Outcome::unchanged(format!("{} is absent", path.display())));
+    };
+    if meta.is_dir() {
+        return Err(format!(
+            "{} is a directory, not a file; use a directory resource to remove it",
+            path.display()
+        ));
+    }
+    if noop {
+        return Ok(Outcome::changed(format!("would remove {}", path.display())));
+    }
+    fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        atomic::sync_dir(dir).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+    }
+    Ok(Outcome::changed(format!("removed {}", path.display())))
+}
+
+/// Writes the file, or fixes its attributes, where they differ.
+fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+    let path = spec.target_path.as_path();
+    let mode = spec.mode.bits();
+    let uid = spec.owner.as_deref().map(ownership::user_id).transpose()?;
+    let gid = spec.group.as_deref().map(ownership::group_id).transpose()?;
+    let desired: Option<Zeroizing<String>> = spec
+        .content
+        .as_ref()
+        .map(|text| text.reveal(&ctx.catalog.secrets))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
+    let verb = if ctx.noop { "would write" } else { "wrote" };
+
+    let meta = current(path)?;
+    let Some(meta) = meta.filter(|m| m.is_file()) else {
+        if meta_is_dir(path) {
+            return Err(format!(
+                "{} is a directory; remove it or choose another target_path",
+                path.display()
+            ));
+        }
+        // Missing (or a symlink or special file, which is replaced rather
+        // than written through).
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if !parent.is_dir() {
+            return Err(format!(
+                "cannot write {}: folder {} does not exist; add a directory resource for it and list it in depends_on",
+                path.display(),
+                parent.display()
+            ));
+        }
+        if !ctx.noop {
+            let bytes = desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
+            write(path, bytes, Attributes { mode, uid, gid })?;
+        }
+        return Ok(Outcome::changed(format!(
+            "{verb} {} (mode {})",
+            path.display(),
+            spec.mode
+        )));
+    };
+
+    let content_differs = match &desired {
+        Some(d) => !same_content(path, &meta, d.as_bytes())?,
+        None => false,
+    };
+    if content_differs {
+        if !ctx.noop {
+            // A rewrite makes a new inode: keep the current owner and group
+            // unless the resource names them.
+            let attributes = Attributes {
+                mode,
+                uid: uid.or(Some(Uid::from_raw(meta.uid()))),
+                gid: gid.or(Some(Gid::from_raw(meta.gid()))),
+            };
+            write(
+                path,
+                desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default(),
+                attributes,
+            )?;
+        }
+        let what = if secret_content {
+            ""
+        } else {
+            "content changed, "
+        };
+        return Ok(Outcome::changed(format!(
+            "{verb} {} ({what}mode {})",
+            path.display(),
+            spec.mode
+        )));
+    }
+
+    let changes = fix_attributes(path, &meta, mode, uid, gid, ctx.noop)?;
+    Ok(Outcome::from_changes(
+        changes,
+        ctx.noop,
+        format!("{} is in sync", path.display()),
+    ))
+}
+
+/// Sets mode, owner and group where they differ; returns what was (or
+/// would be) changed.
+pub(super) fn fix_attributes(
+    path: &Path,
+    meta: &Metadata,
+    mode: u32,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+    noop: bool,
+) -> Result<Vec<String>, String> {
+    let mut changes = Vec::new();
+    let new_uid = uid.filter(|u| u.as_raw() != meta.uid());
+    let new_gid = gid.filter(|g| g.as_raw() != meta.gid());
+    if new_uid.is_some() || new_gid.is_some() {
+        if !noop {
+            chown(path, new_uid, new_gid)
+                .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
+        }
+        if let Some(u) = new_uid {
+            changes.push(format!(
+                "set owner of {} to {} (was {})",
+                path.display(),
+                ownership::user_name(u.as_raw()),
+                ownership::user_name(meta.uid())
+            ));
+        }
+        if let Some(g) = new_gid {
+            changes.push(format!(
+                "set group of {} to {} (was {})",
+                path.display(),
+                ownership::group_name(g.as_raw()),
+                ownership::group_name(meta.gid())
+            ));
+        }
+    }
+    let current_mode = meta.mode() & 0o7777;
+    // chown clears set-id bits, so after a chown the mode is set again.
+    let chowned = new_uid.is_some() || new_gid.is_some();
+    if (current_mode != mode || chowned) && !noop {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("changing mode of {}: {e}", path.display()))?;
+    }
+    if current_mode != mode {
+        changes.push(format!(
+            "set mode {mode:04o} on {} (was {current_mode:04o})",
+            path.display()
+        ));
+    }
+    Ok(changes)
+}
+
+/// The entry at `path` (not following a final symlink), `None` if missing.
+pub(super) fn current(path: &Path) -> Result<Option<Metadata>, String> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+fn meta_is_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+}
+
+/// Whether the file holds exactly `desired`, compared in memory without
+/// copying either side into anything that could be logged.
+fn same_content(path: &Path, meta: &Metadata, desired: &[u8]) -> Result<bool, String> {
+    if meta.len() != desired.len() as u64 {
+        return Ok(false);
+    }
+    let current =
+        Zeroizing::new(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&current, desired).is_ok())
+}
+
+fn write(path: &Path, bytes: &[u8], attributes: Attributes) -> Result<(), String> {
+    atomic::write_file(path, bytes, attributes)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::ffi::OsStr;
+
+    use vigo_catalog::{AbsPath, Catalog, CatalogSecret, Mode, SecretText, Segment};
+    use vigo_secrets::SecretPath;
+
+    use super::*;
+    use crate::report::Status;
+    use crate::scrub::Scrubber;
+
+    fn spec(path: &Path, content: Option<SecretText>, mode: u32) -> FileSpec {
+        FileSpec {
+            target_path: AbsPath::parse(path.to_str().unwrap()).unwrap(),
+            content,
+            mode: Mode::from_bits(mode),
+            owner: None,
+            group: None,
+            state: Presence::Present,
+        }
+    }
+
+    fn run(spec: &FileSpec, catalog: &Catalog, noop: bool) -> Outcome {
+        let scrubber = Scrubber::for_catalog(catalog);
+        let ctx = Context {
+            catalog,
+            scrubber: &scrubber,
+            noop,
+            search_path: OsStr::new("/bin"),
+            secret_file_dir: Path::new("/nonexistent"),
+            refreshed_by: None,
+            secret_triggered: false,
+            ran_before: false,
+        };
+        apply(spec, &ctx)
+    }
+
+    #[test]
+    fn writes_then_fixes_mode_then_is_in_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.conf");
+        let catalog = Catalog::empty("t");
+        let s = spec(&path, Some(SecretText::literal("hello\n")), 0o640);
+        let first = run(&s, &catalog, false);
+        assert_eq!(first.status, Status::Changed, "{}", first.message);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "hello\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let second = run(&s, &catalog, false);
+        assert_eq!(
+            second.message,
+            format!("set mode 0640 on {} (was 0644)", path.display())
+        );
+        assert_eq!(run(&s, &catalog, false).status, Status::Unchanged);
+    }
+
+    #[test]
+    fn secret_content_is_written_but_never_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.conf");
+        let secret = SecretPath::parse("db/pw").unwrap();
+        let mut catalog = Catalog::empty("t");
+        catalog.secrets = BTreeMap::from([(
+            secret.clone(),
+            CatalogSecret {
+                version: 1,
+                value: Some("canary-file".into()),
+            },
+        )]);
+        let content = SecretText(vec![Segment::Text("pw=".into()), Segment::Secret(secret)]);
+        let s = spec(&path, Some(content), 0o600);
+        fs::write(&path, "pw=old").unwrap();
+        let outcome = run(&s, &catalog, false);
+        assert_eq!(outcome.status, Status::Changed);
+        assert!(!outcome.message.contains("canary") && !outcome.message.contains("content"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "pw=canary-file");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn a_missing_folder_fails_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(&dir.path().join("no/x"), None, 0o644);
+        let outcome = run(&s, &Catalog::empty("t"), false);
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(
+            outcome.message.contains("add a directory resource"),
+            "{}",
+            outcome.message
+        );
+    }
+
+    #[test]
+    fn absent_removes_and_noop_only_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        fs::write(&path, "x").unwrap();
+        let mut s = spec(&path, None, 0o644);
+        s.state = Presence::Absent;
+        let noop = run(&s, &Catalog::empty("t"), true);
+        assert_eq!(noop.message, format!("would remove {}", path.display()));
+        assert!(path.exists());
+        assert_eq!(run(&s, &Catalog::empty("t"), false).status, Status::Changed);
+        assert!(!path.exists());
+        assert_eq!(
+            run(&s, &Catalog::empty("t"), false).status,
+            Status::Unchanged
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Resource providers: each answers "what is the current state, what must
+//! change" and then changes only that (or, in a noop run, says what it
+//! would do).
+
+pub(crate) mod directory;
+pub(crate) mod exec;
+pub(crate) mod file;
+pub(crate) mod package;
+pub(crate) mod service;
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::time::Duration;
+
+use vigo_catalog::Catalog;
+
+use crate::command::{self, Finished, Invocation};
+use crate::report::{CommandOutput, Status};
+use crate::scrub::Scrubber;
+
+/// What a provider needs besides the resource's own fields.
+pub(crate) struct Context<'a> {
+    /// The catalog (for secret values).
+    pub(crate) catalog: &'a Catalog,
+    /// For messages and command output.
+    pub(crate) scrubber: &'a Scrubber,
+    /// Only report what would change.
+    pub(crate) noop: bool,
+    /// `PATH`-style list searched for host tools and given to commands.
+    pub(crate) search_path: &'a OsStr,
+    /// The envoy's private folder for transient secret files (0700).
+    pub(crate) secret_file_dir: &'a Path,
+    /// The changed resource whose `notify` reached this one, if any.
+    pub(crate) refreshed_by: Option<&'a str>,
+    /// The server flagged this resource `_secret_triggered`.
+    pub(crate) secret_triggered: bool,
+    /// Execs: the command has exited 0 on this envoy before.
+    pub(crate) ran_before: bool,
+}
+
+/// What a provider did.
+pub(crate) struct Outcome {
+    pub(crate) status: Status,
+    pub(crate) message: String,
+    pub(crate) output: Option<CommandOutput>,
+}
+
+impl Outcome {
+    pub(crate) fn unchanged(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Unchanged,
+            message: message.into(),
+            output: None,
+        }
+    }
+
+    pub(crate) fn changed(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Changed,
+            message: message.into(),
+            output: None,
+        }
+    }
+
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            message: message.into(),
+            output: None,
+        }
+    }
+
+    /// A list of changes as one outcome: unchanged when empty, `would ...`
+    /// in noop runs.
+    pub(crate) fn from_changes(changes: Vec<String>, noop: bool, in_sync: String) -> Self {
+        if changes.is_empty() {
+            return Self::unchanged(in_sync);
+        }
+        let joined = changes.join("; ");
+        Self::changed(if noop {
+            format!("would {joined}")
+        } else {
+            joined
+        })
+    }
+}
+
+impl From<Result<Outcome, String>> for Outcome {
+    fn from(result: Result<Outcome, String>) -> Self {
+        result.unwrap_or_else(Outcome::failed)
+    }
+}
+
+/// Runs a host tool (`systemctl`, `apt-get`, ...) with the minimal
+/// environment plus `extra_env`.
+pub(crate) async fn run_tool(
+    program: &Path,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+    search_path: &OsStr,
+    timeout: Duration,
+) -> Result<Finished, String> {
+    let mut env = command::tool_env(search_path);
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    let invocation = Invocation {
+        program: program.to_path_buf(),
+        args: args.iter().map(OsString::from).collect(),
+        cwd: None,
+        stdin: None,
+        env,
+        timeout,
+    };
+    command::run(invocation)
+        .await
+        .map_err(|e| format!("running {}: {e}", program.display()))
+}
+
+/// Refuses names that a tool could take for an option or that hold
+/// whitespace or control characters.
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.starts_with('-')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{kind} name '{}' is not valid: it must be non-empty, must not start with '-' and must not contain spaces",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A one-line excerpt of command output for a message: the last few
+/// non-empty lines of `text`, joined, at most `limit` characters.
+pub(crate) fn output_excerpt(text: &str, limit: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+    shorten(&tail, limit)
+}
+
+/// `text` cut to at most `limit` characters, marking the cut with `...`.
+/// The cut keeps the end, where errors usually are.
+pub(crate) fn shorten(text: &str, limit: usize) -> String {
+    let count = text.chars().count();
+    if count <= limit {
+        return text.to_owned();
+    }
+    let skip = count - limit.saturating_sub(3);
+    format!("...{}", text.chars().skip(skip).collect::<String>())
+}
+
+/// A command shown in messages: first line only, at most 120 characters.
+pub(crate) fn show_command(command: &str) -> String {
+    let first = command.lines().next().unwrap_or_default();
+    let mut shown: String = first.chars().take(120).collect();
+    if shown.len() < command.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_keep_the_last_lines() {
+        assert_eq!(output_excerpt("a\n\nb\nc\nd\n", 100), "b / c / d");
+        assert_eq!(output_excerpt("abcdefghij", 6), "...hij");
+    }
+
+    #[test]
+    fn commands_are_shown_on_one_line() {
+        assert_eq!(show_command("echo hi"), "echo hi");
+        assert_eq!(show_command("echo hi\necho there"), "echo hi...");
+    }
+}
