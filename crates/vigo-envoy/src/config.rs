@@ -1,0 +1,176 @@
+//! `envoy.yaml` (SPEC 6.1).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default data folder.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/vigoenvoy";
+
+/// The envoy's configuration, with paths made absolute.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    /// Base URL of the server, `https://vigo.example.com:8443`.
+    pub server: String,
+    /// This envoy's name (its identity once enrolled).
+    pub name: String,
+    /// The Vigo CA certificate to trust.
+    pub ca_cert: PathBuf,
+    /// Key, certificate and state.
+    pub data_dir: PathBuf,
+    /// A one-time enrollment token, mode 0600.
+    pub enroll_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: String,
+    #[serde(default)]
+    name: Option<String>,
+    ca_cert: PathBuf,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    enroll_token_file: Option<PathBuf>,
+}
+
+/// Why `envoy.yaml` could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {}: {source}", file.display())]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown keys (the message has the
+    /// position).
+    #[error("{}: {message}", file.display())]
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{}: {message}", file.display())]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl EnvoyConfig {
+    /// Reads and validates the file; relative paths are taken from the
+    /// file's folder.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let options = serde_saphyr::options! {
+            strict_booleans: true,
+            leading_zero_numbers_as_strings: true,
+        };
+        let raw: RawConfig = serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
+            ConfigError::Parse {
+                file: file.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let absolute = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            message,
+        };
+        let server = raw.server.trim_end_matches('/').to_owned();
+        if !server.starts_with("https://") {
+            return Err(invalid(format!(
+                "server '{server}' must be an https:// URL (envoys only talk to the server over TLS)"
+            )));
+        }
+        let name = match raw.name {
+            Some(n) => n,
+            None => vigo_pki::host_name(),
+        };
+        if !valid_envoy_name(&name) {
+            return Err(invalid(format!(
+                "name '{name}' is not a valid envoy name: use a host name such as db1.example.com"
+            )));
+        }
+        Ok(Self {
+            server,
+            name,
+            ca_cert: absolute(raw.ca_cert),
+            data_dir: absolute(raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))),
+            enroll_token_file: raw.enroll_token_file.map(absolute),
+        })
+    }
+}
+
+/// A host name: dot-separated labels of letters, digits and `-`, at most
+/// 253 bytes. Envoy names end up in certificates and URLs.
+pub fn valid_envoy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let file = dir.join("envoy.yaml");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "server: https://127.0.0.1:8443/\nname: db1.example.com\nca_cert: ca.crt\ndata_dir: state\n",
+        );
+        let config = EnvoyConfig::load(&file).unwrap();
+        assert_eq!(config.server, "https://127.0.0.1:8443");
+        assert_eq!(config.ca_cert, dir.path().join("ca.crt"));
+        assert_eq!(config.data_dir, dir.path().join("state"));
+        assert_eq!(config.enroll_token_file, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_plain_http_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "server: https://x\nca_cert: /c\nbogus: 1\n");
+        let err = EnvoyConfig::load(&file).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let file = write(dir.path(), "server: http://x\nca_cert: /c\nname: a.b\n");
+        let err = EnvoyConfig::load(&file).unwrap_err().to_string();
+        assert!(err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn envoy_names_are_host_names() {
+        assert!(valid_envoy_name("db1.example.com"));
+        assert!(valid_envoy_name("web-1"));
+        for bad in ["", "a..b", "-a", "a b", "a/b", "x_y.example.com"] {
+            assert!(!valid_envoy_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The envoy's key and certificate, and enrollment (SPEC 6.2).
+//!
+//! Files in the data folder (0700):
+//! - `envoy.key`: the private key, 0600, made once and never sent anywhere;
+//! - `envoy.csr`: the request, kept so every retry asks for the same key;
+//! - `envoy.crt`: the certificate once the server signed it.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use vigo_pki::CertifiedKey;
+use vigo_proto::{EnrollRequest, EnrollResponse};
+use vigo_secrets::SecretValue;
+use zeroize::Zeroizing;
+
+use crate::{Session, SessionError};
+
+const KEY_FILE: &str = "envoy.key";
+const CSR_FILE: &str = "envoy.csr";
+const CERT_FILE: &str = "envoy.crt";
+
+/// The envoy's key pair and, once enrolled, its certificate.
+#[derive(Debug)]
+pub struct Identity {
+    name: String,
+    dir: PathBuf,
+    key_pem: SecretValue,
+    csr_pem: String,
+    cert_pem: Option<String>,
+}
+
+/// Where enrollment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// The envoy holds a signed certificate.
+    Enrolled,
+    /// The server keeps the request until an operator approves it.
+    Pending,
+}
+
+/// Why the identity could not be loaded or obtained.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// A file in the data folder could not be read or written.
+    #[error("{action} {}: {source}", file.display())]
+    Io {
+        /// What the envoy was doing.
+        action: &'static str,
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is there but unsafe or unusable.
+    #[error("{}: {problem}", file.display())]
+    Unsafe {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// Key or request generation failed.
+    #[error("making the envoy key: {0}")]
+    Pki(#[from] vigo_pki::PkiError),
+    /// The server refused or could not be reached.
+    #[error("enrolling: {0}")]
+    Session(#[from] SessionError),
+}
+
+impl Identity {
+    /// Loads the identity from `data_dir`, making a key and request on first
+    /// use.
+    pub fn load_or_create(data_dir: &Path, name: &str) -> Result<Self, IdentityError> {
+        ensure_private_dir(data_dir)?;
+        let key_file = data_dir.join(KEY_FILE);
+        let csr_file = data_dir.join(CSR_FILE);
+        if !key_file.exists() {
+            let (key_pem, csr_pem) = vigo_pki::generate_envoy_key_and_csr(name)?;
+            write_file(&key_file, key_pem.expose_secret().as_bytes(), 0o600)?;
+            write_file(&csr_file, csr_pem.as_bytes(), 0o644)?;
+            let _ = std::fs::remove_file(data_dir.join(CERT_FILE));
+        }
+        let key_pem = read_private(&key_file)?;
+        let csr_pem = read_text(&csr_file)?;
+        let cert_file = data_dir.join(CERT_FILE);
+        let cert_pem = if cert_file.exists() {
+            Some(read_text(&cert_file)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            dir: data_dir.to_owned(),
+            key_pem,
+            csr_pem,
+            cert_pem,
+        })
+    }
+
+    /// The envoy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Key and certificate for mutual TLS, once enrolled.
+    pub fn certified(&self) -> Option<CertifiedKey> {
+        self.cert_pem.as_ref().map(|cert| CertifiedKey {
+            cert_pem: cert.clone(),
+            key_pem: self.key_pem.clone(),
+        })
+    }
+
+    /// Whether a certificate is held.
+    pub fn is_enrolled(&self) -> bool {
+        self.cert_pem.is_some()
+    }
+
+    /// Sends (or re-sends) the enrollment request, with the token from
+    /// `token_file` if there is one, and stores the certificate when the
+    /// server signs it.
+    pub async fn enroll(
+        &mut self,
+        session: &Session,
+        token_file: Option<&Path>,
+    ) -> Result<EnrollOutcome, IdentityError> {
+        let token = match token_file {
+            Some(file) if file.exists() => Some(read_token(file)?),
+            _ => None,
+        };
+        let request = EnrollRequest {
+            name: self.name.clone(),
+            csr_pem: self.csr_pem.clone(),
+            token: token.as_ref().map(|t| t.as_str().to_owned()),
+        };
+        match session.enroll(&request).await? {
+            EnrollResponse::Pending => Ok(EnrollOutcome::Pending),
+            EnrollResponse::Approved { cert_pem } => {
+                write_file(&self.dir.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
+                self.cert_pem = Some(cert_pem);
+                Ok(EnrollOutcome::Enrolled)
+            }
+        }
+    }
+
+    /// Forgets the certificate (after the server refused it), so the next
+    /// run enrolls again with the same key.
+    pub fn drop_certificate(&mut self) -> Result<(), IdentityError> {
+        let file = self.dir.join(CERT_FILE);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IdentityError::Io {
+                    action: "removing",
+                    file,
+                    source,
+                });
+            }
+        }
+        self.cert_pem = None;
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and parents) 0700 if missing; refuses a folder others can
+/// enter, since it holds the private key.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), IdentityError> {
+    let io = |action, source| IdentityError::Io {
+        action,
+        file: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io("creating", e))?;
+    }
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| io("reading", e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Unsafe {
+            file: dir.to_owned(),
+            problem: format!(
+                "the envoy's data folder is open to group or others (mode {:04o}); run: chmod 700 {}",
+                mode & 0o7777,
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn read_text(file: &Path) -> Result<String, IdentityError> {
+    std::fs::read_to_string(file).map_err(|source| IdentityError::Io {
+        action: "reading",
+        file: file.to_owned(),
+        source,
+    })
+}
+
+fn read_private(file: &Path) -> Result<SecretValue, IdentityError> {
+    check_private_mode(file)?;
+    let text = Zeroizing::new(read_text(file)?);
+    Ok(SecretValue::new(text.as_str().to_owned()))
+}
+
+fn read_token(file: &Path) -> Result<Zeroizing<String>, IdentityError> {
+    check_private_mode(file)?;
+    let text = Zeroizing::new(read_text(file)?);
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+fn check_private_mode(file: &Path) -> Result<(), IdentityError> {
+    let mode = std::fs::metadata(file)
+        .map_err(|source| IdentityError::Io {
+            action: "reading",
+            file: file.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Unsafe {
+            file: file.to_owned(),
+            problem: format!(
+                "is readable or writable by group or others (mode {:04o}); run: chmod 600 {}",
+                mode & 0o7777,
+                file.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Temp file, fsync, rename, fsync folder.
+fn write_file(file: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
+    let io = |action, source| IdentityError::Io {
+        action,
+        file: file.to_owned(),
+        source,
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        file.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("writing", e))?;
+    out.write_all(bytes).map_err(|e| io("writing", e))?;
+    out.sync_all().map_err(|e| io("writing", e))?;
+    drop(out);
+    std::fs::rename(&tmp, file).map_err(|e| io("writing", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("writing", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_use_makes_a_private_key_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = Identity::load_or_create(&data, "db1.example.com").unwrap();
+        let mode = std::fs::metadata(data.join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        assert!(!first.is_enrolled());
+        let second = Identity::load_or_create(&data, "db1.example.com").unwrap();
+        assert_eq!(first.csr_pem, second.csr_pem);
+        assert_eq!(format!("{:?}", second.key_pem), "[REDACTED]");
+    }
+
+    #[test]
+    fn an_open_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Identity::load_or_create(&data, "db1.example.com").unwrap();
+        std::fs::set_permissions(data.join(KEY_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let err = Identity::load_or_create(&data, "db1.example.com").unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The envoy's side of the Vigo protocol.
+//!
+//! [`EnvoyConfig`] reads `envoy.yaml` (SPEC 6.1); [`Identity`] holds the
+//! envoy's private key and certificate in its data folder and runs
+//! enrollment (SPEC 6.2); [`Session`] talks to the server over mutual TLS
+//! (check-in, report, the wait channel); [`run_loop`] ties them to the
+//! engine: check in, apply, report, then wait for the next interval or for
+//! the server to call.
+
+mod config;
+mod identity;
+mod run;
+mod session;
+
+pub use config::{ConfigError, DEFAULT_DATA_DIR, EnvoyConfig, valid_envoy_name};
+pub use identity::{EnrollOutcome, Identity, IdentityError};
+pub use run::{Cycle, Envoy, RunError};
+pub use session::{Session, SessionError};
