@@ -62,7 +62,10 @@ fn seed_examples_compile_and_the_catalog_hides_the_password() {
     let out = dir.cli(&["catalog", "db1.example.com"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("password = [secret:vigo/db/password]"), "{text}");
+    assert!(
+        text.contains("password = [secret:vigo/db/password]"),
+        "{text}"
+    );
     assert!(!text.contains(canary));
     assert!(!stderr(&out).contains(canary));
 
@@ -102,7 +105,8 @@ fn check_reports_each_mistake_with_file_and_line() {
         assert!(!out.status.success(), "{name}: check passed");
         assert!(err.contains(expected), "{name}: {err}");
         assert!(
-            err.lines().any(|l| l.starts_with("modules/") && l.contains(".vgo:")),
+            err.lines()
+                .any(|l| l.starts_with("modules/") && l.contains(".vgo:")),
             "{name}: no file:line in {err}"
         );
     }

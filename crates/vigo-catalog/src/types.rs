@@ -607,7 +607,9 @@ mod tests {
     #[test]
     fn unknown_resource_fields_are_refused() {
         let json = r#"{"name":"x","type":"package","package":"curl","bogus":1}"#;
-        let err = serde_json::from_str::<Resource>(json).unwrap_err().to_string();
+        let err = serde_json::from_str::<Resource>(json)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
         let ok = r#"{"name":"x","type":"package","package":"curl"}"#;
         assert!(serde_json::from_str::<Resource>(ok).is_ok());

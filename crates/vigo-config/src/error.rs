@@ -87,18 +87,6 @@ pub enum ConfigError {
         cause: SecretError,
     },
 
-    /// The configured backend is not part of this build.
-    #[error(
-        "the {backend} secrets backend is not available in this build; set `secrets.backend: local` in {}",
-        file.display()
-    )]
-    BackendUnavailable {
-        /// Which backend.
-        backend: &'static str,
-        /// The config file.
-        file: PathBuf,
-    },
-
     /// The master key is gone but encrypted secrets remain.
     #[error(
         "master key {} is missing but {} already holds secrets; restore the key file instead of generating a new one (a new key would orphan them)",

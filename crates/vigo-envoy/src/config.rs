@@ -110,7 +110,10 @@ impl EnvoyConfig {
             server,
             name,
             ca_cert: absolute(raw.ca_cert),
-            data_dir: absolute(raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))),
+            data_dir: absolute(
+                raw.data_dir
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            ),
             enroll_token_file: raw.enroll_token_file.map(absolute),
         })
     }
@@ -126,7 +129,9 @@ pub fn valid_envoy_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

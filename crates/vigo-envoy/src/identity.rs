@@ -278,7 +278,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let first = Identity::load_or_create(&data, "db1.example.com").unwrap();
-        let mode = std::fs::metadata(data.join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let dmode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);

@@ -182,7 +182,10 @@ impl Envoy {
                     backoff = BACKOFF_START;
                     match cycle {
                         Cycle::Unchanged { interval: i } => interval = i,
-                        Cycle::Applied { interval: i, report } => {
+                        Cycle::Applied {
+                            interval: i,
+                            report,
+                        } => {
                             interval = i;
                             on_report(&report);
                         }
@@ -248,7 +251,11 @@ impl Envoy {
         if !self.identity.is_enrolled() {
             let anonymous = Session::new(&self.config.server, &self.ca_pem, None)?;
             let token_file = self.config.enroll_token_file.clone();
-            match self.identity.enroll(&anonymous, token_file.as_deref()).await? {
+            match self
+                .identity
+                .enroll(&anonymous, token_file.as_deref())
+                .await?
+            {
                 EnrollOutcome::Enrolled => {
                     tracing::info!(envoy = %self.config.name, "enrolled");
                 }
@@ -298,7 +305,10 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         for _ in 0..100 {
             let d = jitter(Duration::from_secs(100));
-            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(90) && d <= Duration::from_secs(110),
+                "{d:?}"
+            );
         }
     }
 

@@ -94,10 +94,7 @@ impl Session {
     }
 
     /// `POST /v1/checkin`.
-    pub async fn checkin(
-        &self,
-        request: &CheckinRequest,
-    ) -> Result<CheckinResponse, SessionError> {
+    pub async fn checkin(&self, request: &CheckinRequest) -> Result<CheckinResponse, SessionError> {
         self.post("/v1/checkin", request, CALL_TIMEOUT).await
     }
 
@@ -139,7 +136,10 @@ impl Session {
         self.decode(response).await
     }
 
-    async fn decode<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, SessionError> {
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, SessionError> {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if status.is_success() {

@@ -35,6 +35,21 @@ pub enum ServerError {
         source: std::io::Error,
     },
 
+    /// The database named by `database.dsn` could not be opened.
+    #[error("opening the database")]
+    Store(#[source] vigo_store::StoreError),
+
+    /// The config repository has errors or references a secret that cannot
+    /// be resolved.
+    #[error("loading config repository {}", dir.display())]
+    Repo {
+        /// `config_dir`.
+        dir: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::repo::RepoError,
+    },
+
     /// The listen address could not be bound.
     #[error(
         "listening on {addr} (check `listen` in the server config and that no other process uses the port)"
@@ -82,6 +97,8 @@ pub fn error_chain(err: &(dyn Error + 'static)) -> String {
 pub enum AppError {
     /// Missing or wrong bearer token (401).
     Unauthorized,
+    /// An envoy route was called without a client certificate (401).
+    CertificateRequired,
     /// A valid client certificate is required or the caller may not do this
     /// (403).
     Forbidden(String),
@@ -89,6 +106,9 @@ pub enum AppError {
     BadRequest(String),
     /// No such route or object (404).
     NotFound(String),
+    /// The request conflicts with what the server holds (409), e.g. a name
+    /// already enrolled with another key.
+    Conflict(String),
     /// Something failed on the server (500); the cause is logged only.
     Internal(String),
 }
@@ -101,9 +121,15 @@ impl AppError {
                 "unauthorized",
                 "missing or invalid bearer token".to_owned(),
             ),
+            Self::CertificateRequired => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs the envoy's client certificate; enroll first".to_owned(),
+            ),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -127,12 +153,19 @@ impl IntoResponse for AppError {
             }),
         )
             .into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<vigo_store::StoreError> for AppError {
+    /// A database failure is the server's problem: logged, never sent.
+    fn from(e: vigo_store::StoreError) -> Self {
+        Self::Internal(format!("database: {}", error_chain(&e)))
     }
 }
 

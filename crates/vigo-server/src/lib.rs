@@ -6,21 +6,38 @@
 //!   start, resolution of every secret, `<data_dir>/ca.crt`, TLS, the bound
 //!   socket — then serving until a shutdown signal.
 //! - [`AppState`] / [`State`]: what request handlers share (resolved config,
-//!   secrets backend, the server's own [`ServerSecrets`]).
-//! - [`router`]: the HTTP routes; [`serve_tls`]: the HTTPS accept loop that
+//!   secrets backend, the server's own [`ServerSecrets`], the store, the
+//!   config repository [`RepoSnapshot`], the [`Waiters`] of `/v1/wait` and
+//!   the [`Metrics`]).
+//! - [`router`]: the HTTP routes (enrollment, check-in, reports, the wait
+//!   channel, the admin API, `/metrics`); [`serve_tls`]: the HTTPS accept loop that
 //!   puts the client's verified certificate in each request as a
 //!   [`PeerCertificate`] extension.
 //! - [`ServerError`] (startup), [`AppError`] (stable JSON error answers) and
 //!   [`error_chain`] (the one-line form of an error and its causes).
 
+mod admin_api;
+mod catalogs;
+mod envoy_api;
 mod error;
 mod listener;
+pub mod metrics;
+mod repo;
 mod routes;
 mod startup;
 mod state;
+mod waiters;
+mod watcher;
 
+pub use admin_api::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
+pub use catalogs::CompiledCatalog;
+pub use envoy_api::ENVOY_CERT_VALIDITY;
 pub use error::{AppError, ServerError, error_chain};
 pub use listener::{PeerCertificate, serve_tls};
+pub use metrics::Metrics;
+pub use repo::{RepoError, RepoSnapshot};
 pub use routes::{require_admin, router};
 pub use startup::{Server, shutdown_signal};
 pub use state::{AppState, ServerSecrets, State};
+pub use waiters::Waiters;
+pub use watcher::{FILE_DEBOUNCE, MAX_POLL_BACKOFF, SubmitChanges, WatchPlan, spawn_watchers};

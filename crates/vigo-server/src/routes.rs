@@ -1,30 +1,59 @@
 //! The HTTP routes (see `vigo_proto` for the whole table):
 //!
-//! - `GET /healthz` → `ok`
+//! - `GET /healthz` → `ok`; `GET /metrics` → Prometheus text
+//! - envoy routes (`/v1/enroll`, `/v1/checkin`, `/v1/report`, `/v1/wait`):
+//!   see `envoy_api.rs`
 //! - `POST /v1/admin/secrets/changed` (bearer token) → [`SecretChangedAnswer`]
+//! - `/v1/admin/envoys...` (bearer token): see `admin_api.rs`
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use vigo_proto::admin::{SecretChanged, SecretChangedAnswer};
 use vigo_secrets::SecretValue;
 
-use crate::{AppError, AppState};
+use crate::{AppError, AppState, admin_api, envoy_api};
 
 /// The server's router with every route, bound to `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/enroll", post(envoy_api::enroll))
+        .route("/v1/checkin", post(envoy_api::checkin))
+        .route("/v1/report", post(envoy_api::report))
+        .route("/v1/wait", get(envoy_api::wait))
         .route("/v1/admin/secrets/changed", post(secret_changed))
+        .route("/v1/admin/envoys", get(admin_api::list))
+        .route("/v1/admin/envoys/token", post(admin_api::token))
+        .route("/v1/admin/envoys/{name}", get(admin_api::show))
+        .route(
+            "/v1/admin/envoys/{name}/approve",
+            post(admin_api::approve_envoy),
+        )
+        .route(
+            "/v1/admin/envoys/{name}/revoke",
+            post(admin_api::revoke_envoy),
+        )
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Prometheus text exposition (no authentication: the metrics carry envoy
+/// names and counts, never secrets).
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 async fn not_found() -> AppError {

@@ -14,7 +14,10 @@ use tokio::net::TcpListener;
 use vigo_config::bootstrap::{self, KeyStep};
 use vigo_config::{RawConfig, SecretsBackend};
 
-use crate::{AppState, ServerError, ServerSecrets, router, serve_tls};
+use crate::{AppState, RepoSnapshot, ServerError, ServerSecrets, router, serve_tls};
+
+/// How often histogram samples are folded into their summaries.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A started server: everything loaded and the socket bound, not yet
 /// serving.
@@ -59,13 +62,30 @@ impl Server {
 
         let tls = vigo_pki::server_tls_config(&secrets.server, &secrets.ca.cert_pem)
             .map_err(ServerError::Tls)?;
+
+        let store = vigo_store::connect(&config.database_dsn)
+            .await
+            .map_err(ServerError::Store)?;
+        tracing::info!(backend = %store.backend(), "database ready");
+        let repo = RepoSnapshot::load(&raw.config_dir, &*provider)
+            .await
+            .map_err(|source| ServerError::Repo {
+                dir: raw.config_dir.clone(),
+                source,
+            })?;
+        tracing::info!(
+            config_dir = %raw.config_dir.display(),
+            secrets = repo.secrets.len(),
+            "config repository loaded"
+        );
+
         let listener = TcpListener::bind(raw.listen)
             .await
             .map_err(|source| ServerError::Bind {
                 addr: raw.listen,
                 source,
             })?;
-        let state = AppState::new(config, provider, secrets);
+        let state = AppState::new(config, provider, secrets, store, repo);
         Ok(Self {
             state,
             tls,
@@ -87,14 +107,33 @@ impl Server {
         &self.state
     }
 
-    /// Serves HTTPS until `shutdown` completes, then finishes the requests in
-    /// flight and returns.
+    /// Serves HTTPS until `shutdown` completes, then ends held waits,
+    /// finishes the requests in flight and returns.
     pub async fn serve<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send,
     {
         tracing::info!(address = %self.local_addr(), "listening");
+        let state = self.state.clone();
+        let upkeep = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(METRICS_UPKEEP).await;
+                    state.metrics.run_upkeep();
+                }
+            }
+        });
+        let waiters = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Held `/v1/wait` requests answer at once, so draining does
+            // not wait for them.
+            waiters.waiters.shut_down();
+        };
         serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
+        upkeep.abort();
+        state.store.close().await;
         tracing::info!("server stopped");
     }
 }

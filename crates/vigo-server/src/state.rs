@@ -1,17 +1,26 @@
 //! The state every request handler shares.
 //!
 //! [`AppState`] is a cheap handle (`Arc`) to [`State`]. The parts that a
-//! rotation replaces (the resolved config) sit behind a lock and are read as
-//! an `Arc` snapshot, so a handler never holds the lock across an `await`.
+//! rotation replaces (the resolved config, the config repository snapshot)
+//! sit behind a lock and are read as an `Arc` snapshot, so a handler never
+//! holds the lock across an `await`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use vigo_compiler::Diagnostics;
 use vigo_config::{ConfigError, ServerConfig, fetch_secret, well_known};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::{SecretPath, SecretProvider, SecretValue};
+use vigo_store::{Backend, StoreHandle};
+
+use crate::catalogs::{CatalogCache, CompiledCatalog};
+use crate::metrics::Metrics;
+use crate::repo::RepoSnapshot;
+use crate::waiters::Waiters;
 
 /// The secrets the server itself uses (SPEC 4.2), loaded at start.
 #[derive(Debug, Clone)]
@@ -61,14 +70,24 @@ impl ServerSecrets {
     }
 }
 
-/// What the handlers share. Later parts of the server (store, compiled
-/// catalogs, rotation) add their fields here.
+/// What the handlers share.
 pub struct State {
     config: RwLock<Arc<ServerConfig>>,
     /// The configured secrets backend.
     pub provider: Arc<dyn SecretProvider>,
     /// The server's own secrets.
     pub secrets: ServerSecrets,
+    /// The database (envoys, tokens, triggers, reports, ...).
+    pub store: StoreHandle,
+    /// The config repository and its resolved secrets; read it with
+    /// [`State::repo`], replace it with [`State::replace_repo`].
+    pub repo: RwLock<Arc<RepoSnapshot>>,
+    /// Envoys holding `GET /v1/wait`; wake one after setting force-push or
+    /// queueing triggers for it.
+    pub waiters: Waiters,
+    /// The Prometheus metrics of this server.
+    pub metrics: Metrics,
+    catalogs: CatalogCache,
 }
 
 impl State {
@@ -86,6 +105,26 @@ impl State {
     pub fn replace_config(&self, config: ServerConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
+
+    /// The current config repository snapshot.
+    pub fn repo(&self) -> Arc<RepoSnapshot> {
+        // As for `config`: the lock only ever guards whole `Arc` swaps.
+        self.repo.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the config repository snapshot (a reload or a rotation);
+    /// catalogs compiled from the old one are forgotten.
+    pub fn replace_repo(&self, snapshot: RepoSnapshot) {
+        *self.repo.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.catalogs.clear();
+    }
+
+    /// The catalog of `envoy` compiled from the current snapshot (cached
+    /// until the snapshot is replaced).
+    pub fn catalog(&self, envoy: &str) -> Result<Arc<CompiledCatalog>, Diagnostics> {
+        self.catalogs
+            .get(&self.repo(), envoy, &self.secrets.hmac_key, &self.metrics)
+    }
 }
 
 impl fmt::Debug for State {
@@ -94,7 +133,11 @@ impl fmt::Debug for State {
             .field("config", &self.config())
             .field("provider", &self.provider)
             .field("secrets", &self.secrets)
-            .finish()
+            .field("store", &self.store)
+            .field("repo", &self.repo())
+            .field("waiters", &self.waiters)
+            .field("catalogs", &self.catalogs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,16 +146,31 @@ impl fmt::Debug for State {
 pub struct AppState(Arc<State>);
 
 impl AppState {
-    /// Bundles the resolved config, the backend and the server's secrets.
+    /// Bundles the resolved config, the backend, the server's secrets, the
+    /// database and the config repository. Waits re-check the database
+    /// every 2 s on PostgreSQL (other replicas may change it) and every
+    /// 15 s on the embedded database (only this process writes it, and it
+    /// wakes its own waiters).
     pub fn new(
         config: ServerConfig,
         provider: Arc<dyn SecretProvider>,
         secrets: ServerSecrets,
+        store: StoreHandle,
+        repo: RepoSnapshot,
     ) -> Self {
+        let recheck = match store.backend() {
+            Backend::Postgres => Duration::from_secs(2),
+            Backend::Sqlite => Duration::from_secs(15),
+        };
         Self(Arc::new(State {
             config: RwLock::new(Arc::new(config)),
             provider,
             secrets,
+            store,
+            repo: RwLock::new(Arc::new(repo)),
+            waiters: Waiters::new(recheck),
+            metrics: Metrics::new(),
+            catalogs: CatalogCache::default(),
         }))
     }
 }

@@ -82,6 +82,12 @@ impl AdminClient {
         Ok(Self { http, addr, token })
     }
 
+    /// `GET <route>`, expecting a JSON answer.
+    pub(crate) async fn get<R: DeserializeOwned>(&self, route: &str) -> Result<R, AdminError> {
+        let url = format!("https://{SERVER_NAME}:{}{route}", self.addr.port());
+        self.send(self.http.get(url)).await
+    }
+
     /// `POST <route>` with a JSON body, expecting a JSON answer.
     pub(crate) async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
@@ -89,11 +95,15 @@ impl AdminClient {
         body: &B,
     ) -> Result<R, AdminError> {
         let url = format!("https://{SERVER_NAME}:{}{route}", self.addr.port());
-        let response = self
-            .http
-            .post(url)
+        self.send(self.http.post(url).json(body)).await
+    }
+
+    async fn send<R: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<R, AdminError> {
+        let response = request
             .bearer_auth(self.token.expose_secret())
-            .json(body)
             .send()
             .await
             .map_err(|e| AdminError::Unreachable {

@@ -7,7 +7,9 @@
 
 mod admin;
 mod backend;
+mod envoys;
 mod hint;
+mod repo;
 mod secrets;
 
 use std::path::PathBuf;
@@ -61,6 +63,16 @@ enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
+    /// Enrollment and state of envoys.
+    Envoys {
+        #[command(subcommand)]
+        command: envoys::EnvoysCommand,
+    },
+    /// Validate the config repository and resolve every secret reference;
+    /// prints every error with file:line.
+    Check,
+    /// Print the compiled catalog of an envoy (secrets as `[secret:path]`).
+    Catalog(repo::CatalogArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -91,6 +103,9 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 match cli.command {
                     Command::Secrets { command } => secrets::run(command, &globals).await,
+                    Command::Envoys { command } => envoys::run(command, &globals).await,
+                    Command::Check => repo::check(&globals).await,
+                    Command::Catalog(args) => repo::catalog(&args, &globals).await,
                 }
             })
         });

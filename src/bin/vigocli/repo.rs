@@ -79,7 +79,9 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
         .map_err(|d| anyhow::anyhow!("{d}"))
         .with_context(|| format!("compiling the catalog of '{}'", args.name))?;
     if args.reveal {
-        eprintln!("warning: --reveal prints secret values; keep this output out of logs and tickets");
+        eprintln!(
+            "warning: --reveal prints secret values; keep this output out of logs and tickets"
+        );
     }
     match globals.output {
         Output::Json => println!(

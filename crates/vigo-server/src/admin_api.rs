@@ -1,0 +1,281 @@
+//! The admin routes for envoys (bearer token, SPEC 7 `vigocli envoys`):
+//!
+//! - `GET /v1/admin/envoys` → `Vec<`[`EnvoySummary`]`>`
+//! - `GET /v1/admin/envoys/{name}` → [`EnvoyDetail`]
+//! - `POST /v1/admin/envoys/token` (`{"ttl_secs": N}` optional) → [`NewToken`]
+//! - `POST /v1/admin/envoys/{name}/approve` → [`EnvoySummary`]
+//! - `POST /v1/admin/envoys/{name}/revoke` → [`EnvoySummary`]
+
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use vigo_proto::ResourceReport;
+use vigo_proto::admin::{EnvoyDetail, EnvoySummary, NewToken};
+use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
+use zeroize::Zeroizing;
+
+use crate::envoy_api::{approve, parse_json, sign, token_hash};
+use crate::metrics::EnrollmentResult;
+use crate::{AppError, AppState, require_admin};
+
+/// Lifetime of an enrollment token unless the request says otherwise.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime a token may be given.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// `GET /v1/admin/envoys`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<EnvoySummary>>, AppError> {
+    require_admin(&state, &headers)?;
+    let mut out = Vec::new();
+    for record in state.store.list_envoys().await? {
+        let last = match record.last_report_at {
+            Some(_) => state.store.last_report(&record.name).await?,
+            None => None,
+        };
+        out.push(summary(&record, last.as_ref()));
+    }
+    Ok(Json(out))
+}
+
+/// `GET /v1/admin/envoys/{name}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<EnvoyDetail>, AppError> {
+    require_admin(&state, &headers)?;
+    let record = known(&state, &name).await?;
+    let last = state.store.last_report(&name).await?;
+    let triggers = state.store.triggers_for(&name).await?;
+    let queued_triggers = triggers
+        .iter()
+        .map(|t| {
+            let paths: Vec<&str> = t.secret_paths.iter().map(|p| p.as_str()).collect();
+            format!("{} <- {}", t.resource, paths.join(", "))
+        })
+        .collect();
+    let facts = match &record.facts {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    Ok(Json(EnvoyDetail {
+        summary: summary(&record, last.as_ref()),
+        cert_fingerprint: record.cert_fingerprint.clone(),
+        facts,
+        force_push: record.force_push,
+        queued_triggers,
+        last_rotation_lag_ms: record
+            .last_rotation_lag
+            .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
+        last_report: last.as_ref().map(resource_reports).unwrap_or_default(),
+    }))
+}
+
+/// The body of `POST /v1/admin/envoys/token`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+/// `POST /v1/admin/envoys/token`.
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<NewToken>, AppError> {
+    require_admin(&state, &headers)?;
+    let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        parse_json(&body, "expected {} or {\"ttl_secs\": N}")?
+    };
+    let ttl = request
+        .ttl_secs
+        .map_or(DEFAULT_TOKEN_TTL, Duration::from_secs);
+    if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        return Err(AppError::BadRequest(format!(
+            "ttl_secs must be between 1 and {}",
+            MAX_TOKEN_TTL.as_secs()
+        )));
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(bytes.as_mut())
+        .map_err(|_| AppError::Internal("the system random generator failed".to_owned()))?;
+    let token = hex::encode(bytes.as_ref());
+    let now = Timestamp::now();
+    let expires_at = now.saturating_add(ttl);
+    state
+        .store
+        .create_token(&token_hash(&token), now, expires_at)
+        .await?;
+    tracing::info!(expires_at = %rfc3339(expires_at), "enrollment token created");
+    Ok(Json(NewToken {
+        token,
+        expires_at: rfc3339(expires_at),
+    }))
+}
+
+/// `POST /v1/admin/envoys/{name}/approve`: signs the stored request.
+pub(crate) async fn approve_envoy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<EnvoySummary>, AppError> {
+    require_admin(&state, &headers)?;
+    let record = known(&state, &name).await?;
+    let record = match record.status {
+        EnvoyStatus::Approved => record,
+        EnvoyStatus::Revoked => {
+            return Err(AppError::Conflict(format!(
+                "envoy '{name}' is revoked; it cannot be approved"
+            )));
+        }
+        EnvoyStatus::Pending => {
+            let csr = record.csr_pem.as_deref().ok_or_else(|| {
+                AppError::Conflict(format!("envoy '{name}' has no certificate request"))
+            })?;
+            let cert = sign(&state, csr, &name)?;
+            let approved = approve(&state, &name, &cert, Timestamp::now()).await?;
+            state.metrics.enrollment(EnrollmentResult::Approved);
+            tracing::info!(envoy = %name, "envoy approved");
+            approved
+        }
+    };
+    Ok(Json(summary(&record, None)))
+}
+
+/// `POST /v1/admin/envoys/{name}/revoke`.
+pub(crate) async fn revoke_envoy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<EnvoySummary>, AppError> {
+    require_admin(&state, &headers)?;
+    state
+        .store
+        .revoke_envoy(&name, Timestamp::now())
+        .await
+        .map_err(|e| match e {
+            StoreError::EnvoyNotFound { .. } => not_found(&name),
+            other => other.into(),
+        })?;
+    tracing::info!(envoy = %name, "envoy revoked");
+    // Ends a wait it may hold; the re-check refuses nothing by itself, but
+    // its next request is refused.
+    state.waiters.wake(&name);
+    let record = known(&state, &name).await?;
+    Ok(Json(summary(&record, None)))
+}
+
+async fn known(state: &AppState, name: &str) -> Result<EnvoyRecord, AppError> {
+    state
+        .store
+        .envoy(name)
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
+fn not_found(name: &str) -> AppError {
+    AppError::NotFound(format!(
+        "no envoy named '{name}'; `vigocli envoys list` shows the known ones"
+    ))
+}
+
+fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>) -> EnvoySummary {
+    EnvoySummary {
+        name: record.name.clone(),
+        status: record.status.as_str().to_owned(),
+        last_checkin: record.last_checkin_at.map(rfc3339),
+        last_report: last.map(report_line),
+    }
+}
+
+/// `<time> N resources: A changed, B failed, C skipped, D unchanged`, with
+/// ` (noop)` for a noop run.
+fn report_line(report: &ReportRecord) -> String {
+    let s = report.summary;
+    let total = s.changed + s.failed + s.skipped + s.unchanged;
+    format!(
+        "{} {total} resources: {} changed, {} failed, {} skipped, {} unchanged{}",
+        rfc3339(report.received_at),
+        s.changed,
+        s.failed,
+        s.skipped,
+        s.unchanged,
+        if report.noop { " (noop)" } else { "" }
+    )
+}
+
+/// The per-resource lines of a stored report body.
+fn resource_reports(report: &ReportRecord) -> Vec<ResourceReport> {
+    let Some(resources) = report.body["report"]["resources"].as_array() else {
+        return Vec::new();
+    };
+    let applied: Vec<&str> = report.body["report"]["secret_triggered_applied"]
+        .as_array()
+        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    let text = |r: &serde_json::Value, key: &str| r[key].as_str().unwrap_or_default().to_owned();
+    resources
+        .iter()
+        .map(|r| ResourceReport {
+            name: text(r, "name"),
+            kind: text(r, "type"),
+            status: text(r, "status"),
+            duration_ms: r["duration_ms"].as_u64().unwrap_or(0),
+            message: text(r, "message"),
+            secret_triggered: r["name"].as_str().is_some_and(|n| applied.contains(&n)),
+        })
+        .collect()
+}
+
+fn rfc3339(at: Timestamp) -> String {
+    let time: SystemTime = at.to_system_time();
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use vigo_store::ReportSummary;
+
+    use super::*;
+
+    #[test]
+    fn report_lines_read_like_the_envoy_summary() {
+        let report = ReportRecord {
+            id: 1,
+            envoy: "db1".to_owned(),
+            received_at: Timestamp::from_unix_millis(1_700_000_000_000),
+            summary: ReportSummary {
+                changed: 1,
+                failed: 0,
+                skipped: 0,
+                unchanged: 2,
+            },
+            noop: false,
+            body: serde_json::json!({"report": {"resources": [
+                {"name": "motd", "type": "file", "status": "changed", "duration_ms": 3, "message": "created"}
+            ]}}),
+        };
+        assert_eq!(
+            report_line(&report),
+            "2023-11-14T22:13:20Z 3 resources: 1 changed, 0 failed, 0 skipped, 2 unchanged"
+        );
+        let lines = resource_reports(&report);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].kind.as_str(), lines[0].status.as_str()),
+            ("file", "changed")
+        );
+    }
+}

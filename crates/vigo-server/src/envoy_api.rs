@@ -1,0 +1,506 @@
+//! The routes envoys call (SPEC 6.2, 6.3):
+//!
+//! - `POST /v1/enroll` (no client certificate) → [`EnrollResponse`]
+//! - `POST /v1/checkin` → [`CheckinResponse`]
+//! - `POST /v1/report` → 204
+//! - `GET /v1/wait` → [`WaitResponse`]
+//!
+//! Security: on every route but enrollment the envoy's identity comes from
+//! its verified client certificate only — never from the request body — and
+//! that exact certificate must be the one the store holds for an approved
+//! envoy. An envoy therefore only ever receives its own catalog, and a
+//! revoked or replaced certificate is refused.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use vigo_catalog::Fingerprint;
+use vigo_proto::{
+    CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest, WAIT_HOLD_SECS,
+    WaitResponse,
+};
+use vigo_store::{EnvoyRecord, EnvoyStatus, ReportSummary, StoreError, Timestamp};
+use zeroize::Zeroizing;
+
+use crate::metrics::{CheckinResult, EnrollmentResult};
+use crate::{AppError, AppState, PeerCertificate, error_chain};
+
+/// Validity of an envoy certificate.
+pub const ENVOY_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Largest certificate request accepted.
+const MAX_CSR_BYTES: usize = 16 * 1024;
+
+/// Longest envoy name (a DNS name).
+const MAX_NAME_BYTES: usize = 253;
+
+// --- enrollment ----------------------------------------------------------------
+
+/// `POST /v1/enroll`.
+pub(crate) async fn enroll(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<EnrollResponse>, AppError> {
+    let result = enroll_inner(&state, &body).await;
+    if result.is_err() {
+        state.metrics.enrollment(EnrollmentResult::Refused);
+    }
+    result.map(Json)
+}
+
+async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, AppError> {
+    let request: EnrollRequest = parse_json(
+        body,
+        "expected {\"name\":\"host.example.com\",\"csr_pem\":\"...\",\"token\":\"...\"}",
+    )?;
+    // The token is a credential: keep it in a zeroizing buffer.
+    let token = request.token.map(Zeroizing::new);
+    let name = request.name;
+    let csr = request.csr_pem;
+    check_envoy_name(&name)?;
+    if csr.len() > MAX_CSR_BYTES {
+        return Err(AppError::BadRequest(format!(
+            "the certificate request is larger than {MAX_CSR_BYTES} bytes"
+        )));
+    }
+
+    let existing = state.store.envoy(&name).await?;
+    if let Some(record) = &existing {
+        match record.status {
+            EnvoyStatus::Revoked => {
+                return Err(AppError::Forbidden(format!(
+                    "envoy '{name}' is revoked; an operator must remove it before the name can enroll again"
+                )));
+            }
+            EnvoyStatus::Approved => return reissue(state, record, &csr),
+            EnvoyStatus::Pending => {}
+        }
+    }
+
+    // Signing checks the request (its self-signature, its key) before any
+    // token is spent or anything is stored.
+    let cert_pem = sign(state, &csr, &name)?;
+    let now = Timestamp::now();
+    match token.as_deref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        Some(token) => {
+            state
+                .store
+                .consume_token(&token_hash(token), &name, now)
+                .await
+                .map_err(|e| match e {
+                    StoreError::TokenRejected { reason } => {
+                        tracing::info!(envoy = %name, reason = ?reason, "enrollment token refused");
+                        AppError::Forbidden(format!("enrollment token refused: {reason}"))
+                    }
+                    other => other.into(),
+                })?;
+            state
+                .store
+                .upsert_enrollment_request(&name, &csr, now)
+                .await?;
+            approve(state, &name, &cert_pem, now).await?;
+            state.metrics.enrollment(EnrollmentResult::Token);
+            tracing::info!(envoy = %name, "envoy enrolled with a token");
+            Ok(EnrollResponse::Approved { cert_pem })
+        }
+        None => {
+            let record = state
+                .store
+                .upsert_enrollment_request(&name, &csr, now)
+                .await?;
+            if existing.is_none() {
+                tracing::info!(
+                    envoy = %name,
+                    "enrollment request waiting for `vigocli envoys approve`"
+                );
+            }
+            // A concurrent approval may have landed in between.
+            if record.status == EnvoyStatus::Approved {
+                return reissue(state, &record, &csr);
+            }
+            state.metrics.enrollment(EnrollmentResult::Pending);
+            Ok(EnrollResponse::Pending)
+        }
+    }
+}
+
+/// An approved envoy asking again: the same request gets its certificate
+/// back (a pending envoy polling after `approve`); any other key is refused,
+/// so no one can take over an enrolled name.
+fn reissue(state: &AppState, record: &EnvoyRecord, csr: &str) -> Result<EnrollResponse, AppError> {
+    let same = record
+        .csr_pem
+        .as_deref()
+        .is_some_and(|stored| stored.trim() == csr.trim());
+    if !same {
+        return Err(AppError::Conflict(format!(
+            "envoy '{}' is already enrolled with another key; revoke it first",
+            record.name
+        )));
+    }
+    let cert_pem = record.cert_pem.clone().ok_or_else(|| {
+        AppError::Internal(format!(
+            "approved envoy '{}' has no certificate stored",
+            record.name
+        ))
+    })?;
+    state.metrics.enrollment(EnrollmentResult::Reissued);
+    Ok(EnrollResponse::Approved { cert_pem })
+}
+
+/// Signs `csr` for `name` with the CA; a bad request is the client's error.
+pub(crate) fn sign(state: &AppState, csr: &str, name: &str) -> Result<String, AppError> {
+    vigo_pki::sign_envoy_csr(&state.secrets.ca, csr, name, ENVOY_CERT_VALIDITY).map_err(|e| match e
+    {
+        vigo_pki::PkiError::CsrRejected { .. } | vigo_pki::PkiError::InvalidName { .. } => {
+            AppError::BadRequest(format!(
+                "the certificate request was refused: {}",
+                error_chain(&e)
+            ))
+        }
+        other => AppError::Internal(format!(
+            "signing an envoy certificate: {}",
+            error_chain(&other)
+        )),
+    })
+}
+
+/// Marks `name` approved with `cert_pem`.
+pub(crate) async fn approve(
+    state: &AppState,
+    name: &str,
+    cert_pem: &str,
+    at: Timestamp,
+) -> Result<EnvoyRecord, AppError> {
+    let fingerprint = vigo_pki::cert_fingerprint_sha256(cert_pem)
+        .map_err(|e| AppError::Internal(format!("fingerprinting a new certificate: {e}")))?;
+    state
+        .store
+        .approve_envoy(name, cert_pem, &fingerprint, at)
+        .await
+        .map_err(|e| match e {
+            StoreError::EnvoyRevoked { .. } => AppError::Conflict(e.to_string()),
+            StoreError::EnvoyNotFound { .. } => AppError::NotFound(e.to_string()),
+            other => other.into(),
+        })
+}
+
+/// Envoy names are host names: a DNS name, not an IP address, no trailing
+/// dot, at most 253 bytes.
+fn check_envoy_name(name: &str) -> Result<(), AppError> {
+    let bad = |why: &str| {
+        Err(AppError::BadRequest(format!(
+            "invalid envoy name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return bad("it must be 1 to 253 characters long");
+    }
+    if name.ends_with('.') {
+        return bad("it must not end with '.'");
+    }
+    match rustls_pki_types::ServerName::try_from(name) {
+        Ok(rustls_pki_types::ServerName::DnsName(_)) => Ok(()),
+        Ok(_) => bad("it must be a host name, not an IP address"),
+        Err(_) => bad("use letters, digits, '-' and '.' as in a host name"),
+    }
+}
+
+/// SHA-256 of an enrollment token, lowercase hex: the only form stored.
+pub(crate) fn token_hash(token: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+// --- the envoy's identity ------------------------------------------------------------
+
+/// The approved envoy the request's client certificate belongs to.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    peer: Option<&PeerCertificate>,
+) -> Result<EnvoyRecord, AppError> {
+    let peer = peer.ok_or(AppError::CertificateRequired)?;
+    let der = peer.end_entity();
+    let name = vigo_pki::envoy_name_from_cert(der).map_err(|e| {
+        AppError::Forbidden(format!(
+            "the client certificate does not name an envoy: {}",
+            error_chain(&e)
+        ))
+    })?;
+    let refuse = |why: &str| Err(AppError::Forbidden(format!("envoy '{name}' {why}")));
+    let Some(record) = state.store.envoy(&name).await? else {
+        return refuse("is not enrolled");
+    };
+    match record.status {
+        EnvoyStatus::Approved => {}
+        EnvoyStatus::Revoked => return refuse("is revoked"),
+        EnvoyStatus::Pending => return refuse("is not approved"),
+    }
+    let presented = der_fingerprint(der);
+    if record.cert_fingerprint.as_deref() != Some(presented.as_str()) {
+        return refuse("presented a certificate that is no longer valid for it; enroll again");
+    }
+    Ok(record)
+}
+
+/// SHA-256 of a DER certificate in the form the store keeps
+/// (`vigo_pki::cert_fingerprint_sha256`: upper-case hex pairs joined by `:`).
+fn der_fingerprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let pairs: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    pairs.join(":")
+}
+
+// --- check-in ------------------------------------------------------------------------
+
+/// `POST /v1/checkin`.
+pub(crate) async fn checkin(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let envoy = authenticate(&state, peer.as_deref()).await?;
+    let request: CheckinRequest =
+        parse_json(&body, "expected {\"fingerprint\":\"...\",\"facts\":{...}}")?;
+    // Taken before anything is read: triggers queued after this instant are
+    // not counted as delivered by this answer.
+    let at = Timestamp::now();
+    let name = envoy.name.as_str();
+    let compiled = state.catalog(name).map_err(|diagnostics| {
+        AppError::Internal(format!(
+            "the catalog of envoy '{name}' does not compile (run `vigocli catalog {name}`):\n{diagnostics}"
+        ))
+    })?;
+    let triggers = state.store.triggers_for(name).await?;
+    state.metrics.queued_triggers(name, triggers.len());
+    let interval_secs = state.config().raw.checkin_interval.as_secs();
+    let facts = serde_json::Value::Object(request.facts);
+
+    let current = request
+        .fingerprint
+        .as_deref()
+        .and_then(Fingerprint::from_hex)
+        .is_some_and(|f| f.matches(&compiled.fingerprint));
+    let undelivered = triggers.iter().any(|t| t.delivered_at.is_none());
+    if current && !envoy.force_push && !undelivered {
+        state
+            .store
+            .record_checkin(name, &facts, Some(compiled.fingerprint.as_str()), at)
+            .await?;
+        state.metrics.checkin(CheckinResult::Unchanged);
+        return Ok(Json(CheckinResponse::Unchanged { interval_secs }).into_response());
+    }
+
+    let mut catalog = compiled.catalog.clone();
+    let mut flagged = Vec::new();
+    let mut stale = Vec::new();
+    for trigger in &triggers {
+        match catalog
+            .resources
+            .iter_mut()
+            .find(|r| r.name == trigger.resource)
+        {
+            Some(resource) => {
+                resource.secret_triggered = true;
+                flagged.push(trigger.resource.as_str());
+            }
+            None => stale.push(trigger.resource.as_str()),
+        }
+    }
+    let deliveries: Vec<_> = catalog
+        .secrets
+        .iter()
+        .map(|(path, secret)| (path.clone(), secret.version))
+        .collect();
+    let answer = CheckinResponse::Catalog {
+        interval_secs,
+        fingerprint: compiled.fingerprint.as_str().to_owned(),
+        catalog: Box::new(catalog),
+    };
+    // The answer carries secret values: serialise into a buffer that is
+    // wiped when the response body is dropped.
+    let bytes =
+        Zeroizing::new(serde_json::to_vec(&answer).map_err(|e| {
+            AppError::Internal(format!("serialising the catalog of '{name}': {e}"))
+        })?);
+    drop(answer);
+
+    if !flagged.is_empty() {
+        state
+            .store
+            .mark_triggers_delivered(name, &flagged, at)
+            .await?;
+    }
+    if !stale.is_empty() {
+        // Triggers for resources the catalog no longer has can never be
+        // applied; drop them rather than resend the catalog forever.
+        tracing::info!(envoy = %name, resources = ?stale, "dropping triggers of removed resources");
+        state
+            .store
+            .mark_triggers_delivered(name, &stale, at)
+            .await?;
+        state.store.clear_triggers(name, &stale, at).await?;
+    }
+    if envoy.force_push {
+        state.store.set_force_push(&[name], false).await?;
+    }
+    for (path, version) in &deliveries {
+        state
+            .store
+            .record_delivery(name, path, *version, at)
+            .await?;
+    }
+    state
+        .store
+        .record_checkin(name, &facts, Some(compiled.fingerprint.as_str()), at)
+        .await?;
+    state.metrics.checkin(CheckinResult::Catalog);
+    state.metrics.catalog_bytes(bytes.len());
+    tracing::debug!(
+        envoy = %name,
+        triggered = flagged.len(),
+        force_push = envoy.force_push,
+        "sending catalog"
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(Bytes::from_owner(ZeroizingBody(bytes))),
+    )
+        .into_response())
+}
+
+/// A response body wiped on drop.
+struct ZeroizingBody(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizingBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+// --- report --------------------------------------------------------------------------
+
+/// `POST /v1/report`.
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let envoy = authenticate(&state, peer.as_deref()).await?;
+    let name = envoy.name.as_str();
+    let request: ReportRequest =
+        parse_json(&body, "expected {\"fingerprint\":\"...\",\"report\":{...}}")?;
+    let report = &request.report;
+    let at = Timestamp::now();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let summary = ReportSummary {
+        changed: count(report.summary.changed),
+        failed: count(report.summary.failed),
+        skipped: count(report.summary.skipped),
+        unchanged: count(report.summary.unchanged),
+    };
+    let stored = serde_json::to_value(&request)
+        .map_err(|e| AppError::Internal(format!("re-encoding a report of '{name}': {e}")))?;
+    state
+        .store
+        .insert_report(name, at, summary, report.noop, &stored)
+        .await?;
+    if !report.noop && !report.secret_triggered_applied.is_empty() {
+        let applied: Vec<&str> = report
+            .secret_triggered_applied
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some(lag) = state.store.clear_triggers(name, &applied, at).await? {
+            state.metrics.rotation_lag(name, lag);
+            tracing::info!(envoy = %name, lag_ms = lag.as_millis(), "rotation applied");
+        }
+        let left = state.store.triggers_for(name).await?;
+        state.metrics.queued_triggers(name, left.len());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- wait ----------------------------------------------------------------------------
+
+/// `GET /v1/wait`.
+pub(crate) async fn wait(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+) -> Result<Json<WaitResponse>, AppError> {
+    let envoy = authenticate(&state, peer.as_deref()).await?;
+    let name = envoy.name.as_str();
+    let checkin_now = state
+        .waiters
+        .wait(name, Duration::from_secs(WAIT_HOLD_SECS), || {
+            let store = state.store.clone();
+            let name = envoy.name.clone();
+            async move {
+                if store.force_push(&name).await? {
+                    return Ok::<_, StoreError>(true);
+                }
+                let triggers = store.triggers_for(&name).await?;
+                Ok(triggers.iter().any(|t| t.delivered_at.is_none()))
+            }
+        })
+        .await?;
+    Ok(Json(WaitResponse { checkin_now }))
+}
+
+// --- shared ---------------------------------------------------------------------------
+
+/// Parses a JSON body; a mistake is a 400 naming what was expected.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, AppError> {
+    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("{expected}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_host_names() {
+        for good in ["db1.example.com", "web-2", "a.b.c"] {
+            assert!(check_envoy_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "10.0.0.1",
+            "db1.example.com.",
+            "db 1",
+            "*.example.com",
+            "../x",
+        ] {
+            assert!(check_envoy_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_envoy_name(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn der_fingerprint_matches_the_pem_form() {
+        let ca = vigo_pki::generate_ca("Vigo CA").unwrap();
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(ca.cert_pem.as_bytes())
+            .map(|d: rustls_pki_types::CertificateDer<'static>| d)
+            .unwrap();
+        assert_eq!(
+            der_fingerprint(&der),
+            vigo_pki::cert_fingerprint_sha256(&ca.cert_pem).unwrap()
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! `vigosrv` and `vigocli` with the isopass backend (SPEC 4.3, 4.4, 4.5),
+//! end to end against the isopass stand-in over TLS: fail-fast start-up
+//! (isopass down, wrong token, unsafe token file, missing secrets),
+//! `vigocli secrets bootstrap|set|get|list`, the token never reaching any
+//! output, and the secret watchers (isopass poller, local file watcher).
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use isopass_standin::{Handle, StandinOptions, Transport};
+use support::{ServerProcess, TestDir, TestRng, free_port, stderr, stdout};
+use vigo_secrets::{IsopassConfig, IsopassProvider, SecretPath, SecretProvider, SecretValue};
+use zeroize::Zeroizing;
+
+/// A stand-in isopass over TLS on a fixed loopback port, with its CA, token
+/// file and data file in a temporary folder. The stand-in runs on its own
+/// tokio runtime, so the tests can drive the binaries synchronously.
+struct Isopass {
+    runtime: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    port: u16,
+    token: String,
+    handle: Option<Handle>,
+}
+
+impl Isopass {
+    /// Everything set up, nothing listening yet.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = vigo_pki::generate_ca("isopass test CA").unwrap();
+        let server = vigo_pki::issue_server_cert(
+            &ca,
+            &["localhost".to_owned()],
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
+        std::fs::write(
+            dir.path().join("server.key"),
+            server.key_pem.expose_secret(),
+        )
+        .unwrap();
+        let token = format!("tok-canary-{}", TestRng::from_clock().token());
+        write_private(&dir.path().join("token"), &format!("{token}\n"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        Self {
+            runtime,
+            dir,
+            port: free_port(),
+            token,
+            handle: None,
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts (or restarts) the stand-in on its port with its data file.
+    fn start(&mut self) {
+        assert!(self.handle.is_none());
+        let options = StandinOptions {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+            token: Zeroizing::new(self.token.clone()),
+            transport: Transport::Tls {
+                cert_file: self.file("server.pem"),
+                key_file: self.file("server.key"),
+            },
+            data_file: Some(self.file("standin.json")),
+        };
+        self.handle = Some(
+            self.runtime
+                .block_on(isopass_standin::spawn(options))
+                .unwrap(),
+        );
+    }
+
+    /// Stops it; the port is closed when this returns.
+    fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            self.runtime.block_on(handle.shutdown());
+        }
+    }
+
+    /// The `secrets:` section of a server config that uses this isopass
+    /// (token file given), plus a 1 s poll interval.
+    fn config(&self, token_file: &Path) -> String {
+        format!(
+            "secrets:\n  backend: isopass\n  url: \"https://127.0.0.1:{}\"\n  token_file: \"{}\"\n  ca_file: \"{}\"\nwatcher:\n  poll_interval: \"1s\"\n",
+            self.port,
+            token_file.display(),
+            self.file("ca.pem").display()
+        )
+    }
+
+    /// A client of this isopass, as a second writer beside Vigo.
+    fn client(&self) -> IsopassProvider {
+        IsopassProvider::new(IsopassConfig {
+            url: format!("https://127.0.0.1:{}", self.port),
+            token_file: self.file("token"),
+            ca_file: Some(self.file("ca.pem")),
+        })
+        .unwrap()
+    }
+
+    /// Stores `value` at `path` straight into isopass; returns the version.
+    fn put(&self, path: &str, value: &str) -> u64 {
+        let client = self.client();
+        self.runtime
+            .block_on(client.set(&SecretPath::parse(path).unwrap(), &SecretValue::from(value)))
+            .unwrap()
+    }
+
+    /// Removes `path` from isopass.
+    fn remove(&self, path: &str) {
+        let client = self.client();
+        self.runtime
+            .block_on(client.delete(&SecretPath::parse(path).unwrap()))
+            .unwrap();
+    }
+}
+
+impl Drop for Isopass {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_private(file: &Path, content: &str) {
+    std::fs::write(file, content).unwrap();
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A server folder configured for `isopass` with its own token file.
+fn server_dir(isopass: &Isopass) -> TestDir {
+    TestDir::with_config_extra(&isopass.config(&isopass.file("token")))
+}
+
+/// Starts `vigosrv`, expects it to fail, and returns its log.
+fn failed_start(dir: &TestDir) -> String {
+    let mut server = ServerProcess::spawn(&dir.config(), &["--log-level", "trace"]);
+    let status = server.wait_exit();
+    assert!(!status.success(), "vigosrv started; log:\n{}", server.log());
+    server.log()
+}
+
+fn assert_line(log: &str, expected: &str) {
+    assert!(
+        log.lines().any(|l| l.ends_with(expected)),
+        "missing {expected:?} in:\n{log}"
+    );
+}
+
+#[test]
+fn an_unreachable_isopass_stops_the_start() {
+    let isopass = Isopass::new();
+    let dir = server_dir(&isopass);
+    let log = failed_start(&dir);
+    assert_line(
+        &log,
+        "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': isopass unreachable: connection refused\"",
+    );
+    assert!(!log.contains(&isopass.token));
+    assert!(
+        !dir.data_dir().exists(),
+        "nothing is generated or written with isopass"
+    );
+}
+
+#[test]
+fn a_wrong_token_stops_the_start() {
+    let mut isopass = Isopass::new();
+    isopass.start();
+    let wrong = format!("tok-wrong-{}", TestRng::from_clock().token());
+    write_private(&isopass.file("wrong-token"), &wrong);
+    let dir = TestDir::with_config_extra(&isopass.config(&isopass.file("wrong-token")));
+    let log = failed_start(&dir);
+    assert_line(
+        &log,
+        "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': isopass: unauthorized (check the token in token_file)\"",
+    );
+    assert!(!log.contains(&wrong) && !log.contains(&isopass.token));
+}
+
+#[test]
+fn a_group_readable_token_file_is_refused_with_a_chmod_hint() {
+    let mut isopass = Isopass::new();
+    isopass.start();
+    let token_file = isopass.file("token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = server_dir(&isopass);
+    let log = failed_start(&dir);
+    let error = log
+        .lines()
+        .find(|l| l.contains("ERROR server failed"))
+        .unwrap_or_else(|| panic!("no error line in:\n{log}"));
+    assert!(error.contains("mode 0644"), "{error}");
+    assert!(
+        error.contains(&format!("chmod 600 {}", token_file.display())),
+        "{error}"
+    );
+    assert!(!log.contains(&isopass.token));
+    assert_eq!(isopass.handle.as_ref().unwrap().requests_seen(), 0);
+
+    // The CLI refuses it the same way.
+    let out = dir.cli(&["secrets", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_secrets_stop_the_start_then_bootstrap_makes_it_serve() {
+    let mut isopass = Isopass::new();
+    isopass.start();
+    let dir = server_dir(&isopass);
+    let log = failed_start(&dir);
+    assert_line(
+        &log,
+        "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': isopass: not found\"",
+    );
+
+    let out = dir.cli(&["secrets", "bootstrap"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = stdout(&out);
+    for path in [
+        "vigo/tls/ca_cert",
+        "vigo/tls/ca_key",
+        "vigo/tls/server_cert",
+        "vigo/tls/server_key",
+        "vigo/db/dsn",
+        "vigo/server/admin_token",
+        "vigo/server/hmac_key",
+    ] {
+        assert!(
+            created.contains(&format!("Secret \"{path}\" created.")),
+            "{created}"
+        );
+    }
+    let again = dir.cli(&["secrets", "bootstrap"]);
+    assert_eq!(
+        stdout(&again),
+        "Nothing to create: every generated secret exists.\n"
+    );
+
+    // TLS material is fetched from isopass too, and named when missing;
+    // bootstrap then issues a new server certificate from the stored CA.
+    isopass.remove("vigo/tls/server_key");
+    isopass.remove("vigo/tls/server_cert");
+    let log = failed_start(&dir);
+    assert_line(
+        &log,
+        "ERROR server failed error=\"loading server config: resolving secret 'vigo/tls/server_cert': isopass: not found\"",
+    );
+    let out = dir.cli(&["secrets", "bootstrap"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut server = dir.start_server(&["--log-level", "trace"]);
+    assert!(server.terminate().success(), "{}", server.log());
+    assert!(!server.log().contains(&isopass.token));
+}
+
+#[test]
+fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
+    let mut isopass = Isopass::new();
+    isopass.start();
+    let dir = server_dir(&isopass);
+    let mut outputs = Vec::new();
+    let out = dir.cli(&["--log-level", "trace", "secrets", "bootstrap"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    outputs.push(out);
+
+    // Server down: stored, and said so.
+    let out = dir.cli_with_stdin(
+        &[
+            "--log-level",
+            "trace",
+            "secrets",
+            "set",
+            "app/grafana/admin-password",
+            "-",
+        ],
+        b"first-value\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Secret \"app/grafana/admin-password\" stored.\nServer not reachable — the change will be applied when it next starts.\n"
+    );
+    outputs.push(out);
+
+    let mut server = dir.start_server(&["--log-level", "trace"]);
+    let out = dir.cli_with_stdin(
+        &[
+            "--log-level",
+            "trace",
+            "secrets",
+            "set",
+            "app/grafana/admin-password",
+            "-",
+        ],
+        b"second-value\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Secret \"app/grafana/admin-password\" stored.\nServer notified — affected envoys will apply on next check-in.\n"
+    );
+    outputs.push(out);
+
+    let out = dir.cli(&[
+        "--log-level",
+        "trace",
+        "secrets",
+        "get",
+        "app/grafana/admin-password",
+    ]);
+    assert_eq!(stdout(&out), "second-value\n", "{}", stderr(&out));
+    outputs.push(out);
+    let out = dir.cli(&["--log-level", "trace", "secrets", "list", "app"]);
+    assert_eq!(
+        stdout(&out),
+        "app/grafana/admin-password  2\n",
+        "{}",
+        stderr(&out)
+    );
+    outputs.push(out);
+    let out = dir.cli(&["--log-level", "trace", "secrets", "get", "app/none"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("isopass: not found"),
+        "{}",
+        stderr(&out)
+    );
+    outputs.push(out);
+
+    assert!(server.terminate().success(), "{}", server.log());
+    let token = isopass.token.as_bytes();
+    assert!(!support::contains_bytes(&server.log_bytes(), token));
+    for out in &outputs {
+        assert!(!support::contains_bytes(&out.stdout, token));
+        assert!(!support::contains_bytes(&out.stderr, token));
+    }
+    for (file, bytes) in dir.snapshot() {
+        assert!(
+            !support::contains_bytes(&bytes, token),
+            "{} holds the token",
+            file.display()
+        );
+    }
+}
+
+/// A config repository whose one module references `app/pw`.
+fn write_repo(dir: &TestDir) {
+    dir.write(
+        "config/nodes.vgo",
+        "envoys:\n  - match: \"web*\"\n    roles: [web]\n    vars:\n      pw: \"secret:app/pw\"\n",
+    );
+    dir.write(
+        "config/modules/web.vgo",
+        "resources:\n  - name: pw-file\n    type: file\n    target_path: /tmp/vigo-test-never-written\n    content: \"{{ .Vars.pw }}\"\n    watch_secret: [app/pw]\n",
+    );
+}
+
+#[test]
+#[ignore = "needs vigosrv's startup to start the rotation flow and the secret watchers"]
+fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage() {
+    let mut isopass = Isopass::new();
+    isopass.start();
+    let dir = server_dir(&isopass);
+    write_repo(&dir);
+    assert!(dir.cli(&["secrets", "bootstrap"]).status.success());
+    isopass.put("app/pw", "value-one");
+    let mut server = dir.start_server(&["--log-level", "trace"]);
+
+    isopass.put("app/pw", "value-two");
+    assert!(
+        server.wait_for_log("rotation queued paths=app/pw"),
+        "{}",
+        server.log()
+    );
+
+    isopass.stop();
+    assert!(
+        server.wait_for_log("ERROR secret poll failed"),
+        "{}",
+        server.log()
+    );
+    let ca = std::fs::read_to_string(dir.ca_file()).unwrap();
+    let (status, body) =
+        support::https_get(&format!("https://127.0.0.1:{}/healthz", dir.port), &ca).unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    isopass.start();
+    assert!(
+        server.wait_for_log("INFO secret poll recovered"),
+        "{}",
+        server.log()
+    );
+    let before = server.log().matches("rotation queued paths=app/pw").count();
+    isopass.put("app/pw", "value-three");
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    while server.log().matches("rotation queued paths=app/pw").count() == before {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(server.terminate().success());
+    let log = server.log();
+    for secret in [
+        "value-one",
+        "value-two",
+        "value-three",
+        isopass.token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked:\n{log}");
+    }
+}
+
+#[test]
+#[ignore = "needs vigosrv's startup to start the rotation flow and the secret watchers"]
+fn the_local_file_watcher_notices_a_secret_written_by_another_process() {
+    let dir = TestDir::new();
+    write_repo(&dir);
+    // First start generates the key; then the repository's secret.
+    dir.start_server(&[]).terminate();
+    let other = vigo_secrets::LocalProvider::open(&dir.key_file(), &dir.secrets_dir()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pw = SecretPath::parse("app/pw").unwrap();
+    runtime
+        .block_on(other.set(&pw, &SecretValue::from("local-one")))
+        .unwrap();
+    let mut server = dir.start_server(&["--log-level", "trace"]);
+
+    // Written by another process (no notification reaches the server).
+    runtime
+        .block_on(other.set(&pw, &SecretValue::from("local-two")))
+        .unwrap();
+    assert!(
+        server.wait_for_log("rotation queued paths=app/pw"),
+        "{}",
+        server.log()
+    );
+    assert!(server.terminate().success());
+    let log = server.log();
+    assert!(
+        !log.contains("local-one") && !log.contains("local-two"),
+        "{log}"
+    );
+}
