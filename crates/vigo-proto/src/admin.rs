@@ -72,7 +72,7 @@ pub struct EnvoyDetail {
     pub last_rotation_lag_ms: Option<u64>,
     /// The last report, per resource.
     #[serde(default)]
-    pub last_report: Vec<crate::ResourceReport>,
+    pub last_report_resources: Vec<crate::ResourceReport>,
 }
 
 /// A new one-time enrollment token.

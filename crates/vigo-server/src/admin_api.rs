@@ -75,7 +75,7 @@ pub(crate) async fn show(
         last_rotation_lag_ms: record
             .last_rotation_lag
             .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
-        last_report: last.as_ref().map(resource_reports).unwrap_or_default(),
+        last_report_resources: last.as_ref().map(resource_reports).unwrap_or_default(),
     }))
 }
 

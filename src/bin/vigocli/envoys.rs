@@ -209,9 +209,9 @@ fn details(d: &EnvoyDetail) -> String {
             out.push_str(&format!("  {key}: {value}\n"));
         }
     }
-    if !d.last_report.is_empty() {
+    if !d.last_report_resources.is_empty() {
         out.push_str("resources (last report):\n");
-        for r in &d.last_report {
+        for r in &d.last_report_resources {
             let message = if r.message.is_empty() {
                 String::new()
             } else {

@@ -1,0 +1,726 @@
+//! The envoy protocol end to end (SPEC 6.2, 6.3, 7 `envoys`, 8): a real
+//! `vigosrv`, `vigocli envoys ...`, and envoys that enroll, check in, apply
+//! and report — the real `vigoenvoy` for the acceptance run, a bare
+//! protocol client for the refusals an honest envoy never provokes.
+//!
+//! Every scenario runs on the embedded database and, when
+//! `VIGO_TEST_POSTGRES` names a PostgreSQL server, again on a fresh schema
+//! of it (the DSN stored as the `vigo/db/dsn` secret, as in production).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ServerProcess, TestDir, bin, stderr, stdout};
+use vigo_pki::CertifiedKey;
+use vigo_secrets::SecretValue;
+
+const DB1: &str = "db1.example.com";
+const WEB1: &str = "web1.example.com";
+const DB_PASSWORD: &str = "vigo/db/password";
+
+// --- scenarios, each run on both backends ---------------------------------------------
+
+#[test]
+fn acceptance_two_envoys_enroll_and_converge() {
+    with_backend(Database::Sqlite, acceptance);
+}
+
+#[test]
+fn acceptance_two_envoys_enroll_and_converge_postgres() {
+    with_backend(Database::Postgres, acceptance);
+}
+
+#[test]
+fn refusals_keep_every_envoy_to_its_own_identity() {
+    with_backend(Database::Sqlite, refusals);
+}
+
+#[test]
+fn refusals_keep_every_envoy_to_its_own_identity_postgres() {
+    with_backend(Database::Postgres, refusals);
+}
+
+#[test]
+fn force_push_answers_the_wait_at_once_and_resends_the_catalog() {
+    with_backend(Database::Sqlite, force_push);
+}
+
+#[test]
+fn force_push_answers_the_wait_at_once_and_resends_the_catalog_postgres() {
+    with_backend(Database::Postgres, force_push);
+}
+
+#[test]
+fn envoys_commands_need_a_running_server() {
+    let dir = TestDir::new();
+    dir.start_server(&[]).terminate();
+    let out = dir.cli(&["envoys", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: server not reachable at 127.0.0.1:{}",
+            dir.port
+        )),
+        "{err}"
+    );
+}
+
+/// Two envoys, one enrolled with a token and one approved by the operator,
+/// both converge their files; a second run is an "unchanged" check-in.
+fn acceptance(env: &Env) {
+    let dir = &env.dir;
+    let mut server = env.start();
+
+    // db1: a one-time token in a 0600 file.
+    let token = cli_ok(dir, &["envoys", "token"]);
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token}");
+    let db1 = EnvoyHost::new(dir, DB1, Some(token));
+    let run = db1.run_once();
+    assert!(run.status.success(), "db1 first run:\n{}", all_output(&run));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/db.conf")).unwrap(),
+        "password = s3cret-db\n"
+    );
+    assert_eq!(mode(&dir.path().join("out/db.conf")), 0o600);
+
+    // web1: no token; waits for approval.
+    let web1 = EnvoyHost::new(dir, WEB1, None);
+    let run = web1.run_once();
+    assert!(!run.status.success(), "web1 must wait for approval");
+    assert!(
+        all_output(&run).contains("waiting for approval"),
+        "{}",
+        all_output(&run)
+    );
+    let listed = cli_ok(dir, &["envoys", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(WEB1) && l.contains("pending")),
+        "{listed}"
+    );
+    let approved = cli_ok(dir, &["envoys", "approve", WEB1]);
+    assert!(approved.contains("approved"), "{approved}");
+    let run = web1.run_once();
+    assert!(
+        run.status.success(),
+        "web1 after approval:\n{}",
+        all_output(&run)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/index.html")).unwrap(),
+        "<h1>Example on web1.example.com</h1>\n"
+    );
+
+    // Second runs: nothing to do, and the server said so.
+    for host in [&db1, &web1] {
+        let run = host.run_once();
+        assert!(run.status.success(), "{}", all_output(&run));
+        let text = all_output(&run);
+        assert!(text.contains("unchanged"), "{}: {text}", host.name);
+        assert!(
+            !text.contains(" changed,") || text.contains("0 changed"),
+            "{text}"
+        );
+    }
+
+    // The operator's view.
+    let listed = cli_ok(dir, &["envoys", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines[0],
+        "NAME              STATUS    LAST-CHECKIN          LAST-REPORT"
+    );
+    for name in [DB1, WEB1] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{listed}"));
+        assert!(line.contains("approved"), "{line}");
+        assert!(line.contains("Z"), "no last check-in in {line}");
+        assert!(line.contains("resources:"), "no last report in {line}");
+    }
+    let json: Value =
+        serde_json::from_str(&cli_ok(dir, &["envoys", "list", "--output", "json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert!(json[0]["last_checkin"].is_string(), "{json}");
+
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, &["envoys", "show", DB1, "--output", "json"])).unwrap();
+    assert_eq!(shown["name"], DB1);
+    assert_eq!(shown["status"], "approved");
+    assert_eq!(shown["force_push"], false);
+    assert_eq!(shown["facts"]["os"], "linux");
+    assert!(shown["cert_fingerprint"].as_str().unwrap().contains(':'));
+    let text = cli_ok(dir, &["envoys", "show", DB1]);
+    assert!(text.contains("queued triggers:  none"), "{text}");
+
+    // Nothing the server stored or logged holds the secret value.
+    assert!(!server.log().contains("s3cret-db"), "{}", server.log());
+    let report = serde_json::to_string(&shown).unwrap();
+    assert!(!report.contains("s3cret-db"));
+
+    let metrics = https_text(&env.dir, "/metrics");
+    assert!(
+        metrics.contains("vigo_checkins_total{result=\"unchanged\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigo_checkins_total{result=\"catalog\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigo_enrollments_total{result=\"token\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigo_enrollments_total{result=\"approved\"} 1"),
+        "{metrics}"
+    );
+    assert!(server.terminate().success(), "{}", server.log());
+}
+
+/// Everything a dishonest or outdated client might try is refused.
+fn refusals(env: &Env) {
+    let dir = &env.dir;
+    let mut server = env.start();
+    let rt = runtime();
+    rt.block_on(async {
+        // db1 enrolls with a token.
+        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let mut db1 = ProtocolEnvoy::new(dir, DB1);
+        let (status, body) = db1.enroll(Some(&token)).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("approved")),
+            "{body}"
+        );
+
+        // The token is single-use.
+        let mut other = ProtocolEnvoy::new(dir, "db2.example.com");
+        let (status, body) = other.enroll(Some(&token)).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("already used"),
+            "{body}"
+        );
+        // An unknown token too.
+        let (status, _) = other.enroll(Some(&"0".repeat(64))).await;
+        assert_eq!(status, 403);
+
+        // No one takes over db1's name with another key...
+        let mut impostor = ProtocolEnvoy::new(dir, DB1);
+        let fresh = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let (status, body) = impostor.enroll(Some(&fresh)).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(
+            body["message"],
+            "envoy 'db1.example.com' is already enrolled with another key; revoke it first"
+        );
+        // ...while db1 itself asking again gets its certificate back.
+        let (status, body) = db1.enroll(None).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("approved")));
+
+        // No client certificate: 401 on every envoy route.
+        let anonymous = ProtocolEnvoy::new(dir, WEB1);
+        let (status, body) = anonymous.checkin(None).await;
+        assert_eq!(status, 401, "{body}");
+        let (status, _) = anonymous.wait().await;
+        assert_eq!(status, 401);
+        let (status, _) = anonymous.report(&json!({})).await;
+        assert_eq!(status, 401);
+
+        // web1 enrolls; its certificate only ever gets web1's catalog.
+        let mut web1 = ProtocolEnvoy::new(dir, WEB1);
+        let (status, _) = web1.enroll(Some(&fresh)).await;
+        assert_eq!(status, 200);
+        let (status, body) = web1.checkin(None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "catalog");
+        assert_eq!(body["catalog"]["envoy"], WEB1);
+        let names: Vec<&str> = body["catalog"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web-index"]);
+        assert!(body["catalog"].get("secrets").is_none(), "{body}");
+        assert!(!body.to_string().contains("s3cret-db"));
+
+        // db1's catalog carries db1's secret, to db1 only.
+        let (status, body) = db1.checkin(None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["catalog"]["envoy"], DB1);
+        assert_eq!(
+            body["catalog"]["secrets"][DB_PASSWORD]["value"],
+            "s3cret-db"
+        );
+        let fingerprint = body["fingerprint"].as_str().unwrap().to_owned();
+        let (status, body) = db1.checkin(Some(&fingerprint)).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("unchanged")));
+        // Reports: stored and shown; a malformed one is refused.
+        let report = json!({"fingerprint": fingerprint, "report": {
+            "envoy": DB1, "noop": false, "duration_ms": 2,
+            "resources": [{"name": "pg-config", "type": "file", "status": "changed",
+                           "duration_ms": 1, "message": "content updated"}],
+            "summary": {"total": 1, "changed": 1, "failed": 0, "skipped": 0, "unchanged": 0},
+            "secret_triggered_applied": []
+        }});
+        let (status, body) = db1.report(&report).await;
+        assert_eq!(status, 204, "{body}");
+        let (status, body) = db1.report(&json!({"fingerprint": fingerprint})).await;
+        assert_eq!(status, 400, "{body}");
+        let shown = cli_ok(dir, &["envoys", "show", DB1]);
+        assert!(
+            shown.contains("file[pg-config] changed (1 ms): content updated"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("1 resources: 1 changed, 0 failed, 0 skipped, 0 unchanged"),
+            "{shown}"
+        );
+
+        // web1 presenting db1's fingerprint is not db1.
+        let (_, body) = web1.checkin(Some(&fingerprint)).await;
+        assert_eq!(body["status"], "catalog");
+        assert_eq!(body["catalog"]["envoy"], WEB1);
+
+        // A certificate signed by the Vigo CA but not the one on record
+        // (db1's name with another key) is refused.
+        let ca = ca_key(dir).await;
+        let (forged_key, forged_csr) = vigo_pki::generate_envoy_key_and_csr(DB1).unwrap();
+        let forged_cert =
+            vigo_pki::sign_envoy_csr(&ca, &forged_csr, DB1, Duration::from_secs(3600)).unwrap();
+        let forged = ProtocolEnvoy::with_identity(dir, DB1, forged_key, forged_csr, forged_cert);
+        let (status, body) = forged.checkin(None).await;
+        assert_eq!(status, 403, "{body}");
+
+        // Revoked: refused from then on, and cannot enroll again.
+        cli_ok(dir, &["envoys", "revoke", WEB1]);
+        let (status, body) = web1.checkin(None).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["message"], "envoy 'web1.example.com' is revoked");
+        let (status, _) = web1.wait().await;
+        assert_eq!(status, 403);
+        let (status, _) = web1.enroll(None).await;
+        assert_eq!(status, 403);
+        let listed: Value =
+            serde_json::from_str(&cli_ok(dir, &["envoys", "list", "--output", "json"])).unwrap();
+        let web = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == WEB1)
+            .unwrap();
+        assert_eq!(web["status"], "revoked");
+        // Approving a revoked envoy is refused; unknown envoys are 404.
+        let out = dir.cli(&["envoys", "approve", WEB1]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+        let out = dir.cli(&["envoys", "show", "nobody.example.com"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("no envoy named"), "{}", stderr(&out));
+
+        // Bad input is a 400 naming the problem.
+        let mut bad = ProtocolEnvoy::new(dir, "10.0.0.1");
+        let (status, body) = bad.enroll(None).await;
+        assert_eq!(status, 400, "{body}");
+    });
+    assert!(!server.log().contains("s3cret-db"));
+    assert!(server.terminate().success(), "{}", server.log());
+}
+
+/// Force-push set in the database: the wait answers at once, the next
+/// check-in gets the whole catalog even with a current fingerprint, and the
+/// one after that is "unchanged" again.
+fn force_push(env: &Env) {
+    let dir = &env.dir;
+    let mut server = env.start();
+    let rt = runtime();
+    rt.block_on(async {
+        let token = cli_ok(dir, &["envoys", "token", "--ttl", "5m"])
+            .trim()
+            .to_owned();
+        let mut db1 = ProtocolEnvoy::new(dir, DB1);
+        db1.enroll(Some(&token)).await;
+        let (_, body) = db1.checkin(None).await;
+        let fingerprint = body["fingerprint"].as_str().unwrap().to_owned();
+
+        let store = vigo_store::connect(&env.dsn(dir))
+            .await
+            .expect("open the server's database");
+        store.set_force_push(&[DB1], true).await.unwrap();
+        let (status, body) = db1.wait().await;
+        assert_eq!((status, body), (200, json!({"checkin_now": true})));
+
+        let (_, body) = db1.checkin(Some(&fingerprint)).await;
+        assert_eq!(body["status"], "catalog", "force-push resends the catalog");
+        assert_eq!(body["fingerprint"], fingerprint.as_str());
+        let (_, body) = db1.checkin(Some(&fingerprint)).await;
+        assert_eq!(
+            body["status"], "unchanged",
+            "force-push is cleared once sent"
+        );
+        assert!(!store.force_push(DB1).await.unwrap());
+
+        // A wait already held is woken when force-push is set meanwhile
+        // (noticed by the server's periodic re-check of the database).
+        let waiting = {
+            let db1 = db1.clone();
+            tokio::spawn(async move { db1.wait().await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.set_force_push(&[DB1], true).await.unwrap();
+        let (status, body) = waiting.await.unwrap();
+        assert_eq!((status, body), (200, json!({"checkin_now": true})));
+        store.close().await;
+    });
+    // Shutdown is not held up by waits.
+    let rt = runtime();
+    let held = rt.block_on(async {
+        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let mut web1 = ProtocolEnvoy::new(dir, WEB1);
+        web1.enroll(Some(&token)).await;
+        web1.checkin(None).await;
+        tokio::spawn(async move { web1.wait().await })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.terminate().success(), "{}", server.log());
+    let (status, body) = rt.block_on(held).unwrap();
+    assert_eq!((status, body), (200, json!({"checkin_now": false})));
+}
+
+// --- backends ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Sqlite,
+    Postgres,
+}
+
+/// A prepared test folder: secrets bootstrapped, the config repository
+/// written, the database chosen.
+struct Env {
+    dir: TestDir,
+    postgres: Option<PgSchema>,
+}
+
+impl Env {
+    fn start(&self) -> ServerProcess {
+        let mut server = self.dir.start_server(&[]);
+        let backend = if self.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        assert!(
+            server.wait_for_log(&format!("database ready backend={backend}")),
+            "{}",
+            server.log()
+        );
+        server
+    }
+
+    /// The server's DSN, read back through the CLI as an operator would.
+    fn dsn(&self, dir: &TestDir) -> SecretValue {
+        SecretValue::new(
+            cli_ok(dir, &["secrets", "get", "vigo/db/dsn"])
+                .trim()
+                .to_owned(),
+        )
+    }
+}
+
+/// A schema of the `VIGO_TEST_POSTGRES` server, dropped afterwards.
+struct PgSchema {
+    admin_url: String,
+    schema: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        psql(
+            &self.admin_url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running psql");
+    assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
+}
+
+fn with_backend(database: Database, scenario: fn(&Env)) {
+    let dir = TestDir::new();
+    let out = dir.cli(&["secrets", "bootstrap"]);
+    assert!(out.status.success(), "bootstrap: {}", stderr(&out));
+    let postgres = match database {
+        Database::Sqlite => None,
+        Database::Postgres => {
+            let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
+                println!("skipped: VIGO_TEST_POSTGRES not set");
+                return;
+            };
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let schema = format!(
+                "vigo_protocol_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            psql(&admin_url, &format!("CREATE SCHEMA {schema}"));
+            let separator = if admin_url.contains('?') { '&' } else { '?' };
+            let dsn = format!("{admin_url}{separator}options=-csearch_path%3D{schema}");
+            let out = dir.cli_with_stdin(&["secrets", "set", "vigo/db/dsn", "-"], dsn.as_bytes());
+            assert!(out.status.success(), "{}", stderr(&out));
+            Some(PgSchema { admin_url, schema })
+        }
+    };
+    let out = dir.cli(&["secrets", "set", DB_PASSWORD, "s3cret-db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_config_repo(&dir);
+    let env = Env { dir, postgres };
+    scenario(&env);
+}
+
+/// `db*` gets a 0600 file holding the database password; `web*` a page.
+/// Both land under `<root>/out`.
+fn write_config_repo(dir: &TestDir) {
+    let out = dir.path().join("out");
+    dir.write(
+        "config/nodes.vgo",
+        "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n",
+    );
+    dir.write(
+        "config/modules/database.vgo",
+        &format!(
+            "resources:\n  - name: db-out\n    type: directory\n    target_path: {out}\n  - name: pg-config\n    type: file\n    target_path: {out}/db.conf\n    content: |\n      password = {{{{ .Vars.db_password }}}}\n    watch_secret: [\"vigo/db/password\"]\n    depends_on: [db-out]\n",
+            out = out.display()
+        ),
+    );
+    dir.write(
+        "config/modules/web.vgo",
+        &format!(
+            "resources:\n  - name: web-index\n    type: file\n    target_path: {out}/index.html\n    content: |\n      <h1>{{{{ .Vars.site_name }}}} on {{{{ .Envoy.Name }}}}</h1>\n",
+            out = out.display()
+        ),
+    );
+    std::fs::create_dir_all(&out).unwrap();
+}
+
+// --- the envoy as a process ------------------------------------------------------------
+
+/// A managed host: `envoy.yaml` and a data folder under the test folder.
+struct EnvoyHost {
+    name: String,
+    config: PathBuf,
+}
+
+impl EnvoyHost {
+    fn new(dir: &TestDir, name: &str, token: Option<&str>) -> Self {
+        let root = dir.path().join("envoys").join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut yaml = format!(
+            "server: \"https://localhost:{}\"\nname: \"{name}\"\nca_cert: \"{}\"\ndata_dir: \"{}\"\n",
+            dir.port,
+            dir.ca_file().display(),
+            root.join("data").display()
+        );
+        if let Some(token) = token {
+            let file = root.join("enroll-token");
+            std::fs::write(&file, format!("{token}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            yaml.push_str(&format!("enroll_token_file: \"{}\"\n", file.display()));
+        }
+        let config = root.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self {
+            name: name.to_owned(),
+            config,
+        }
+    }
+
+    fn run_once(&self) -> Output {
+        Command::new(bin("vigoenvoy"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["run", "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running vigoenvoy")
+    }
+}
+
+// --- the envoy as bare protocol calls --------------------------------------------------
+
+/// An envoy speaking the wire protocol directly, to try what `vigoenvoy`
+/// never would.
+#[derive(Clone)]
+struct ProtocolEnvoy {
+    name: String,
+    base: String,
+    ca: String,
+    key: SecretValue,
+    csr: String,
+    cert: Option<String>,
+}
+
+impl ProtocolEnvoy {
+    fn new(dir: &TestDir, name: &str) -> Self {
+        let (key, csr) = vigo_pki::generate_envoy_key_and_csr(name)
+            .unwrap_or_else(|_| (SecretValue::from("none"), "not a request".to_owned()));
+        Self {
+            name: name.to_owned(),
+            base: format!("https://localhost:{}", dir.port),
+            ca: std::fs::read_to_string(dir.ca_file()).unwrap(),
+            key,
+            csr,
+            cert: None,
+        }
+    }
+
+    fn with_identity(
+        dir: &TestDir,
+        name: &str,
+        key: SecretValue,
+        csr: String,
+        cert: String,
+    ) -> Self {
+        Self {
+            cert: Some(cert),
+            key,
+            csr,
+            ..Self::new(dir, name)
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let identity = self.cert.as_ref().map(|cert| CertifiedKey {
+            cert_pem: cert.clone(),
+            key_pem: self.key.clone(),
+        });
+        let tls = vigo_pki::client_tls_config(&self.ca, identity.as_ref()).unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(Arc::unwrap_or_clone(tls))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+    }
+
+    async fn enroll(&mut self, token: Option<&str>) -> (u16, Value) {
+        let mut body = json!({"name": self.name, "csr_pem": self.csr});
+        if let Some(token) = token {
+            body["token"] = json!(token);
+        }
+        let (status, answer) = self.post("/v1/enroll", &body).await;
+        if let Some(cert) = answer["cert_pem"].as_str() {
+            self.cert = Some(cert.to_owned());
+        }
+        (status, answer)
+    }
+
+    async fn checkin(&self, fingerprint: Option<&str>) -> (u16, Value) {
+        let mut body = json!({"facts": {"os": "linux"}});
+        if let Some(fingerprint) = fingerprint {
+            body["fingerprint"] = json!(fingerprint);
+        }
+        self.post("/v1/checkin", &body).await
+    }
+
+    async fn report(&self, body: &Value) -> (u16, Value) {
+        self.post("/v1/report", body).await
+    }
+
+    async fn wait(&self) -> (u16, Value) {
+        let response = self
+            .client()
+            .get(format!("{}/v1/wait", self.base))
+            .send()
+            .await
+            .expect("GET /v1/wait");
+        decode(response).await
+    }
+
+    async fn post(&self, route: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client()
+            .post(format!("{}{route}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {route}: {e}"));
+        decode(response).await
+    }
+}
+
+async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("reading the answer");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// The CA as the server holds it, read through the CLI (tests only: it lets
+/// a test forge a certificate the CA signed but the server never issued).
+async fn ca_key(dir: &TestDir) -> CertifiedKey {
+    CertifiedKey {
+        cert_pem: cli_ok(dir, &["secrets", "get", "vigo/tls/ca_cert"]),
+        key_pem: SecretValue::new(cli_ok(dir, &["secrets", "get", "vigo/tls/ca_key"])),
+    }
+}
+
+// --- small things --------------------------------------------------------------------
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `vigocli` and returns its stdout, failing the test on a non-zero exit.
+fn cli_ok(dir: &TestDir, args: &[&str]) -> String {
+    let out = dir.cli(args);
+    assert!(
+        out.status.success(),
+        "vigocli {args:?} failed:\n{}",
+        all_output(&out)
+    );
+    stdout(&out)
+}
+
+fn all_output(out: &Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+fn https_text(dir: &TestDir, route: &str) -> String {
+    let ca = std::fs::read_to_string(dir.ca_file()).unwrap();
+    let (status, body) =
+        support::https_get(&format!("https://127.0.0.1:{}{route}", dir.port), &ca).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
