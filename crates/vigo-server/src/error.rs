@@ -47,7 +47,7 @@ pub enum ServerError {
         dir: PathBuf,
         /// What is wrong.
         #[source]
-        source: crate::repo::RepoError,
+        source: Box<crate::repo::RepoError>,
     },
 
     /// The listen address could not be bound.

@@ -71,7 +71,7 @@ impl Server {
             .await
             .map_err(|source| ServerError::Repo {
                 dir: raw.config_dir.clone(),
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(
             config_dir = %raw.config_dir.display(),
