@@ -29,8 +29,8 @@ use vigo_secrets::SecretValue;
 
 pub use error::StoreError;
 pub use model::{
-    AuditEntry, AuditEvent, Backend, Delivery, EnvoyRecord, EnvoyStatus, ReportRecord,
-    ReportSummary, Timestamp, TokenRejection, Trigger,
+    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
+    ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
 pub use store::{Store, StoreHandle};
 

@@ -155,6 +155,35 @@ pub struct EnvoyRecord {
     pub last_rotation_lag: Option<Duration>,
 }
 
+/// What a request from an envoy needs to know about it, read in one query:
+/// enough to authenticate it and to answer an unchanged check-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyAuth {
+    /// The envoy's name.
+    pub name: String,
+    /// Enrollment state.
+    pub status: EnvoyStatus,
+    /// SHA-256 of the certificate issued to it (colon-separated hex).
+    pub cert_fingerprint: Option<String>,
+    /// Whether its next check-in gets the full catalog even if unchanged.
+    pub force_push: bool,
+    /// How many of its resources have a rotation trigger queued.
+    pub queued_triggers: u32,
+}
+
+/// One check-in to record (see [`Store::record_checkins`](crate::Store::record_checkins)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckinRecord {
+    /// The envoy's name.
+    pub name: String,
+    /// The facts it sent.
+    pub facts: serde_json::Value,
+    /// The catalog fingerprint it holds now.
+    pub catalog_fingerprint: Option<String>,
+    /// When it checked in.
+    pub at: Timestamp,
+}
+
 /// A queued rotation trigger for one resource of one envoy: all the secret
 /// paths whose rotation touched that resource, coalesced.
 #[derive(Debug, Clone, PartialEq, Eq)]

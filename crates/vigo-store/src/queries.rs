@@ -20,8 +20,8 @@ use vigo_secrets::SecretPath;
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, AuditEvent, Backend, Delivery, EnvoyRecord, EnvoyStatus, ReportRecord,
-    ReportSummary, Timestamp, TokenRejection, Trigger,
+    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
+    ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
@@ -273,6 +273,44 @@ macro_rules! impl_store {
                 row.as_ref().map(Self::envoy_from_row).transpose()
             }
 
+            async fn envoy_auth(&self, name: &str) -> Result<Option<EnvoyAuth>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT status, cert_fingerprint, force_push, \
+                     (SELECT COUNT(DISTINCT resource) FROM triggers t WHERE t.envoy = e.name) \
+                     AS queued_triggers FROM envoys e WHERE e.name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("read envoy"))?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let get = || -> Result<_, sqlx::Error> {
+                    Ok((
+                        row.try_get::<String, _>("status")?,
+                        row.try_get::<Option<String>, _>("cert_fingerprint")?,
+                        row.try_get::<bool, _>("force_push")?,
+                        row.try_get::<i64, _>("queued_triggers")?,
+                    ))
+                };
+                let (status, cert_fingerprint, force_push, queued) =
+                    get().map_err(StoreError::query("read envoy"))?;
+                let status = status.parse::<EnvoyStatus>().map_err(|detail| {
+                    StoreError::Corrupt {
+                        what: "envoy status",
+                        detail,
+                    }
+                })?;
+                Ok(Some(EnvoyAuth {
+                    name: name.to_owned(),
+                    status,
+                    cert_fingerprint,
+                    force_push,
+                    queued_triggers: from_db_count(queued)?,
+                }))
+            }
+
             async fn list_envoys(&self) -> Result<Vec<EnvoyRecord>, StoreError> {
                 let rows = sqlx::query(concat!(
                     "SELECT ",
@@ -387,6 +425,29 @@ macro_rules! impl_store {
                     });
                 }
                 Ok(())
+            }
+
+            async fn record_checkins(&self, checkins: &[CheckinRecord]) -> Result<(), StoreError> {
+                if checkins.is_empty() {
+                    return Ok(());
+                }
+                let failed = StoreError::query("record check-ins");
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                for checkin in checkins {
+                    sqlx::query(
+                        "UPDATE envoys SET facts = $2, catalog_fingerprint = $3, \
+                         last_checkin_at = $4 WHERE name = $1 \
+                         AND (last_checkin_at IS NULL OR last_checkin_at <= $4)",
+                    )
+                    .bind(&checkin.name)
+                    .bind(to_json(&checkin.facts))
+                    .bind(checkin.catalog_fingerprint.as_deref())
+                    .bind(checkin.at.unix_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record check-ins"))?;
+                }
+                tx.commit().await.map_err(StoreError::query("record check-ins"))
             }
 
             async fn set_force_push(&self, names: &[&str], on: bool) -> Result<u64, StoreError> {

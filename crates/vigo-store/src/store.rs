@@ -16,8 +16,8 @@ use vigo_secrets::SecretPath;
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, AuditEvent, Backend, Delivery, EnvoyRecord, ReportRecord, ReportSummary, Timestamp,
-    Trigger,
+    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, ReportRecord,
+    ReportSummary, Timestamp, Trigger,
 };
 
 /// A shared store, as returned by [`connect`](crate::connect).
@@ -48,6 +48,11 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The envoy called `name`, if known.
     async fn envoy(&self, name: &str) -> Result<Option<EnvoyRecord>, StoreError>;
+
+    /// The envoy called `name` as a request needs it (status, certificate
+    /// fingerprint, force-push, number of resources with queued triggers),
+    /// in one query.
+    async fn envoy_auth(&self, name: &str) -> Result<Option<EnvoyAuth>, StoreError>;
 
     /// All envoys, sorted by name.
     async fn list_envoys(&self) -> Result<Vec<EnvoyRecord>, StoreError>;
@@ -84,6 +89,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         catalog_fingerprint: Option<&str>,
         at: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Records many check-ins in one transaction. A record older than the
+    /// check-in already stored for its envoy is skipped (batches may land
+    /// after a direct [`record_checkin`](Store::record_checkin)), and so is
+    /// an unknown envoy.
+    async fn record_checkins(&self, checkins: &[CheckinRecord]) -> Result<(), StoreError>;
 
     /// Sets or clears force-push on the named envoys (unknown names are
     /// skipped); returns how many envoys were updated.

@@ -10,7 +10,8 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, EnvoyStatus, ReportSummary, StoreError, StoreHandle, Timestamp, TokenRejection,
+    AuditEvent, CheckinRecord, EnvoyStatus, ReportSummary, StoreError, StoreHandle, Timestamp,
+    TokenRejection,
 };
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
@@ -137,6 +138,8 @@ contract!(
     tokens_are_single_use_and_expire,
     concurrent_consumers_exactly_one_wins,
     checkin_bookkeeping,
+    batched_checkins_never_move_time_back,
+    envoy_auth_reads_status_force_push_and_trigger_count,
     force_push_is_stored,
     triggers_coalesce_and_clear_only_applied_resources,
     reports_keep_the_latest,
@@ -385,6 +388,75 @@ async fn checkin_bookkeeping(db: &TestDb) {
         store.record_checkin("nobody", &facts, None, t(1)).await,
         Err(StoreError::EnvoyNotFound { .. })
     ));
+}
+
+async fn batched_checkins_never_move_time_back(db: &TestDb) {
+    let store = &db.store;
+    for name in ["a", "b"] {
+        store
+            .upsert_enrollment_request(name, "CSR", t(0))
+            .await
+            .expect("request");
+    }
+    let record = |name: &str, at: i64| CheckinRecord {
+        name: name.to_owned(),
+        facts: json!({ "seen": at }),
+        catalog_fingerprint: Some(format!("fp-{at}")),
+        at: t(at),
+    };
+    store
+        .record_checkins(&[record("a", 100), record("b", 100), record("nobody", 100)])
+        .await
+        .expect("batch");
+    // A direct write newer than a batch that lands afterwards wins.
+    store
+        .record_checkin("a", &json!({ "seen": 300 }), Some("fp-300"), t(300))
+        .await
+        .expect("check-in");
+    store
+        .record_checkins(&[record("a", 200), record("b", 200)])
+        .await
+        .expect("batch");
+    let a = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(a.last_checkin_at, Some(t(300)));
+    assert_eq!(a.facts, json!({ "seen": 300 }));
+    let b = store.envoy("b").await.expect("read").expect("exists");
+    assert_eq!(b.last_checkin_at, Some(t(200)));
+    assert_eq!(b.catalog_fingerprint.as_deref(), Some("fp-200"));
+    store.record_checkins(&[]).await.expect("empty batch");
+}
+
+async fn envoy_auth_reads_status_force_push_and_trigger_count(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.envoy_auth("a").await.expect("read"), None);
+    store
+        .upsert_enrollment_request("a", "CSR", t(0))
+        .await
+        .expect("request");
+    let auth = store.envoy_auth("a").await.expect("read").expect("exists");
+    assert_eq!(auth.status, EnvoyStatus::Pending);
+    assert_eq!(auth.cert_fingerprint, None);
+    store
+        .approve_envoy("a", "CERT", "f", t(1))
+        .await
+        .expect("approve");
+    let (one, two) = (path("app/one"), path("app/two"));
+    store
+        .queue_triggers(
+            "a",
+            &[("file-x", &one), ("file-x", &two), ("exec-y", &one)],
+            t(2),
+        )
+        .await
+        .expect("queue");
+    store.set_force_push(&["a"], true).await.expect("force");
+    let auth = store.envoy_auth("a").await.expect("read").expect("exists");
+    assert_eq!(auth.name, "a");
+    assert_eq!(auth.status, EnvoyStatus::Approved);
+    assert_eq!(auth.cert_fingerprint.as_deref(), Some("f"));
+    assert!(auth.force_push);
+    // Two resources, three (resource, path) pairs.
+    assert_eq!(auth.queued_triggers, 2);
 }
 
 async fn force_push_is_stored(db: &TestDb) {
