@@ -370,7 +370,6 @@ fn write_repo(dir: &TestDir) {
 }
 
 #[test]
-#[ignore = "needs vigosrv's startup to start the rotation flow and the secret watchers"]
 fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage() {
     let mut isopass = Isopass::new();
     isopass.start();
@@ -424,12 +423,11 @@ fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage()
 }
 
 #[test]
-#[ignore = "needs vigosrv's startup to start the rotation flow and the secret watchers"]
 fn the_local_file_watcher_notices_a_secret_written_by_another_process() {
     let dir = TestDir::new();
     write_repo(&dir);
-    // First start generates the key; then the repository's secret.
-    dir.start_server(&[]).terminate();
+    // The key and the server's secrets; then the repository's secret.
+    assert!(dir.cli(&["secrets", "bootstrap"]).status.success());
     let other = vigo_secrets::LocalProvider::open(&dir.key_file(), &dir.secrets_dir()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -34,10 +34,11 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<EnvoySummary>>, AppError> {
     require_admin(&state, &headers)?;
+    state.flush_checkins().await;
     let mut out = Vec::new();
-    for record in state.store.list_envoys().await? {
+    for record in state.store().list_envoys().await? {
         let last = match record.last_report_at {
-            Some(_) => state.store.last_report(&record.name).await?,
+            Some(_) => state.store().last_report(&record.name).await?,
             None => None,
         };
         out.push(summary(&record, last.as_ref()));
@@ -52,9 +53,10 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoyDetail>, AppError> {
     require_admin(&state, &headers)?;
+    state.flush_checkins().await;
     let record = known(&state, &name).await?;
-    let last = state.store.last_report(&name).await?;
-    let triggers = state.store.triggers_for(&name).await?;
+    let last = state.store().last_report(&name).await?;
+    let triggers = state.store().triggers_for(&name).await?;
     let queued_triggers = triggers
         .iter()
         .map(|t| {
@@ -115,7 +117,7 @@ pub(crate) async fn token(
     let now = Timestamp::now();
     let expires_at = now.saturating_add(ttl);
     state
-        .store
+        .store()
         .create_token(&token_hash(&token), now, expires_at)
         .await?;
     tracing::info!(expires_at = %rfc3339(expires_at), "enrollment token created");
@@ -162,7 +164,7 @@ pub(crate) async fn revoke_envoy(
 ) -> Result<Json<EnvoySummary>, AppError> {
     require_admin(&state, &headers)?;
     state
-        .store
+        .store()
         .revoke_envoy(&name, Timestamp::now())
         .await
         .map_err(|e| match e {
@@ -179,7 +181,7 @@ pub(crate) async fn revoke_envoy(
 
 async fn known(state: &AppState, name: &str) -> Result<EnvoyRecord, AppError> {
     state
-        .store
+        .store()
         .envoy(name)
         .await?
         .ok_or_else(|| not_found(name))
@@ -239,7 +241,7 @@ fn resource_reports(report: &ReportRecord) -> Vec<ResourceReport> {
         .collect()
 }
 
-fn rfc3339(at: Timestamp) -> String {
+pub(crate) fn rfc3339(at: Timestamp) -> String {
     let time: SystemTime = at.to_system_time();
     humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -25,7 +25,9 @@ use vigo_proto::{
     CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest, WAIT_HOLD_SECS,
     WaitResponse,
 };
-use vigo_store::{EnvoyRecord, EnvoyStatus, ReportSummary, StoreError, Timestamp};
+use vigo_store::{
+    CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, ReportSummary, StoreError, Timestamp,
+};
 use zeroize::Zeroizing;
 
 use crate::metrics::{CheckinResult, EnrollmentResult};
@@ -70,7 +72,7 @@ async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, 
         )));
     }
 
-    let existing = state.store.envoy(&name).await?;
+    let existing = state.store().envoy(&name).await?;
     if let Some(record) = &existing {
         match record.status {
             EnvoyStatus::Revoked => {
@@ -90,7 +92,7 @@ async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, 
     match token.as_deref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
         Some(token) => {
             state
-                .store
+                .store()
                 .consume_token(&token_hash(token), &name, now)
                 .await
                 .map_err(|e| match e {
@@ -101,7 +103,7 @@ async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, 
                     other => other.into(),
                 })?;
             state
-                .store
+                .store()
                 .upsert_enrollment_request(&name, &csr, now)
                 .await?;
             approve(state, &name, &cert_pem, now).await?;
@@ -111,7 +113,7 @@ async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, 
         }
         None => {
             let record = state
-                .store
+                .store()
                 .upsert_enrollment_request(&name, &csr, now)
                 .await?;
             if existing.is_none() {
@@ -181,7 +183,7 @@ pub(crate) async fn approve(
     let fingerprint = vigo_pki::cert_fingerprint_sha256(cert_pem)
         .map_err(|e| AppError::Internal(format!("fingerprinting a new certificate: {e}")))?;
     state
-        .store
+        .store()
         .approve_envoy(name, cert_pem, &fingerprint, at)
         .await
         .map_err(|e| match e {
@@ -226,7 +228,7 @@ pub(crate) fn token_hash(token: &str) -> String {
 pub(crate) async fn authenticate(
     state: &AppState,
     peer: Option<&PeerCertificate>,
-) -> Result<EnvoyRecord, AppError> {
+) -> Result<EnvoyAuth, AppError> {
     let peer = peer.ok_or(AppError::CertificateRequired)?;
     let der = peer.end_entity();
     let name = vigo_pki::envoy_name_from_cert(der).map_err(|e| {
@@ -236,7 +238,7 @@ pub(crate) async fn authenticate(
         ))
     })?;
     let refuse = |why: &str| Err(AppError::Forbidden(format!("envoy '{name}' {why}")));
-    let Some(record) = state.store.envoy(&name).await? else {
+    let Some(record) = state.store().envoy_auth(&name).await? else {
         return refuse("is not enrolled");
     };
     match record.status {
@@ -279,8 +281,9 @@ pub(crate) async fn checkin(
             "the catalog of envoy '{name}' does not compile (run `vigocli catalog {name}`):\n{diagnostics}"
         ))
     })?;
-    let triggers = state.store.triggers_for(name).await?;
-    state.metrics.queued_triggers(name, triggers.len());
+    state
+        .metrics
+        .queued_triggers(name, envoy.queued_triggers as usize);
     let interval_secs = state.config().raw.checkin_interval.as_secs();
     let facts = serde_json::Value::Object(request.facts);
 
@@ -289,16 +292,23 @@ pub(crate) async fn checkin(
         .as_deref()
         .and_then(Fingerprint::from_hex)
         .is_some_and(|f| f.matches(&compiled.fingerprint));
-    let undelivered = triggers.iter().any(|t| t.delivered_at.is_none());
-    if current && !envoy.force_push && !undelivered {
-        state
-            .store
-            .record_checkin(name, &facts, Some(compiled.fingerprint.as_str()), at)
-            .await?;
+    // Any queued trigger resends the catalog: one delivered but not yet
+    // reported applied (a failed or interrupted run) is retried.
+    if current && !envoy.force_push && envoy.queued_triggers == 0 {
+        // The short answer's only write is the check-in time and facts,
+        // which the server records in batches (see `CheckinBuffer`).
+        state.checkins.push(CheckinRecord {
+            name: envoy.name.clone(),
+            facts,
+            catalog_fingerprint: Some(compiled.fingerprint.as_str().to_owned()),
+            at,
+        });
         state.metrics.checkin(CheckinResult::Unchanged);
         return Ok(Json(CheckinResponse::Unchanged { interval_secs }).into_response());
     }
 
+    let store = state.store();
+    let triggers = store.triggers_for(name).await?;
     let mut catalog = compiled.catalog.clone();
     let mut flagged = Vec::new();
     let mut stale = Vec::new();
@@ -335,7 +345,7 @@ pub(crate) async fn checkin(
 
     if !flagged.is_empty() {
         state
-            .store
+            .store()
             .mark_triggers_delivered(name, &flagged, at)
             .await?;
     }
@@ -344,22 +354,22 @@ pub(crate) async fn checkin(
         // applied; drop them rather than resend the catalog forever.
         tracing::info!(envoy = %name, resources = ?stale, "dropping triggers of removed resources");
         state
-            .store
+            .store()
             .mark_triggers_delivered(name, &stale, at)
             .await?;
-        state.store.clear_triggers(name, &stale, at).await?;
+        state.store().clear_triggers(name, &stale, at).await?;
     }
     if envoy.force_push {
-        state.store.set_force_push(&[name], false).await?;
+        state.store().set_force_push(&[name], false).await?;
     }
     for (path, version) in &deliveries {
         state
-            .store
+            .store()
             .record_delivery(name, path, *version, at)
             .await?;
     }
     state
-        .store
+        .store()
         .record_checkin(name, &facts, Some(compiled.fingerprint.as_str()), at)
         .await?;
     state.metrics.checkin(CheckinResult::Catalog);
@@ -410,7 +420,7 @@ pub(crate) async fn report(
     let stored = serde_json::to_value(&request)
         .map_err(|e| AppError::Internal(format!("re-encoding a report of '{name}': {e}")))?;
     state
-        .store
+        .store()
         .insert_report(name, at, summary, report.noop, &stored)
         .await?;
     if !report.noop && !report.secret_triggered_applied.is_empty() {
@@ -419,11 +429,11 @@ pub(crate) async fn report(
             .iter()
             .map(String::as_str)
             .collect();
-        if let Some(lag) = state.store.clear_triggers(name, &applied, at).await? {
+        if let Some(lag) = state.store().clear_triggers(name, &applied, at).await? {
             state.metrics.rotation_lag(name, lag);
             tracing::info!(envoy = %name, lag_ms = lag.as_millis(), "rotation applied");
         }
-        let left = state.store.triggers_for(name).await?;
+        let left = state.store().triggers_for(name).await?;
         state.metrics.queued_triggers(name, left.len());
     }
     Ok(StatusCode::NO_CONTENT)
@@ -441,7 +451,7 @@ pub(crate) async fn wait(
     let checkin_now = state
         .waiters
         .wait(name, Duration::from_secs(WAIT_HOLD_SECS), || {
-            let store = state.store.clone();
+            let store = state.store();
             let name = envoy.name.clone();
             async move {
                 if store.force_push(&name).await? {

@@ -18,11 +18,13 @@
 
 mod admin_api;
 mod catalogs;
+mod checkins;
 mod envoy_api;
 mod error;
 mod listener;
 pub mod metrics;
 mod repo;
+mod rotation;
 mod routes;
 mod startup;
 mod state;
@@ -31,11 +33,13 @@ mod watcher;
 
 pub use admin_api::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use catalogs::CompiledCatalog;
+pub use checkins::{CheckinBuffer, FLUSH_INTERVAL};
 pub use envoy_api::ENVOY_CERT_VALIDITY;
 pub use error::{AppError, ServerError, error_chain};
 pub use listener::{PeerCertificate, serve_tls};
 pub use metrics::Metrics;
 pub use repo::{RepoError, RepoSnapshot};
+pub use rotation::{Actor, COALESCE_WINDOW, RotationError, RotationQueue, RotationWorker};
 pub use routes::{require_admin, router};
 pub use startup::{Server, shutdown_signal};
 pub use state::{AppState, ServerSecrets, State};

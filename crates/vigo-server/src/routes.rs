@@ -3,20 +3,19 @@
 //! - `GET /healthz` → `ok`; `GET /metrics` → Prometheus text
 //! - envoy routes (`/v1/enroll`, `/v1/checkin`, `/v1/report`, `/v1/wait`):
 //!   see `envoy_api.rs`
-//! - `POST /v1/admin/secrets/changed` (bearer token) → [`SecretChangedAnswer`]
+//! - `/v1/admin/secrets/{changed,history,who-uses}` (bearer token): see
+//!   `rotation.rs`
 //! - `/v1/admin/envoys...` (bearer token): see `admin_api.rs`
 
-use axum::body::Bytes;
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use vigo_proto::admin::{SecretChanged, SecretChangedAnswer};
 use vigo_secrets::SecretValue;
 
-use crate::{AppError, AppState, admin_api, envoy_api};
+use crate::{AppError, AppState, admin_api, envoy_api, rotation};
 
 /// The server's router with every route, bound to `state`.
 pub fn router(state: AppState) -> Router {
@@ -27,7 +26,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkin", post(envoy_api::checkin))
         .route("/v1/report", post(envoy_api::report))
         .route("/v1/wait", get(envoy_api::wait))
-        .route("/v1/admin/secrets/changed", post(secret_changed))
         .route("/v1/admin/envoys", get(admin_api::list))
         .route("/v1/admin/envoys/token", post(admin_api::token))
         .route("/v1/admin/envoys/{name}", get(admin_api::show))
@@ -39,6 +37,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/envoys/{name}/revoke",
             post(admin_api::revoke_envoy),
         )
+        .merge(rotation::admin_routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -74,24 +73,4 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppErr
     } else {
         Err(AppError::Unauthorized)
     }
-}
-
-/// The CLI stored a secret. The rotation flow (SPEC 4.5) hangs off here; for
-/// now the change is logged and acknowledged.
-async fn secret_changed(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<SecretChangedAnswer>, AppError> {
-    require_admin(&state, &headers)?;
-    let change: SecretChanged = serde_json::from_slice(&body).map_err(|e| {
-        AppError::BadRequest(format!(
-            "expected a JSON body {{\"path\":\"a/b\",\"version\":N}}: {e}"
-        ))
-    })?;
-    match change.version {
-        Some(version) => tracing::info!(path = %change.path, version, "secret changed"),
-        None => tracing::info!(path = %change.path, "secret changed"),
-    }
-    Ok(Json(SecretChangedAnswer::default()))
 }

@@ -14,16 +14,19 @@ use tokio::net::TcpListener;
 use vigo_config::bootstrap::{self, KeyStep};
 use vigo_config::{RawConfig, SecretsBackend};
 
+use crate::rotation::{RotationWorker, reconcile_at_startup};
 use crate::{AppState, RepoSnapshot, ServerError, ServerSecrets, router, serve_tls};
 
-/// How often histogram samples are folded into their summaries.
-const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often (in check-in flushes, one a second) histogram samples are
+/// folded into their summaries.
+const METRICS_UPKEEP_TICKS: u64 = 5;
 
 /// A started server: everything loaded and the socket bound, not yet
 /// serving.
 #[derive(Debug)]
 pub struct Server {
     state: AppState,
+    rotation: RotationWorker,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
 }
@@ -85,9 +88,10 @@ impl Server {
                 addr: raw.listen,
                 source,
             })?;
-        let state = AppState::new(config, provider, secrets, store, repo);
+        let (state, rotation) = AppState::new(config, provider, secrets, store, repo);
         Ok(Self {
             state,
+            rotation,
             tls,
             listener,
         })
@@ -108,7 +112,9 @@ impl Server {
     }
 
     /// Serves HTTPS until `shutdown` completes, then ends held waits,
-    /// finishes the requests in flight and returns.
+    /// finishes the requests in flight and returns. Alongside: the rotation
+    /// flow, the secret watchers and, once, the start-up reconciliation of
+    /// secret versions (SPEC 4.5).
     pub async fn serve<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send,
@@ -118,9 +124,31 @@ impl Server {
         let upkeep = tokio::spawn({
             let state = self.state.clone();
             async move {
+                let mut ticks = 0u64;
                 loop {
-                    tokio::time::sleep(METRICS_UPKEEP).await;
-                    state.metrics.run_upkeep();
+                    tokio::time::sleep(crate::FLUSH_INTERVAL).await;
+                    state.flush_checkins().await;
+                    ticks += 1;
+                    if ticks.is_multiple_of(METRICS_UPKEEP_TICKS) {
+                        state.metrics.run_upkeep();
+                    }
+                }
+            }
+        });
+        let rotation = self.rotation.spawn(self.state.clone());
+        let (stop_watchers, watchers_stopped) = tokio::sync::oneshot::channel::<()>();
+        let watchers = crate::spawn_watchers(
+            self.state.clone(),
+            self.state.rotation.clone(),
+            async move {
+                let _ = watchers_stopped.await;
+            },
+        );
+        let reconcile = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                if let Err(e) = reconcile_at_startup(&state).await {
+                    tracing::error!(error = %e, "start-up reconciliation of secret versions failed");
                 }
             }
         });
@@ -133,7 +161,12 @@ impl Server {
         };
         serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
         upkeep.abort();
-        state.store.close().await;
+        reconcile.abort();
+        let _ = stop_watchers.send(());
+        let _ = watchers.await;
+        rotation.abort();
+        state.flush_checkins().await;
+        state.store().close().await;
         tracing::info!("server stopped");
     }
 }

@@ -18,8 +18,10 @@ use vigo_secrets::{SecretPath, SecretProvider, SecretValue};
 use vigo_store::{Backend, StoreHandle};
 
 use crate::catalogs::{CatalogCache, CompiledCatalog};
+use crate::checkins::CheckinBuffer;
 use crate::metrics::Metrics;
 use crate::repo::RepoSnapshot;
+use crate::rotation::{RotationQueue, RotationWorker};
 use crate::waiters::Waiters;
 
 /// The secrets the server itself uses (SPEC 4.2), loaded at start.
@@ -77,8 +79,10 @@ pub struct State {
     pub provider: Arc<dyn SecretProvider>,
     /// The server's own secrets.
     pub secrets: ServerSecrets,
-    /// The database (envoys, tokens, triggers, reports, ...).
-    pub store: StoreHandle,
+    /// The database (envoys, tokens, triggers, reports, ...); read it with
+    /// [`State::store`], swap it with [`State::replace_store`] (a rotated
+    /// DSN).
+    store: RwLock<StoreHandle>,
     /// The config repository and its resolved secrets; read it with
     /// [`State::repo`], replace it with [`State::replace_repo`].
     pub repo: RwLock<Arc<RepoSnapshot>>,
@@ -87,6 +91,10 @@ pub struct State {
     pub waiters: Waiters,
     /// The Prometheus metrics of this server.
     pub metrics: Metrics,
+    /// The queue into the rotation flow (SPEC 4.5).
+    pub rotation: RotationQueue,
+    /// Unchanged check-ins waiting to be written.
+    pub checkins: CheckinBuffer,
     catalogs: CatalogCache,
 }
 
@@ -104,6 +112,28 @@ impl State {
     /// Replaces the resolved server config (after a rotation).
     pub fn replace_config(&self, config: ServerConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// The current database pool.
+    pub fn store(&self) -> StoreHandle {
+        // As for `config`: the lock only ever guards whole `Arc` swaps.
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts a new database pool in service (the DSN was rotated) and returns
+    /// the old one, for the caller to drain and close.
+    pub fn replace_store(&self, store: StoreHandle) -> StoreHandle {
+        std::mem::replace(
+            &mut *self.store.write().unwrap_or_else(|e| e.into_inner()),
+            store,
+        )
+    }
+
+    /// Writes the buffered check-ins now; a failure is logged.
+    pub async fn flush_checkins(&self) {
+        if let Err(e) = self.checkins.flush(&*self.store()).await {
+            tracing::error!(error = %crate::error_chain(&e), "recording check-ins failed");
+        }
     }
 
     /// The current config repository snapshot.
@@ -133,7 +163,7 @@ impl fmt::Debug for State {
             .field("config", &self.config())
             .field("provider", &self.provider)
             .field("secrets", &self.secrets)
-            .field("store", &self.store)
+            .field("store", &self.store())
             .field("repo", &self.repo())
             .field("waiters", &self.waiters)
             .field("catalogs", &self.catalogs)
@@ -147,7 +177,8 @@ pub struct AppState(Arc<State>);
 
 impl AppState {
     /// Bundles the resolved config, the backend, the server's secrets, the
-    /// database and the config repository. Waits re-check the database
+    /// database and the config repository; the returned worker runs the
+    /// rotation flow once spawned with [`RotationWorker::spawn`]. Waits re-check the database
     /// every 2 s on PostgreSQL (other replicas may change it) and every
     /// 15 s on the embedded database (only this process writes it, and it
     /// wakes its own waiters).
@@ -157,21 +188,25 @@ impl AppState {
         secrets: ServerSecrets,
         store: StoreHandle,
         repo: RepoSnapshot,
-    ) -> Self {
+    ) -> (Self, RotationWorker) {
         let recheck = match store.backend() {
             Backend::Postgres => Duration::from_secs(2),
             Backend::Sqlite => Duration::from_secs(15),
         };
-        Self(Arc::new(State {
+        let (rotation, worker) = RotationQueue::channel();
+        let state = Self(Arc::new(State {
             config: RwLock::new(Arc::new(config)),
             provider,
             secrets,
-            store,
+            store: RwLock::new(store),
             repo: RwLock::new(Arc::new(repo)),
             waiters: Waiters::new(recheck),
             metrics: Metrics::new(),
+            rotation,
+            checkins: CheckinBuffer::default(),
             catalogs: CatalogCache::default(),
-        }))
+        }));
+        (state, worker)
     }
 }
 

@@ -19,8 +19,9 @@ use vigo_secrets::{SecretProvider, SecretValue};
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a whole request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole request may take (`secrets/changed` answers once the
+/// rotation flow has compiled every envoy's catalog).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name the server certificate is verified for.
 const SERVER_NAME: &str = "localhost";
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use serde::Serialize;
 use vigo_proto::admin::{EnvoyDetail, EnvoySummary, NewToken};
 
-use crate::admin::{AdminClient, AdminError};
+use crate::admin::AdminClient;
+use crate::output::{self, call, print_json};
 use crate::{Globals, Output, backend};
 
 /// The `envoys` subcommands.
@@ -100,20 +100,6 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
     Ok(())
 }
 
-/// Turns an admin API failure into the one-line error the operator sees.
-fn call<T>(result: Result<T, AdminError>) -> anyhow::Result<T> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(AdminError::Unreachable { addr, cause }) => {
-            bail!("server not reachable at {addr}: {cause}")
-        }
-        Err(AdminError::Refused {
-            body: Some(body), ..
-        }) => bail!("{}", body.message),
-        Err(other) => Err(other.into()),
-    }
-}
-
 /// Envoy names are host names; anything else never reaches a URL.
 fn checked_name(name: &str) -> anyhow::Result<&str> {
     let plain = !name.is_empty()
@@ -126,11 +112,6 @@ fn checked_name(name: &str) -> anyhow::Result<&str> {
         bail!("invalid envoy name {name:?}: use a host name such as db1.example.com");
     }
     Ok(name)
-}
-
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 /// `NAME STATUS LAST-CHECKIN LAST-REPORT`, columns padded to fit.
@@ -146,29 +127,7 @@ fn table(envoys: &[EnvoySummary]) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "STATUS", "LAST-CHECKIN", "LAST-REPORT"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    output::table(["NAME", "STATUS", "LAST-CHECKIN", "LAST-REPORT"], &rows)
 }
 
 /// The text form of `envoys show`.

@@ -9,6 +9,7 @@ mod admin;
 mod backend;
 mod envoys;
 mod hint;
+mod output;
 mod repo;
 mod secrets;
 

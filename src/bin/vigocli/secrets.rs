@@ -18,13 +18,14 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use vigo_config::{RawConfig, SecretsBackend, bootstrap, fetch_secret};
-use vigo_proto::admin::{SecretChanged, SecretChangedAnswer};
+use vigo_proto::admin::{History, SecretChanged, SecretChangedAnswer, WhoUses};
 use vigo_secrets::{SecretPath, SecretValue};
 use zeroize::Zeroizing;
 
 use crate::admin::{AdminClient, AdminError};
 use crate::backend::{self, Backend};
 use crate::hint::WithHint;
+use crate::output::{self, call, print_json};
 use crate::{Globals, Output};
 
 /// The `secrets` subcommands.
@@ -61,6 +62,18 @@ pub(crate) enum SecretsCommand {
     /// Create the server's generated secrets (CA, server certificate,
     /// database DSN, admin token, HMAC key) that are missing.
     Bootstrap,
+    /// The audit trail: secret changes (who, when, path, version) and
+    /// deliveries (which envoy received which version), never values.
+    History {
+        /// Only paths equal to or under this one (whole segments).
+        path: Option<String>,
+    },
+    /// Every envoy and resource whose compiled catalog references PATH, and
+    /// which of those resources watch it.
+    WhoUses {
+        /// The secret's path.
+        path: String,
+    },
 }
 
 /// Runs one `secrets` subcommand.
@@ -79,6 +92,8 @@ pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::R
         SecretsCommand::List { prefix } => list(prefix.as_deref().unwrap_or(""), globals).await,
         SecretsCommand::Rm { path, force } => rm(&parse_path(&path)?, force, globals).await,
         SecretsCommand::Bootstrap => bootstrap(globals).await,
+        SecretsCommand::History { path } => history(path.as_deref(), globals).await,
+        SecretsCommand::WhoUses { path } => who_uses(&parse_path(&path)?, globals).await,
     }
 }
 
@@ -324,9 +339,80 @@ async fn bootstrap(globals: &Globals) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer(&mut stdout, value)?;
-    writeln!(stdout)?;
+async fn history(prefix: Option<&str>, globals: &Globals) -> anyhow::Result<()> {
+    let prefix = prefix
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty());
+    if let Some(prefix) = prefix {
+        SecretPath::parse(prefix).context("invalid path")?;
+    }
+    let Backend { raw, provider } = backend::open(&globals.config)?;
+    let client = AdminClient::new(&raw, &*provider).await?;
+    let route = match prefix {
+        Some(prefix) => format!("/v1/admin/secrets/history?prefix={prefix}"),
+        None => "/v1/admin/secrets/history".to_owned(),
+    };
+    let history: History = call(client.get(&route).await)?;
+    match globals.output {
+        Output::Json => print_json(&history)?,
+        Output::Text => {
+            let versions: Vec<String> = history
+                .entries
+                .iter()
+                .map(|e| e.version.to_string())
+                .collect();
+            let rows: Vec<[&str; 5]> = history
+                .entries
+                .iter()
+                .zip(&versions)
+                .map(|(e, version)| {
+                    [
+                        e.at.as_str(),
+                        e.event.as_str(),
+                        e.path.as_str(),
+                        version.as_str(),
+                        e.by.as_str(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(["AT", "EVENT", "PATH", "VERSION", "BY"], &rows)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn who_uses(path: &SecretPath, globals: &Globals) -> anyhow::Result<()> {
+    let Backend { raw, provider } = backend::open(&globals.config)?;
+    let client = AdminClient::new(&raw, &*provider).await?;
+    let users: WhoUses = call(
+        client
+            .get(&format!("/v1/admin/secrets/who-uses?path={path}"))
+            .await,
+    )?;
+    match globals.output {
+        Output::Json => print_json(&users)?,
+        Output::Text if users.envoys.is_empty() => {
+            println!("No envoy's catalog references secret \"{path}\".");
+        }
+        Output::Text => {
+            let mut rows: Vec<[&str; 3]> = Vec::new();
+            for user in &users.envoys {
+                let mut resources: BTreeSet<&str> = user.uses.iter().map(String::as_str).collect();
+                resources.extend(user.watches.iter().map(String::as_str));
+                for resource in resources {
+                    let watches = user.watches.iter().any(|w| w == resource);
+                    rows.push([
+                        user.envoy.as_str(),
+                        resource,
+                        if watches { "yes" } else { "no" },
+                    ]);
+                }
+            }
+            print!("{}", output::table(["ENVOY", "RESOURCE", "WATCHES"], &rows));
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,462 @@
+//! The rotation flow (SPEC 4.5): what happens when a secret changes.
+//!
+//! A change reaches the server from `vigocli secrets set` (the admin call),
+//! from the start-up comparison of versions, or from a watcher. Changes are
+//! queued to one task that waits [`COALESCE_WINDOW`] for more before acting,
+//! so two `set`s a moment apart, or a script rotating several secrets, give
+//! one trigger per resource and one restart, not one per change. The task
+//! then:
+//! 1. reloads the server config and the config repository, resolving every
+//!    reference again — on failure the last good state keeps serving and the
+//!    error (naming the path) is logged and returned;
+//! 2. swaps the database pool when the DSN changed (new pool first, then the
+//!    old one is drained and closed);
+//! 3. compiles each approved envoy's catalog and finds those that reference a
+//!    changed secret;
+//! 4. queues `_secret_triggered` for each of their resources whose
+//!    `watch_secret` lists the path, and sets force-push — both in the store,
+//!    so a restart loses nothing and every replica sees them;
+//! 5. wakes those envoys' wait channels, and records versions and the audit
+//!    trail (numbers only).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State as AxumState};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot};
+use vigo_config::RawConfig;
+use vigo_proto::admin::{
+    History, HistoryEntry, SecretChanged, SecretChangedAnswer, SecretUser, WhoUses,
+};
+use vigo_secrets::SecretPath;
+use vigo_store::{AuditEvent, EnvoyStatus, Timestamp};
+
+use crate::admin_api::rfc3339;
+use crate::watcher::SubmitChanges;
+use crate::{AppError, AppState, RepoSnapshot, require_admin};
+
+/// How long the flow waits for further changes before acting on the first.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(700);
+
+/// Who reported a change, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// `vigocli secrets set` (the admin API).
+    Cli,
+    /// The start-up comparison of versions.
+    Startup,
+    /// The isopass poller or the local file watcher.
+    Watcher,
+}
+
+impl Actor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Startup => "startup",
+            Self::Watcher => "watcher",
+        }
+    }
+}
+
+/// Why the flow could not run; the last good state keeps serving.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotationError {
+    /// Reloading the server config, the repository or the database failed;
+    /// the text names the path or step (never a value).
+    #[error("{0}")]
+    Failed(String),
+    /// The flow task is gone (the server is shutting down).
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl From<vigo_store::StoreError> for RotationError {
+    fn from(e: vigo_store::StoreError) -> Self {
+        Self::Failed(format!("store: {}", crate::error_chain(&e)))
+    }
+}
+
+struct Request {
+    paths: BTreeSet<SecretPath>,
+    actor: Actor,
+    done: oneshot::Sender<Result<SecretChangedAnswer, RotationError>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("paths", &self.paths)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The queue into the rotation task; every part of the server that learns
+/// of a change submits it here.
+#[derive(Debug, Clone)]
+pub struct RotationQueue {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+/// The receiving end of a [`RotationQueue`], run by
+/// [`RotationWorker::spawn`].
+#[derive(Debug)]
+pub struct RotationWorker {
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
+impl RotationQueue {
+    /// A queue and the worker that will serve it.
+    pub(crate) fn channel() -> (Self, RotationWorker) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, RotationWorker { rx })
+    }
+
+    /// Queues a change and waits until the batch holding it has been acted on.
+    pub async fn submit(
+        &self,
+        paths: BTreeSet<SecretPath>,
+        actor: Actor,
+    ) -> Result<SecretChangedAnswer, RotationError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(Request { paths, actor, done })
+            .map_err(|_| RotationError::Stopped)?;
+        answer.await.unwrap_or(Err(RotationError::Stopped))
+    }
+}
+
+impl SubmitChanges for RotationQueue {
+    async fn submit_changes(&self, paths: BTreeSet<SecretPath>) -> Result<(), String> {
+        self.submit(paths, Actor::Watcher)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl RotationWorker {
+    /// Runs the rotation flow for `state` on the current runtime until every
+    /// queue handle is dropped or the task is aborted.
+    pub fn spawn(self, state: AppState) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(run_task(state, self.rx))
+    }
+}
+
+async fn run_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + COALESCE_WINDOW;
+        while let Ok(Some(next)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            batch.push(next);
+        }
+        let mut by_actor: BTreeMap<&'static str, BTreeSet<SecretPath>> = BTreeMap::new();
+        for request in &batch {
+            by_actor
+                .entry(request.actor.as_str())
+                .or_default()
+                .extend(request.paths.iter().cloned());
+        }
+        let paths: BTreeSet<SecretPath> = by_actor.values().flatten().cloned().collect();
+        let result = run_flow(&state, &paths, &by_actor).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
+        }
+        for request in batch {
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
+
+/// Steps 1-5 of the module doc for one coalesced batch.
+async fn run_flow(
+    state: &AppState,
+    paths: &BTreeSet<SecretPath>,
+    actors: &BTreeMap<&'static str, BTreeSet<SecretPath>>,
+) -> Result<SecretChangedAnswer, RotationError> {
+    reload(state).await?;
+    let snapshot = state.repo();
+    let store = state.store();
+    let now = Timestamp::now();
+
+    let mut answer = SecretChangedAnswer::default();
+    for envoy in store.list_envoys().await? {
+        if envoy.status != EnvoyStatus::Approved {
+            continue;
+        }
+        let compiled = match snapshot.repo.compile(&envoy.name, &snapshot.secrets) {
+            Ok(compiled) => compiled,
+            Err(diagnostics) => {
+                tracing::warn!(envoy = %envoy.name, error = %diagnostics, "catalog does not compile; no triggers queued for it");
+                continue;
+            }
+        };
+        let mut referenced = false;
+        let mut triggers: Vec<(&str, &SecretPath)> = Vec::new();
+        for path in paths {
+            referenced |=
+                compiled.index.uses.contains_key(path) || compiled.index.watches.contains_key(path);
+            for resource in compiled.index.watches.get(path).into_iter().flatten() {
+                triggers.push((resource.as_str(), path));
+            }
+        }
+        if !referenced {
+            continue;
+        }
+        if !triggers.is_empty() {
+            store.queue_triggers(&envoy.name, &triggers, now).await?;
+        }
+        answer.triggers += triggers.len() as u64;
+        answer.envoys.push(envoy.name.clone());
+    }
+    let names: Vec<&str> = answer.envoys.iter().map(String::as_str).collect();
+    if !names.is_empty() {
+        store.set_force_push(&names, true).await?;
+    }
+    for name in &names {
+        state.waiters.wake(name);
+    }
+
+    let path_list: Vec<SecretPath> = paths.iter().cloned().collect();
+    let versions = state.provider.versions(&path_list).await.map_err(|e| {
+        RotationError::Failed(format!(
+            "reading secret versions: {}",
+            crate::error_chain(&e)
+        ))
+    })?;
+    for (actor, actor_paths) in actors {
+        for path in actor_paths {
+            match versions.get(path) {
+                Some(&version) => {
+                    store.set_secret_version(path, version, now).await?;
+                    store
+                        .record_secret_change(actor, path, version, AuditEvent::Changed, now)
+                        .await?;
+                }
+                None => {
+                    store.remove_secret_version(path).await?;
+                    store
+                        .record_secret_change(actor, path, 0, AuditEvent::Deleted, now)
+                        .await?;
+                }
+            }
+        }
+    }
+    tracing::info!(
+        paths = %join_paths(&path_list),
+        envoys = answer.envoys.len(),
+        triggers = answer.triggers,
+        "rotation queued"
+    );
+    Ok(answer)
+}
+
+/// Step 1 and 2: reload the server config and the repository, swapping in
+/// the new state only when everything resolved.
+async fn reload(state: &AppState) -> Result<(), RotationError> {
+    let current = state.config();
+    let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
+        RotationError::Failed(format!("{what}: {}", crate::error_chain(e)))
+    };
+    let raw =
+        RawConfig::load(&current.raw.file).map_err(|e| failed("reloading server config", &e))?;
+    let resolved = vigo_config::resolve(&raw, &*state.provider)
+        .await
+        .map_err(|e| failed("reloading server config", &e))?;
+    let snapshot = RepoSnapshot::load(&raw.config_dir, &*state.provider)
+        .await
+        .map_err(|e| failed("reloading config repository", &e))?;
+
+    if !resolved.database_dsn.ct_eq(&current.database_dsn) {
+        let store = vigo_store::connect(&resolved.database_dsn)
+            .await
+            .map_err(|e| failed("connecting with the rotated database DSN", &e))?;
+        let old = state.replace_store(store);
+        tracing::info!("database credentials rotated; new pool in use, draining the old one");
+        tokio::spawn(async move { old.close().await });
+    }
+    state.replace_config(resolved);
+    state.replace_repo(snapshot);
+    Ok(())
+}
+
+/// Start-up reconciliation: every referenced secret whose version moved
+/// while the server was down runs the flow; secrets seen for the first time
+/// are only recorded.
+pub(crate) async fn reconcile_at_startup(state: &AppState) -> Result<(), RotationError> {
+    let store = state.store();
+    let seen = store.secret_versions().await?;
+    let mut current: BTreeMap<SecretPath, u64> = state.config().versions.clone();
+    for (path, secret) in &state.repo().secrets {
+        current.insert(path.clone(), secret.version);
+    }
+    let now = Timestamp::now();
+    let mut moved = BTreeSet::new();
+    for (path, version) in &current {
+        match seen.get(path) {
+            Some(old) if old != version => {
+                moved.insert(path.clone());
+            }
+            Some(_) => {}
+            None => store.set_secret_version(path, *version, now).await?,
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        paths = %join_paths(&moved),
+        "secrets changed while the server was down"
+    );
+    state
+        .rotation
+        .submit(moved, Actor::Startup)
+        .await
+        .map(|_| ())
+}
+
+fn join_paths<'a>(paths: impl IntoIterator<Item = &'a SecretPath>) -> String {
+    let names: Vec<&str> = paths.into_iter().map(SecretPath::as_str).collect();
+    names.join(",")
+}
+
+/// The admin routes of secrets: changed, history, who-uses.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/secrets/changed", post(secret_changed))
+        .route("/v1/admin/secrets/history", get(history))
+        .route("/v1/admin/secrets/who-uses", get(who_uses))
+}
+
+/// The CLI stored a secret: run the flow and answer what it queued.
+async fn secret_changed(
+    AxumState(state): AxumState<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<SecretChangedAnswer>, AppError> {
+    require_admin(&state, &headers)?;
+    let change: SecretChanged = serde_json::from_slice(&body).map_err(|e| {
+        AppError::BadRequest(format!(
+            "expected a JSON body {{\"path\":\"a/b\",\"version\":N}}: {e}"
+        ))
+    })?;
+    tracing::info!(path = %change.path, version = ?change.version, "secret changed");
+    state
+        .rotation
+        .submit(BTreeSet::from([change.path]), Actor::Cli)
+        .await
+        .map(Json)
+        .map_err(|e| AppError::Internal(format!("rotation failed: {e}")))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PrefixQuery {
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+async fn history(
+    AxumState(state): AxumState<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PrefixQuery>,
+) -> Result<Json<History>, AppError> {
+    require_admin(&state, &headers)?;
+    let store = state.store();
+    let internal = |e: vigo_store::StoreError| AppError::Internal(e.to_string());
+    let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
+    let mut entries: Vec<(Timestamp, HistoryEntry)> = Vec::new();
+    for change in store.secret_history(prefix).await.map_err(internal)? {
+        entries.push((
+            change.at,
+            HistoryEntry {
+                at: rfc3339(change.at),
+                event: change.event.as_str().to_owned(),
+                path: change.path,
+                version: change.version,
+                by: change.actor,
+            },
+        ));
+    }
+    for delivery in store.deliveries(None, None).await.map_err(internal)? {
+        if prefix.is_some_and(|p| !delivery.path.has_prefix(p)) {
+            continue;
+        }
+        entries.push((
+            delivery.at,
+            HistoryEntry {
+                at: rfc3339(delivery.at),
+                event: "delivered".to_owned(),
+                path: delivery.path,
+                version: delivery.version,
+                by: delivery.envoy,
+            },
+        ));
+    }
+    entries.sort_by_key(|(at, _)| *at);
+    Ok(Json(History {
+        entries: entries.into_iter().map(|(_, e)| e).collect(),
+    }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PathQuery {
+    path: String,
+}
+
+async fn who_uses(
+    AxumState(state): AxumState<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PathQuery>,
+) -> Result<Json<WhoUses>, AppError> {
+    require_admin(&state, &headers)?;
+    let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let snapshot = state.repo();
+    let envoys = state
+        .store()
+        .list_envoys()
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut users = Vec::new();
+    for envoy in envoys {
+        if envoy.status != EnvoyStatus::Approved {
+            continue;
+        }
+        let Ok(compiled) = snapshot.repo.compile(&envoy.name, &snapshot.secrets) else {
+            continue;
+        };
+        let uses: Vec<String> = compiled
+            .index
+            .uses
+            .get(&path)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let watches: Vec<String> = compiled
+            .index
+            .watches
+            .get(&path)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !uses.is_empty() || !watches.is_empty() {
+            users.push(SecretUser {
+                envoy: envoy.name,
+                uses,
+                watches,
+            });
+        }
+    }
+    Ok(Json(WhoUses {
+        path,
+        envoys: users,
+    }))
+}
