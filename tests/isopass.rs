@@ -11,7 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use isopass_standin::{Handle, StandinOptions, Transport};
-use support::{ServerProcess, TestDir, TestRng, free_port, stderr, stdout};
+use support::{
+    EnvoyHost, ServerProcess, TestDir, TestRng, all_output, cli_ok, free_port, stderr, stdout,
+};
 use vigo_secrets::{IsopassConfig, IsopassProvider, SecretPath, SecretProvider, SecretValue};
 use zeroize::Zeroizing;
 
@@ -357,16 +359,59 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
     }
 }
 
-/// A config repository whose one module references `app/pw`.
+/// A config repository in which `web*` envoys write `app/pw` to
+/// `out/web.pw`, watching it with an exec that counts its runs in
+/// `out/web.runs`, and `db*` envoys write `out/plain.txt`, no secret.
 fn write_repo(dir: &TestDir) {
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let out = out.display();
     dir.write(
         "config/nodes.vgo",
-        "envoys:\n  - match: \"web*\"\n    roles: [web]\n    vars:\n      pw: \"secret:app/pw\"\n",
+        "envoys:\n  - match: \"web*\"\n    roles: [web]\n    vars:\n      pw: \"secret:app/pw\"\n  - match: \"db*\"\n    roles: [plain]\n",
     );
     dir.write(
         "config/modules/web.vgo",
-        "resources:\n  - name: pw-file\n    type: file\n    target_path: /tmp/vigo-test-never-written\n    content: \"{{ .Vars.pw }}\"\n    watch_secret: [app/pw]\n",
+        &format!(
+            "resources:\n  - name: pw-file\n    type: file\n    target_path: {out}/web.pw\n    content: \"{{{{ .Vars.pw }}}}\"\n    watch_secret: [app/pw]\n  - name: pw-reload\n    type: exec\n    command: \"echo ran >> {out}/web.runs\"\n    watch_secret: [app/pw]\n    when: changed\n"
+        ),
     );
+    dir.write(
+        "config/modules/plain.vgo",
+        &format!(
+            "resources:\n  - name: plain-file\n    type: file\n    target_path: {out}/plain.txt\n    content: \"plain\"\n"
+        ),
+    );
+}
+
+/// `web1.example.com` (uses `app/pw`) and `db1.example.com` (does not),
+/// enrolled with tokens and converged once.
+fn converged_envoys(dir: &TestDir) -> (EnvoyHost, EnvoyHost) {
+    let enroll = |name: &str| {
+        let token = cli_ok(dir, &["envoys", "token"]);
+        let host = EnvoyHost::new(dir, name, Some(token.trim()));
+        let run = host.run_once();
+        assert!(run.status.success(), "{name}: {}", all_output(&run));
+        host
+    };
+    (enroll("web1.example.com"), enroll("db1.example.com"))
+}
+
+/// What `web1` holds: the file's value and how often its exec ran.
+fn web1_state(dir: &TestDir) -> (String, usize) {
+    let out = dir.path().join("out");
+    let value = std::fs::read_to_string(out.join("web.pw")).unwrap();
+    let runs = std::fs::read_to_string(out.join("web.runs"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    (value, runs)
+}
+
+/// Runs the envoy once and says whether the server had nothing new for it.
+fn unchanged_run(host: &EnvoyHost) -> bool {
+    let run = host.run_once();
+    assert!(run.status.success(), "{}: {}", host.name, all_output(&run));
+    stdout(&run) == "catalog unchanged: nothing to apply\n"
 }
 
 #[test]
@@ -378,25 +423,34 @@ fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage()
     assert!(dir.cli(&["secrets", "bootstrap"]).status.success());
     isopass.put("app/pw", "value-one");
     let mut server = dir.start_server(&["--log-level", "trace"]);
+    let (web1, db1) = converged_envoys(&dir);
+    assert_eq!(web1_state(&dir), ("value-one".to_owned(), 1));
 
+    // Changed straight in isopass: only the envoy that references it
+    // re-applies, and its watching exec runs once more.
     isopass.put("app/pw", "value-two");
     assert!(
-        server.wait_for_log("rotation queued paths=app/pw"),
+        server.wait_for_log("rotation queued paths=app/pw envoys=1 triggers=2"),
         "{}",
         server.log()
     );
+    assert!(!unchanged_run(&web1));
+    assert_eq!(web1_state(&dir), ("value-two".to_owned(), 2));
+    assert!(unchanged_run(&db1));
+    assert!(unchanged_run(&web1));
 
+    // isopass down: errors in the log, envoys still served.
     isopass.stop();
     assert!(
         server.wait_for_log("ERROR secret poll failed"),
         "{}",
         server.log()
     );
-    let ca = std::fs::read_to_string(dir.ca_file()).unwrap();
-    let (status, body) =
-        support::https_get(&format!("https://127.0.0.1:{}/healthz", dir.port), &ca).unwrap();
-    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(unchanged_run(&web1));
+    assert!(unchanged_run(&db1));
+    assert_eq!(web1_state(&dir), ("value-two".to_owned(), 2));
 
+    // Back: rotation works again.
     isopass.start();
     assert!(
         server.wait_for_log("INFO secret poll recovered"),
@@ -410,6 +464,10 @@ fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage()
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(!unchanged_run(&web1));
+    assert_eq!(web1_state(&dir), ("value-three".to_owned(), 3));
+    assert!(unchanged_run(&db1));
+
     assert!(server.terminate().success());
     let log = server.log();
     for secret in [
@@ -438,16 +496,21 @@ fn the_local_file_watcher_notices_a_secret_written_by_another_process() {
         .block_on(other.set(&pw, &SecretValue::from("local-one")))
         .unwrap();
     let mut server = dir.start_server(&["--log-level", "trace"]);
+    let (web1, db1) = converged_envoys(&dir);
+    assert_eq!(web1_state(&dir), ("local-one".to_owned(), 1));
 
     // Written by another process (no notification reaches the server).
     runtime
         .block_on(other.set(&pw, &SecretValue::from("local-two")))
         .unwrap();
     assert!(
-        server.wait_for_log("rotation queued paths=app/pw"),
+        server.wait_for_log("rotation queued paths=app/pw envoys=1 triggers=2"),
         "{}",
         server.log()
     );
+    assert!(!unchanged_run(&web1));
+    assert_eq!(web1_state(&dir), ("local-two".to_owned(), 2));
+    assert!(unchanged_run(&db1));
     assert!(server.terminate().success());
     let log = server.log();
     assert!(

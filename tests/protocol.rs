@@ -10,14 +10,14 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServerProcess, TestDir, bin, stderr, stdout};
+use support::{EnvoyHost, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
 
@@ -163,7 +163,7 @@ fn acceptance(env: &Env) {
     assert_eq!(shown["facts"]["os"], "linux");
     assert!(shown["cert_fingerprint"].as_str().unwrap().contains(':'));
     let text = cli_ok(dir, &["envoys", "show", DB1]);
-    assert!(text.contains("queued triggers:  none"), "{text}");
+    assert!(text.contains("queued triggers:   none"), "{text}");
 
     // Nothing the server stored or logged holds the secret value.
     assert!(!server.log().contains("s3cret-db"), "{}", server.log());
@@ -525,49 +525,6 @@ fn write_config_repo(dir: &TestDir) {
     std::fs::create_dir_all(&out).unwrap();
 }
 
-// --- the envoy as a process ------------------------------------------------------------
-
-/// A managed host: `envoy.yaml` and a data folder under the test folder.
-struct EnvoyHost {
-    name: String,
-    config: PathBuf,
-}
-
-impl EnvoyHost {
-    fn new(dir: &TestDir, name: &str, token: Option<&str>) -> Self {
-        let root = dir.path().join("envoys").join(name);
-        std::fs::create_dir_all(&root).unwrap();
-        let mut yaml = format!(
-            "server: \"https://localhost:{}\"\nname: \"{name}\"\nca_cert: \"{}\"\ndata_dir: \"{}\"\n",
-            dir.port,
-            dir.ca_file().display(),
-            root.join("data").display()
-        );
-        if let Some(token) = token {
-            let file = root.join("enroll-token");
-            std::fs::write(&file, format!("{token}\n")).unwrap();
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-            yaml.push_str(&format!("enroll_token_file: \"{}\"\n", file.display()));
-        }
-        let config = root.join("envoy.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        Self {
-            name: name.to_owned(),
-            config,
-        }
-    }
-
-    fn run_once(&self) -> Output {
-        Command::new(bin("vigoenvoy"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["run", "--once"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running vigoenvoy")
-    }
-}
-
 // --- the envoy as bare protocol calls --------------------------------------------------
 
 /// An envoy speaking the wire protocol directly, to try what `vigoenvoy`
@@ -701,20 +658,6 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs `vigocli` and returns its stdout, failing the test on a non-zero exit.
-fn cli_ok(dir: &TestDir, args: &[&str]) -> String {
-    let out = dir.cli(args);
-    assert!(
-        out.status.success(),
-        "vigocli {args:?} failed:\n{}",
-        all_output(&out)
-    );
-    stdout(&out)
-}
-
-fn all_output(out: &Output) -> String {
-    format!("{}{}", stdout(out), stderr(out))
-}
-
 fn https_text(dir: &TestDir, route: &str) -> String {
     let ca = std::fs::read_to_string(dir.ca_file()).unwrap();
     let (status, body) =

@@ -200,6 +200,81 @@ pub(crate) fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Runs `vigocli` with `args`, asserting success; returns stdout.
+pub(crate) fn cli_ok(dir: &TestDir, args: &[&str]) -> String {
+    let out = dir.cli(args);
+    assert!(
+        out.status.success(),
+        "vigocli {args:?} failed:\n{}",
+        all_output(&out)
+    );
+    stdout(&out)
+}
+
+/// stdout then stderr of a finished command.
+pub(crate) fn all_output(out: &Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+/// A managed host for `vigoenvoy`: `envoy.yaml` and a data folder under
+/// `<test folder>/envoys/<name>`, talking to the test folder's server.
+pub(crate) struct EnvoyHost {
+    pub(crate) name: String,
+    pub(crate) root: PathBuf,
+    pub(crate) config: PathBuf,
+}
+
+impl EnvoyHost {
+    /// Writes the envoy's config; with `token`, also a 0600 enrollment
+    /// token file.
+    pub(crate) fn new(dir: &TestDir, name: &str, token: Option<&str>) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let root = dir.path().join("envoys").join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut yaml = format!(
+            "server: \"https://localhost:{}\"\nname: \"{name}\"\nca_cert: \"{}\"\ndata_dir: \"{}\"\n",
+            dir.port,
+            dir.ca_file().display(),
+            root.join("data").display()
+        );
+        if let Some(token) = token {
+            let file = root.join("enroll-token");
+            std::fs::write(&file, format!("{token}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            yaml.push_str(&format!("enroll_token_file: \"{}\"\n", file.display()));
+        }
+        let config = root.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self {
+            name: name.to_owned(),
+            root,
+            config,
+        }
+    }
+
+    /// `vigoenvoy --config <config> <global_args> run <run_args>`, not started.
+    pub(crate) fn command(&self, global_args: &[&str], run_args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("vigoenvoy"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(global_args)
+            .arg("run")
+            .args(run_args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `vigoenvoy run --once`.
+    pub(crate) fn run_once(&self) -> Output {
+        self.run_once_with(&[])
+    }
+
+    /// `vigoenvoy <global_args> run --once`.
+    pub(crate) fn run_once_with(&self, global_args: &[&str]) -> Output {
+        run(&mut self.command(global_args, &["--once"]))
+    }
+}
+
 /// A running `vigosrv`, killed when dropped. Its stderr (the log) is
 /// collected in the background.
 #[derive(Debug)]

@@ -23,7 +23,9 @@ pub struct SecretChanged {
     pub version: Option<u64>,
 }
 
-/// What the rotation flow did.
+/// What the rotation flow did. `POST /v1/admin/secrets/changed` answers
+/// with it empty: the change is queued and the flow runs after its
+/// coalescing window (see the server's log and `secrets history`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SecretChangedAnswer {
     /// Envoys that got triggers and force-push.

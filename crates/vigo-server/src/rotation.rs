@@ -86,7 +86,8 @@ impl From<vigo_store::StoreError> for RotationError {
 struct Request {
     paths: BTreeSet<SecretPath>,
     actor: Actor,
-    done: oneshot::Sender<Result<SecretChangedAnswer, RotationError>>,
+    /// Where to send the outcome; `None` for a notification nobody waits on.
+    done: Option<oneshot::Sender<Result<SecretChangedAnswer, RotationError>>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -127,9 +128,26 @@ impl RotationQueue {
     ) -> Result<SecretChangedAnswer, RotationError> {
         let (done, answer) = oneshot::channel();
         self.tx
-            .send(Request { paths, actor, done })
+            .send(Request {
+                paths,
+                actor,
+                done: Some(done),
+            })
             .map_err(|_| RotationError::Stopped)?;
         answer.await.unwrap_or(Err(RotationError::Stopped))
+    }
+
+    /// Queues a change without waiting for it: the flow runs after the
+    /// coalescing window, so a script rotating several secrets one `set`
+    /// after another still gives one batch. Its outcome is logged.
+    pub fn enqueue(&self, paths: BTreeSet<SecretPath>, actor: Actor) -> Result<(), RotationError> {
+        self.tx
+            .send(Request {
+                paths,
+                actor,
+                done: None,
+            })
+            .map_err(|_| RotationError::Stopped)
     }
 }
 
@@ -169,8 +187,8 @@ async fn run_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Request>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
         }
-        for request in batch {
-            let _ = request.done.send(result.clone());
+        for done in batch.into_iter().filter_map(|request| request.done) {
+            let _ = done.send(result.clone());
         }
     }
 }
@@ -335,7 +353,10 @@ pub(crate) fn admin_routes() -> Router<AppState> {
         .route("/v1/admin/secrets/who-uses", get(who_uses))
 }
 
-/// The CLI stored a secret: run the flow and answer what it queued.
+/// The CLI stored a secret: queue it for the flow and answer at once (the
+/// flow waits [`COALESCE_WINDOW`] for more changes, so a script's `set`s one
+/// after another coalesce; its outcome is logged and recorded in the audit
+/// log).
 async fn secret_changed(
     AxumState(state): AxumState<AppState>,
     headers: HeaderMap,
@@ -350,10 +371,9 @@ async fn secret_changed(
     tracing::info!(path = %change.path, version = ?change.version, "secret changed");
     state
         .rotation
-        .submit(BTreeSet::from([change.path]), Actor::Cli)
-        .await
-        .map(Json)
-        .map_err(|e| AppError::Internal(format!("rotation failed: {e}")))
+        .enqueue(BTreeSet::from([change.path]), Actor::Cli)
+        .map_err(|e| AppError::Internal(format!("rotation not queued: {e}")))?;
+    Ok(Json(SecretChangedAnswer::default()))
 }
 
 #[derive(Debug, serde::Deserialize)]

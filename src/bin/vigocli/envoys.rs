@@ -135,7 +135,7 @@ fn details(d: &EnvoyDetail) -> String {
     let s = &d.summary;
     let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
     let mut out = String::new();
-    let mut line = |key: &str, value: String| out.push_str(&format!("{key:<18}{value}\n"));
+    let mut line = |key: &str, value: String| out.push_str(&format!("{key:<19}{value}\n"));
     line("name:", s.name.clone());
     line("status:", s.status.clone());
     line("certificate:", or_dash(d.cert_fingerprint.as_deref()));
