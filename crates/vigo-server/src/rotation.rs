@@ -43,8 +43,9 @@ use crate::{AppError, AppState, RepoSnapshot, require_admin};
 /// How long the flow waits for further changes before acting on the first.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(700);
 
-/// Who reported a change, for the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who reported a change, for the audit log; ordered from the most direct
+/// source to the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Actor {
     /// `vigocli secrets set` (the admin API).
     Cli,
@@ -175,13 +176,7 @@ async fn run_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Request>) {
         while let Ok(Some(next)) = tokio::time::timeout_at(deadline, rx.recv()).await {
             batch.push(next);
         }
-        let mut by_actor: BTreeMap<&'static str, BTreeSet<SecretPath>> = BTreeMap::new();
-        for request in &batch {
-            by_actor
-                .entry(request.actor.as_str())
-                .or_default()
-                .extend(request.paths.iter().cloned());
-        }
+        let by_actor = attribute(&batch);
         let paths: BTreeSet<SecretPath> = by_actor.values().flatten().cloned().collect();
         let result = run_flow(&state, &paths, &by_actor).await;
         if let Err(e) = &result {
@@ -191,6 +186,27 @@ async fn run_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Request>) {
             let _ = done.send(result.clone());
         }
     }
+}
+
+/// Who the audit log names for each path of a batch: one actor per path,
+/// the most direct one (a `set` also wakes the file watcher; the change is
+/// recorded once, as the CLI's).
+fn attribute(batch: &[Request]) -> BTreeMap<&'static str, BTreeSet<SecretPath>> {
+    let mut actor_of: BTreeMap<&SecretPath, Actor> = BTreeMap::new();
+    for request in batch {
+        for path in &request.paths {
+            let actor = actor_of.entry(path).or_insert(request.actor);
+            *actor = (*actor).min(request.actor);
+        }
+    }
+    let mut by_actor: BTreeMap<&'static str, BTreeSet<SecretPath>> = BTreeMap::new();
+    for (path, actor) in actor_of {
+        by_actor
+            .entry(actor.as_str())
+            .or_default()
+            .insert(path.clone());
+    }
+    by_actor
 }
 
 /// Steps 1-5 of the module doc for one coalesced batch.
@@ -368,7 +384,10 @@ async fn secret_changed(
             "expected a JSON body {{\"path\":\"a/b\",\"version\":N}}: {e}"
         ))
     })?;
-    tracing::info!(path = %change.path, version = ?change.version, "secret changed");
+    match change.version {
+        Some(version) => tracing::info!(path = %change.path, version, "secret changed"),
+        None => tracing::info!(path = %change.path, "secret changed"),
+    }
     state
         .rotation
         .enqueue(BTreeSet::from([change.path]), Actor::Cli)
@@ -479,4 +498,36 @@ async fn who_uses(
         path,
         envoys: users,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(actor: Actor, paths: &[&str]) -> Request {
+        Request {
+            paths: paths
+                .iter()
+                .map(|p| SecretPath::parse(p).unwrap())
+                .collect(),
+            actor,
+            done: None,
+        }
+    }
+
+    #[test]
+    fn each_path_is_attributed_once_to_the_most_direct_actor() {
+        let batch = [
+            request(Actor::Watcher, &["a/x", "a/y"]),
+            request(Actor::Cli, &["a/x"]),
+            request(Actor::Startup, &["a/z"]),
+        ];
+        let by_actor = attribute(&batch);
+        let names =
+            |actor: &str| -> Vec<&str> { by_actor[actor].iter().map(SecretPath::as_str).collect() };
+        assert_eq!(by_actor.len(), 3);
+        assert_eq!(names("cli"), ["a/x"]);
+        assert_eq!(names("watcher"), ["a/y"]);
+        assert_eq!(names("startup"), ["a/z"]);
+    }
 }
