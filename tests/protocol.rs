@@ -11,13 +11,11 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{EnvoyHost, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout};
+use support::{EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
 
@@ -443,31 +441,6 @@ impl Env {
     }
 }
 
-/// A schema of the `VIGO_TEST_POSTGRES` server, dropped afterwards.
-struct PgSchema {
-    admin_url: String,
-    schema: String,
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        psql(
-            &self.admin_url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
-        );
-    }
-}
-
-fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running psql");
-    assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
-}
-
 fn with_backend(database: Database, scenario: fn(&Env)) {
     let dir = TestDir::new();
     let out = dir.cli(&["secrets", "bootstrap"]);
@@ -479,18 +452,7 @@ fn with_backend(database: Database, scenario: fn(&Env)) {
                 println!("skipped: VIGO_TEST_POSTGRES not set");
                 return;
             };
-            static COUNTER: AtomicU32 = AtomicU32::new(0);
-            let schema = format!(
-                "vigo_protocol_{}_{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            psql(&admin_url, &format!("CREATE SCHEMA {schema}"));
-            let separator = if admin_url.contains('?') { '&' } else { '?' };
-            let dsn = format!("{admin_url}{separator}options=-csearch_path%3D{schema}");
-            let out = dir.cli_with_stdin(&["secrets", "set", "vigo/db/dsn", "-"], dsn.as_bytes());
-            assert!(out.status.success(), "{}", stderr(&out));
-            Some(PgSchema { admin_url, schema })
+            Some(PgSchema::create(&dir, admin_url))
         }
     };
     let out = dir.cli(&["secrets", "set", DB_PASSWORD, "s3cret-db"]);

@@ -421,3 +421,66 @@ fn sets_in_quick_succession_coalesce_into_one_rotation() {
     assert_eq!(rig.db_conf(), "password = quick-two\n");
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
 }
+
+/// SPEC 8: several replicas share one PostgreSQL; a rotation handled by
+/// one reaches an envoy that checks in at another, with the new value.
+#[test]
+fn a_rotation_handled_by_one_replica_reaches_envoys_of_another() {
+    let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
+        println!("skipped: VIGO_TEST_POSTGRES not set");
+        return;
+    };
+    let rig = Rig::new();
+    let _schema = support::PgSchema::create(&rig.dir, admin_url);
+    // Replica A on the folder's config; replica B the same but its port.
+    let server_a = rig.start_server();
+    let port_b = support::free_port();
+    let config = std::fs::read_to_string(rig.dir.config()).unwrap();
+    let config_b = rig.dir.write(
+        "vigosrv-b.yaml",
+        &config.replace(&rig.dir.port.to_string(), &port_b.to_string()),
+    );
+    let mut server_b = ServerProcess::spawn(&config_b, DEBUG);
+    server_b.wait_healthy(port_b, &rig.dir.ca_file());
+    rig.enroll_and_converge();
+
+    // db1 now checks in at B; the CLI notifies A.
+    let envoy_yaml = std::fs::read_to_string(&rig.db1.config).unwrap();
+    std::fs::write(
+        &rig.db1.config,
+        envoy_yaml.replace(
+            &format!("localhost:{}", rig.dir.port),
+            &format!("localhost:{port_b}"),
+        ),
+    )
+    .unwrap();
+    rig.set_password("rotated-at-a");
+    wait_for_count(&server_a, ROTATION_DONE, 1);
+
+    let run = rig.db1.run_once_with(DEBUG);
+    assert!(run.status.success(), "{}", all_output(&run));
+    assert_eq!(
+        rig.db_conf(),
+        "password = rotated-at-a\n",
+        "{}",
+        server_b.log()
+    );
+    assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
+    let run = rig.db1.run_once();
+    assert_eq!(stdout(&run), "catalog unchanged: nothing to apply\n");
+    // B's own file watcher saw the same change: it reloaded but queued
+    // nothing a second time.
+    assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
+    let log_b = server_b.log();
+    assert!(
+        log_b.contains("another server rotated these secrets; reloading")
+            || log_b.contains("rotation already handled for these versions; reloaded only"),
+        "{log_b}"
+    );
+    assert!(!log_b.contains(ROTATION_DONE), "{log_b}");
+    println!(
+        "replica B caught up at check-in: {}",
+        log_b.contains("another server rotated")
+    );
+    drop(server_b);
+}

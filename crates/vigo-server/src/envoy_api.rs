@@ -11,6 +11,7 @@
 //! envoy. An envoy therefore only ever receives its own catalog, and a
 //! revoked or replaced certificate is refused.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -25,13 +26,14 @@ use vigo_proto::{
     CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest, WAIT_HOLD_SECS,
     WaitResponse,
 };
+use vigo_secrets::SecretPath;
 use vigo_store::{
     CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, ReportSummary, StoreError, Timestamp,
 };
 use zeroize::Zeroizing;
 
 use crate::metrics::{CheckinResult, EnrollmentResult};
-use crate::{AppError, AppState, PeerCertificate, error_chain};
+use crate::{AppError, AppState, CompiledCatalog, PeerCertificate, error_chain};
 
 /// Validity of an envoy certificate.
 pub const ENVOY_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -276,11 +278,7 @@ pub(crate) async fn checkin(
     // not counted as delivered by this answer.
     let at = Timestamp::now();
     let name = envoy.name.as_str();
-    let compiled = state.catalog(name).map_err(|diagnostics| {
-        AppError::Internal(format!(
-            "the catalog of envoy '{name}' does not compile (run `vigocli catalog {name}`):\n{diagnostics}"
-        ))
-    })?;
+    let compiled = catalog_of(&state, name)?;
     state
         .metrics
         .queued_triggers(name, envoy.queued_triggers as usize);
@@ -309,6 +307,20 @@ pub(crate) async fn checkin(
 
     let store = state.store();
     let triggers = store.triggers_for(name).await?;
+    let mut compiled = compiled;
+    if !triggers.is_empty() {
+        let paths: Vec<&SecretPath> = triggers.iter().flat_map(|t| &t.secret_paths).collect();
+        match crate::rotation::catch_up(&state, &paths).await {
+            Ok(true) => compiled = catalog_of(&state, name)?,
+            Ok(false) => {}
+            Err(e) => {
+                // Sending the old values would let the envoy clear its
+                // triggers without the new ones; it retries instead.
+                tracing::error!(envoy = %name, error = %e, "cannot load the rotated secrets; the envoy retries later");
+                return Err(AppError::Internal(format!("loading rotated secrets: {e}")));
+            }
+        }
+    }
     let mut catalog = compiled.catalog.clone();
     let mut flagged = Vec::new();
     let mut stale = Vec::new();
@@ -388,6 +400,16 @@ pub(crate) async fn checkin(
 }
 
 /// A response body wiped on drop.
+/// The envoy's catalog from the current snapshot; a compile error is a 500
+/// that tells the operator how to see it.
+fn catalog_of(state: &AppState, name: &str) -> Result<Arc<CompiledCatalog>, AppError> {
+    state.catalog(name).map_err(|diagnostics| {
+        AppError::Internal(format!(
+            "the catalog of envoy '{name}' does not compile (run `vigocli catalog {name}`):\n{diagnostics}"
+        ))
+    })
+}
+
 struct ZeroizingBody(Zeroizing<Vec<u8>>);
 
 impl AsRef<[u8]> for ZeroizingBody {

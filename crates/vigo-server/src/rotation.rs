@@ -220,7 +220,44 @@ async fn run_flow(
     let store = state.store();
     let now = Timestamp::now();
 
+    // Claim each change in the shared store: when several replicas learn
+    // of the same version (each one's watcher), only the first queues
+    // triggers; the others have reloaded and stop here.
+    let path_list: Vec<SecretPath> = paths.iter().cloned().collect();
+    let versions = state.provider.versions(&path_list).await.map_err(|e| {
+        RotationError::Failed(format!(
+            "reading secret versions: {}",
+            crate::error_chain(&e)
+        ))
+    })?;
+    let mut claimed: BTreeSet<SecretPath> = BTreeSet::new();
+    for (actor, actor_paths) in actors {
+        for path in actor_paths {
+            match versions.get(path) {
+                Some(&version) => {
+                    if store.set_secret_version(path, version, now).await? {
+                        store
+                            .record_secret_change(actor, path, version, AuditEvent::Changed, now)
+                            .await?;
+                        claimed.insert(path.clone());
+                    }
+                }
+                None => {
+                    store.remove_secret_version(path).await?;
+                    store
+                        .record_secret_change(actor, path, 0, AuditEvent::Deleted, now)
+                        .await?;
+                    claimed.insert(path.clone());
+                }
+            }
+        }
+    }
     let mut answer = SecretChangedAnswer::default();
+    if claimed.is_empty() {
+        tracing::info!(paths = %join_paths(&path_list), "rotation already handled for these versions; reloaded only");
+        return Ok(answer);
+    }
+
     for envoy in store.list_envoys().await? {
         if envoy.status != EnvoyStatus::Approved {
             continue;
@@ -234,7 +271,7 @@ async fn run_flow(
         };
         let mut referenced = false;
         let mut triggers: Vec<(&str, &SecretPath)> = Vec::new();
-        for path in paths {
+        for path in &claimed {
             referenced |=
                 compiled.index.uses.contains_key(path) || compiled.index.watches.contains_key(path);
             for resource in compiled.index.watches.get(path).into_iter().flatten() {
@@ -257,34 +294,8 @@ async fn run_flow(
     for name in &names {
         state.waiters.wake(name);
     }
-
-    let path_list: Vec<SecretPath> = paths.iter().cloned().collect();
-    let versions = state.provider.versions(&path_list).await.map_err(|e| {
-        RotationError::Failed(format!(
-            "reading secret versions: {}",
-            crate::error_chain(&e)
-        ))
-    })?;
-    for (actor, actor_paths) in actors {
-        for path in actor_paths {
-            match versions.get(path) {
-                Some(&version) => {
-                    store.set_secret_version(path, version, now).await?;
-                    store
-                        .record_secret_change(actor, path, version, AuditEvent::Changed, now)
-                        .await?;
-                }
-                None => {
-                    store.remove_secret_version(path).await?;
-                    store
-                        .record_secret_change(actor, path, 0, AuditEvent::Deleted, now)
-                        .await?;
-                }
-            }
-        }
-    }
     tracing::info!(
-        paths = %join_paths(&path_list),
+        paths = %join_paths(&claimed),
         envoys = answer.envoys.len(),
         triggers = answer.triggers,
         "rotation queued"
@@ -292,9 +303,42 @@ async fn run_flow(
     Ok(answer)
 }
 
+/// Before a replica sends an envoy the catalog for its queued triggers: if
+/// the shared store records a newer version of a triggered secret than
+/// this replica serves (another replica ran the rotation), reload first,
+/// so the envoy gets the new value rather than clearing its trigger with
+/// the old one. Returns whether it reloaded.
+pub(crate) async fn catch_up(
+    state: &AppState,
+    paths: &[&SecretPath],
+) -> Result<bool, RotationError> {
+    let seen = state.store().secret_versions().await?;
+    let is_behind = |held: &BTreeMap<SecretPath, u64>| {
+        paths
+            .iter()
+            .any(|path| matches!((held.get(*path), seen.get(*path)), (Some(h), Some(s)) if h != s))
+    };
+    if !is_behind(&state.held_versions()) {
+        return Ok(false);
+    }
+    let _one_at_a_time = state.reloading.lock().await;
+    if !is_behind(&state.held_versions()) {
+        return Ok(false);
+    }
+    tracing::info!(paths = %join_paths(paths.iter().copied()), "another server rotated these secrets; reloading");
+    reload_locked(state).await?;
+    Ok(true)
+}
+
 /// Step 1 and 2: reload the server config and the repository, swapping in
-/// the new state only when everything resolved.
+/// the new state only when everything resolved. One reload at a time.
 async fn reload(state: &AppState) -> Result<(), RotationError> {
+    let _one_at_a_time = state.reloading.lock().await;
+    reload_locked(state).await
+}
+
+/// [`reload`] for a caller that holds `state.reloading`.
+async fn reload_locked(state: &AppState) -> Result<(), RotationError> {
     let current = state.config();
     let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
         RotationError::Failed(format!("{what}: {}", crate::error_chain(e)))
@@ -327,10 +371,7 @@ async fn reload(state: &AppState) -> Result<(), RotationError> {
 pub(crate) async fn reconcile_at_startup(state: &AppState) -> Result<(), RotationError> {
     let store = state.store();
     let seen = store.secret_versions().await?;
-    let mut current: BTreeMap<SecretPath, u64> = state.config().versions.clone();
-    for (path, secret) in &state.repo().secrets {
-        current.insert(path.clone(), secret.version);
-    }
+    let current = state.held_versions();
     let now = Timestamp::now();
     let mut moved = BTreeSet::new();
     for (path, version) in &current {
@@ -339,7 +380,9 @@ pub(crate) async fn reconcile_at_startup(state: &AppState) -> Result<(), Rotatio
                 moved.insert(path.clone());
             }
             Some(_) => {}
-            None => store.set_secret_version(path, *version, now).await?,
+            None => {
+                store.set_secret_version(path, *version, now).await?;
+            }
         }
     }
     if moved.is_empty() {

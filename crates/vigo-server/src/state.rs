@@ -95,6 +95,8 @@ pub struct State {
     pub rotation: RotationQueue,
     /// Unchanged check-ins waiting to be written.
     pub checkins: CheckinBuffer,
+    /// Held while the config and repository are reloaded.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
     catalogs: CatalogCache,
 }
 
@@ -134,6 +136,14 @@ impl State {
         if let Err(e) = self.checkins.flush(&*self.store()).await {
             tracing::error!(error = %crate::error_chain(&e), "recording check-ins failed");
         }
+    }
+
+    /// Every secret the server currently serves (server config and config
+    /// repository) with the version it resolved.
+    pub fn held_versions(&self) -> BTreeMap<SecretPath, u64> {
+        let mut held = self.config().versions.clone();
+        held.extend(self.repo().versions());
+        held
     }
 
     /// The current config repository snapshot.
@@ -204,6 +214,7 @@ impl AppState {
             metrics: Metrics::new(),
             rotation,
             checkins: CheckinBuffer::default(),
+            reloading: tokio::sync::Mutex::new(()),
             catalogs: CatalogCache::default(),
         }));
         (state, worker)

@@ -157,9 +157,7 @@ impl<Q: SubmitChanges> WatchTarget for ServerTarget<Q> {
     }
 
     fn held_versions(&self) -> BTreeMap<SecretPath, u64> {
-        let mut held = self.state.config().versions.clone();
-        held.extend(self.state.repo().versions());
-        held
+        self.state.held_versions()
     }
 
     async fn changed(&self, paths: BTreeSet<SecretPath>) -> Result<(), String> {

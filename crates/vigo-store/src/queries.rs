@@ -741,19 +741,21 @@ macro_rules! impl_store {
                 path: &SecretPath,
                 version: u64,
                 at: Timestamp,
-            ) -> Result<(), StoreError> {
-                sqlx::query(
+            ) -> Result<bool, StoreError> {
+                let row = sqlx::query(
                     "INSERT INTO secret_versions (path, version, seen_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (path) DO UPDATE SET version = excluded.version, \
-                     seen_at = excluded.seen_at",
+                     seen_at = excluded.seen_at \
+                     WHERE secret_versions.version <> excluded.version \
+                     RETURNING path",
                 )
                 .bind(path.as_str())
                 .bind(to_db_version(version)?)
                 .bind(at.unix_millis())
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(StoreError::query("store secret version"))?;
-                Ok(())
+                Ok(row.is_some())
             }
 
             async fn remove_secret_version(&self, path: &SecretPath) -> Result<(), StoreError> {

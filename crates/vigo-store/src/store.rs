@@ -181,13 +181,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The secret versions the server last saw (numbers only).
     async fn secret_versions(&self) -> Result<BTreeMap<SecretPath, u64>, StoreError>;
 
-    /// Records the version of a secret the server has now seen.
+    /// Records the version of a secret the server has now seen. Returns
+    /// whether the stored version changed (`false` when it already was
+    /// `version`): of several replicas handling the same change, exactly
+    /// one gets `true` and runs the rotation for it.
     async fn set_secret_version(
         &self,
         path: &SecretPath,
         version: u64,
         at: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Forgets a deleted secret's version.
     async fn remove_secret_version(&self, path: &SecretPath) -> Result<(), StoreError>;

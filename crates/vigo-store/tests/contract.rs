@@ -664,18 +664,32 @@ async fn reports_keep_the_latest(db: &TestDb) {
 async fn secret_versions_are_numbers(db: &TestDb) {
     let store = &db.store;
     assert!(store.secret_versions().await.expect("read").is_empty());
-    store
-        .set_secret_version(&path("vigo/db/password"), 1, t(0))
-        .await
-        .expect("set");
-    store
-        .set_secret_version(&path("vigo/api/key"), 4, t(0))
-        .await
-        .expect("set");
-    store
-        .set_secret_version(&path("vigo/db/password"), 2, t(1))
-        .await
-        .expect("update");
+    assert!(
+        store
+            .set_secret_version(&path("vigo/db/password"), 1, t(0))
+            .await
+            .expect("set")
+    );
+    assert!(
+        store
+            .set_secret_version(&path("vigo/api/key"), 4, t(0))
+            .await
+            .expect("set")
+    );
+    assert!(
+        store
+            .set_secret_version(&path("vigo/db/password"), 2, t(1))
+            .await
+            .expect("update")
+    );
+    // The same version again (a second replica handling the same change)
+    // does not count as a change.
+    assert!(
+        !store
+            .set_secret_version(&path("vigo/db/password"), 2, t(2))
+            .await
+            .expect("again")
+    );
     let versions = store.secret_versions().await.expect("read");
     assert_eq!(
         versions.into_iter().collect::<Vec<_>>(),
