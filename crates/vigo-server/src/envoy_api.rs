@@ -311,8 +311,9 @@ pub(crate) async fn checkin(
     if !triggers.is_empty() {
         let paths: Vec<&SecretPath> = triggers.iter().flat_map(|t| &t.secret_paths).collect();
         match crate::rotation::catch_up(&state, &paths).await {
-            Ok(true) => compiled = catalog_of(&state, name)?,
-            Ok(false) => {}
+            // Compiled again either way: a reload by this call, or one that
+            // finished while it waited for the lock, replaced the snapshot.
+            Ok(_) => compiled = catalog_of(&state, name)?,
             Err(e) => {
                 // Sending the old values would let the envoy clear its
                 // triggers without the new ones; it retries instead.
