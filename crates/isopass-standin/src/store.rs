@@ -5,9 +5,8 @@
 //! data file, fsync of the folder. A crash leaves the old or the new file.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -191,36 +190,9 @@ impl Store {
     }
 }
 
-/// Replaces `file` with `bytes`: temporary file (0600), fsync, rename,
-/// fsync of the folder.
+/// Replaces `file` with `bytes`, mode 0600 (see `vigo_fs`).
 fn write_atomically(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = file
-        .file_name()
-        .ok_or_else(|| io::Error::other("the data file path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, file)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    vigo_fs::replace_file(file, bytes, 0o600)
 }
 
 #[cfg(test)]

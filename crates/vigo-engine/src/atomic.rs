@@ -1,4 +1,5 @@
-//! Crash-safe file replacement.
+//! Crash-safe file replacement with owner and mode (on top of `vigo_fs`),
+//! random names for transient files, and private folders.
 //!
 //! A file is never written in place: the new bytes go to a temporary file in
 //! the same folder (created 0600, so a secret is never readable by others
@@ -6,9 +7,9 @@
 //! renamed over the target, and the folder is synced. A crash leaves the old
 //! or the new file, never a torn one.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, fchown};
@@ -33,48 +34,19 @@ pub(crate) fn random_suffix() -> String {
     hex::encode(bytes)
 }
 
-/// Atomically replaces `target` with `contents` and the given attributes.
+/// Atomically replaces `target` with `contents` and the given attributes
+/// (see `vigo_fs`).
 pub(crate) fn write_file(target: &Path, contents: &[u8], attributes: Attributes) -> io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.vigo-{}", random_suffix()));
-    let result = write_temp_then_rename(&temp, target, contents, attributes);
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    sync_dir(dir)
+    vigo_fs::replace_file_with(target, contents, |file| {
+        if attributes.uid.is_some() || attributes.gid.is_some() {
+            fchown(file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
+        }
+        // After chown: chown clears set-id bits, so the mode goes last.
+        file.set_permissions(fs::Permissions::from_mode(attributes.mode))
+    })
 }
 
-fn write_temp_then_rename(
-    temp: &Path,
-    target: &Path,
-    contents: &[u8],
-    attributes: Attributes,
-) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    if attributes.uid.is_some() || attributes.gid.is_some() {
-        fchown(&file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
-    }
-    // After chown: chown clears set-id bits, so the mode goes last.
-    file.set_permissions(fs::Permissions::from_mode(attributes.mode))?;
-    drop(file);
-    fs::rename(temp, target)
-}
-
-/// Flushes a folder's entries (a rename is durable only after this).
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use vigo_fs::sync_dir;
 
 /// Creates `dir` (and parents) if missing and makes it mode 0700.
 pub(crate) fn private_dir(dir: &Path) -> io::Result<PathBuf> {

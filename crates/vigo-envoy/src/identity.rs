@@ -5,8 +5,7 @@
 //! - `envoy.csr`: the request, kept so every retry asks for the same key;
 //! - `envoy.crt`: the certificate once the server signed it.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use vigo_pki::CertifiedKey;
@@ -239,34 +238,13 @@ fn check_private_mode(file: &Path) -> Result<(), IdentityError> {
     Ok(())
 }
 
-/// Temp file, fsync, rename, fsync folder.
+/// Replaces `file` atomically with mode `mode` (see `vigo_fs`).
 fn write_file(file: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let io = |action, source| IdentityError::Io {
-        action,
+    vigo_fs::replace_file(file, bytes, mode).map_err(|source| IdentityError::Io {
+        action: "writing",
         file: file.to_owned(),
         source,
-    };
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        file.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io("writing", e))?;
-    out.write_all(bytes).map_err(|e| io("writing", e))?;
-    out.sync_all().map_err(|e| io("writing", e))?;
-    drop(out);
-    std::fs::rename(&tmp, file).map_err(|e| io("writing", e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("writing", e))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 //! an error; nothing falls back.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -206,41 +205,18 @@ fn create_data_dir(dir: &Path) -> Result<(), ServerError> {
         })
 }
 
-/// Writes a public file atomically with mode 0644: a temporary file in the
-/// same folder, fsync, rename over the target, fsync the folder.
+/// Writes a public file atomically with mode 0644 (see `vigo_fs`).
 fn write_public_file(file: &Path, contents: &[u8]) -> Result<(), ServerError> {
-    let error = |source| ServerError::WriteFile {
+    vigo_fs::replace_file(file, contents, 0o644).map_err(|source| ServerError::WriteFile {
         file: file.to_owned(),
         source,
-    };
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temp)?;
-        // The umask may have narrowed the mode; the CA certificate is public.
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&temp, file)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(error)
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
