@@ -9,14 +9,21 @@
 //! new file, never a torn one, and a failed write removes its temporary
 //! file.
 //!
+//! A process killed between creating the temporary file and the rename
+//! (SIGKILL, power loss) leaves it behind, possibly holding a secret:
+//! [`remove_stale_temp_files`] removes those of one target before it is
+//! written again.
+//!
 //! (The local secrets backend keeps its own variant: it also creates files
 //! that must not exist yet, under a folder lock, with temporary names its
 //! watcher knows.)
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `target` with `contents`, mode `mode`.
@@ -33,10 +40,7 @@ pub fn replace_file_with(
     contents: &[u8],
     finish: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(target);
     let temp = dir.join(temp_name(target));
     let written = (|| {
         let mut file = OpenOptions::new()
@@ -57,6 +61,76 @@ pub fn replace_file_with(
     sync_dir(dir)
 }
 
+/// Removes the temporary files that an interrupted [`replace_file_with`] of
+/// `target` left beside it: entries named exactly `.<name>.vigo-<pid>-<n>`
+/// that are regular files (not symlinks) owned by this process's effective
+/// user. Files of this process itself are kept (they may be writes in
+/// progress). Returns the paths removed.
+pub fn remove_stale_temp_files(target: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(name) = target.file_name() else {
+        return Ok(Vec::new());
+    };
+    let dir = folder_of(target);
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let own_pid = std::process::id();
+    let mut removed = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(pid) = temp_name_pid(name, &entry.file_name()) else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        let path = entry.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !meta.file_type().is_file() || meta.uid() != own_uid {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// The pid in `entry` if it is a temporary name of the target `name`
+/// (`.<name>.vigo-<pid>-<n>`, both numbers plain decimal).
+fn temp_name_pid(name: &OsStr, entry: &OsStr) -> Option<u32> {
+    let rest = entry.as_bytes().strip_prefix(b".")?;
+    let rest = rest.strip_prefix(name.as_bytes())?;
+    let rest = rest.strip_prefix(b".vigo-")?;
+    let dash = rest.iter().position(|&b| b == b'-')?;
+    let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
+    let decimal = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !decimal(pid) || !decimal(n) {
+        return None;
+    }
+    std::str::from_utf8(pid).ok()?.parse().ok()
+}
+
+/// The folder holding `target` (`.` for a bare name).
+fn folder_of(target: &Path) -> &Path {
+    match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Flushes a folder's entries (a rename or an unlink is durable only after
 /// this).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -65,17 +139,17 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// `.<name>.vigo-<pid>-<n>`: unique per process and call, so concurrent
 /// writers never share a temporary file (`create_new` refuses a clash).
-fn temp_name(target: &Path) -> String {
+/// [`temp_name_pid`] recognises exactly these names.
+fn temp_name(target: &Path) -> OsString {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!(
-        ".{name}.vigo-{}-{}",
+    let mut temp = OsString::from(".");
+    temp.push(target.file_name().unwrap_or_default());
+    temp.push(format!(
+        ".vigo-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    ));
+    temp
 }
 
 #[cfg(test)]
@@ -117,5 +191,73 @@ mod tests {
         let file = dir.path().join("absent").join("file");
         assert!(replace_file(&file, b"x", 0o600).is_err());
         assert!(!dir.path().join("absent").exists());
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_exactly() {
+        let target = Path::new("/etc/app.conf");
+        let temp = temp_name(target);
+        let pid = temp_name_pid(OsStr::new("app.conf"), &temp);
+        assert_eq!(pid, Some(std::process::id()));
+        for other in [
+            ".app.conf.vigo-12-",
+            ".app.conf.vigo--3",
+            ".app.conf.vigo-12-3x",
+            ".app.conf.vigo-1 2-3",
+            ".app.conf.bak.vigo-12-3",
+            ".app.confx.vigo-12-3",
+            "app.conf.vigo-12-3",
+            ".other.vigo-12-3",
+        ] {
+            assert_eq!(
+                temp_name_pid(OsStr::new("app.conf"), OsStr::new(other)),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            temp_name_pid(OsStr::new("app.conf"), OsStr::new(".app.conf.vigo-4242-7")),
+            Some(4242)
+        );
+    }
+
+    #[test]
+    fn stale_temporary_files_of_the_target_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("app.conf");
+        let stale = dir.path().join(".app.conf.vigo-999999999-0");
+        let own = dir
+            .path()
+            .join(format!(".app.conf.vigo-{}-99", std::process::id()));
+        let other_target = dir.path().join(".other.conf.vigo-999999999-0");
+        let look_alike = dir.path().join(".app.conf.vigo-999999999-0.keep");
+        let folder = dir.path().join(".app.conf.vigo-999999998-0");
+        let link = dir.path().join(".app.conf.vigo-999999997-0");
+        for file in [&stale, &own, &other_target, &look_alike] {
+            fs::write(file, "secret").unwrap();
+        }
+        fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::symlink(&other_target, &link).unwrap();
+        // Someone else's file with the name is not ours to remove (only
+        // checkable when the test may change owners).
+        let foreign = dir.path().join(".app.conf.vigo-999999996-0");
+        let mut kept_files = vec![&own, &other_target, &look_alike, &folder, &link];
+        if nix::unistd::geteuid().is_root() {
+            fs::write(&foreign, "theirs").unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+            kept_files.push(&foreign);
+        }
+        let removed = remove_stale_temp_files(&target).unwrap();
+        assert_eq!(removed, vec![stale.clone()]);
+        assert!(!stale.exists());
+        for kept in kept_files {
+            assert!(fs::symlink_metadata(kept).is_ok(), "{}", kept.display());
+        }
+        // A missing folder is nothing to clean.
+        assert!(
+            remove_stale_temp_files(&dir.path().join("absent/x"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
