@@ -173,6 +173,7 @@ impl Engine {
                     status: Status::Skipped,
                     message: format!("dependency '{}' failed", catalog.resources[root].name),
                     output: None,
+                    diff: None,
                 }
             } else {
                 let ran_before = self
@@ -215,6 +216,7 @@ impl Engine {
                     o.stderr = scrubber.scrub(&o.stderr);
                     o
                 }),
+                diff: outcome.diff.map(|d| scrubber.scrub(&d)),
             };
             log_result(&result);
             results.push(result);

@@ -23,6 +23,7 @@
 
 mod atomic;
 mod command;
+mod diff;
 mod engine;
 mod graph;
 mod ownership;
@@ -32,6 +33,7 @@ use vigo_proto::report;
 mod scrub;
 mod state;
 
+pub use diff::SECRET_CONTENT;
 pub use engine::{ApplyOptions, Engine, EngineError, LOCK_FILE, SECRET_FILE_DIR};
 pub use report::{CommandOutput, Report, ResourceResult, Status, Summary};
 pub use scrub::{REDACTED, Scrubber};

@@ -144,7 +144,7 @@ async fn noop_reports_what_would_change_and_touches_nothing() {
     assert!(report.noop);
     assert_eq!(
         message_of(&report, "new"),
-        format!("would write {} (mode 0600)", host.p("new.conf"))
+        format!("would create missing {} (mode 0600)", host.p("new.conf"))
     );
     assert_eq!(
         message_of(&report, "existing"),

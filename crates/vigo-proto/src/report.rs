@@ -71,6 +71,10 @@ pub struct ResourceResult {
     /// Output of the command an exec ran (scrubbed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<CommandOutput>,
+    /// Noop runs: what differs, over several lines (a unified diff of a
+    /// file's content that holds no secret; scrubbed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 impl ResourceResult {
@@ -163,6 +167,7 @@ mod tests {
             duration_ms: 0,
             message: String::new(),
             output: None,
+            diff: None,
         }
     }
 

@@ -148,6 +148,9 @@ pub(crate) fn print_report(report: &Report) -> anyhow::Result<()> {
         .filter(|r| r.status != Status::Unchanged)
     {
         writeln!(out, "{}", resource_line(result, colour)).context("writing to stdout")?;
+        if let Some(diff) = &result.diff {
+            write!(out, "{}", diff_lines(diff)).context("writing to stdout")?;
+        }
     }
     writeln!(out, "{}", report.summary).context("writing to stdout")?;
     Ok(())
@@ -172,6 +175,24 @@ fn resource_line(result: &ResourceResult, colour: bool) -> String {
     format!("{word}{padding}{}: {message}", result.label())
 }
 
+/// A noop diff, indented under its resource line. File content may hold
+/// terminal escapes: control characters other than tab are shown escaped.
+fn diff_lines(diff: &str) -> String {
+    let mut out = String::with_capacity(diff.len() + 64);
+    for line in diff.lines() {
+        out.push_str("    ");
+        for c in line.chars() {
+            if c.is_control() && c != '\t' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +205,7 @@ mod tests {
             duration_ms: 0,
             message: message.into(),
             output: None,
+            diff: None,
         }
     }
 
@@ -198,5 +220,13 @@ mod tests {
             "failed   service[pg]: a b"
         );
         assert!(resource_line(&result(Status::Changed, "m"), true).starts_with("\x1b[32mchanged"));
+    }
+
+    #[test]
+    fn issue_11_diffs_are_indented_and_escape_control_characters() {
+        assert_eq!(
+            diff_lines("--- /a\n+++ /a (desired)\n-x\x1b[31m\n+\ty\rz\n"),
+            "    --- /a\n    +++ /a (desired)\n    -x\\u{1b}[31m\n    +\ty\\rz\n"
+        );
     }
 }

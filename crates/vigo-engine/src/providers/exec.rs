@@ -145,6 +145,7 @@ pub(super) fn outcome_of(
         status,
         message,
         output: Some(output),
+        diff: None,
     }
 }
 

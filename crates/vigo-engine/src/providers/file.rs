@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{Context, Outcome};
 use crate::atomic::{self, Attributes};
+use crate::diff;
 use crate::ownership;
 
 /// Converges one `file` resource.
@@ -60,7 +61,6 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         .transpose()
         .map_err(|e| e.to_string())?;
     let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
-    let verb = if ctx.noop { "would write" } else { "wrote" };
 
     let meta = current(path)?;
     let Some(meta) = meta.filter(|m| m.is_file()) else {
@@ -80,12 +80,23 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
                 parent.display()
             ));
         }
-        if !ctx.noop {
-            let bytes = desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
-            write(path, bytes, Attributes { mode, uid, gid })?;
+        if ctx.noop {
+            // Say what is wrong with the path: missing, or not a file.
+            let what = if fs::symlink_metadata(path).is_ok() {
+                "replace the non-file at"
+            } else {
+                "create missing"
+            };
+            return Ok(Outcome::changed(format!(
+                "would {what} {} (mode {})",
+                path.display(),
+                spec.mode
+            )));
         }
+        let bytes = desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
+        write(path, bytes, Attributes { mode, uid, gid })?;
         return Ok(Outcome::changed(format!(
-            "{verb} {} (mode {})",
+            "wrote {} (mode {})",
             path.display(),
             spec.mode
         )));
@@ -95,28 +106,36 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         Some(d) => !same_content(path, &meta, d.as_bytes())?,
         None => false,
     };
+    if content_differs && ctx.noop {
+        return noop_content(
+            spec,
+            ctx,
+            &meta,
+            desired.as_ref().map(|d| d.as_str()),
+            uid,
+            gid,
+        );
+    }
     if content_differs {
-        if !ctx.noop {
-            // A rewrite makes a new inode: keep the current owner and group
-            // unless the resource names them.
-            let attributes = Attributes {
-                mode,
-                uid: uid.or(Some(Uid::from_raw(meta.uid()))),
-                gid: gid.or(Some(Gid::from_raw(meta.gid()))),
-            };
-            write(
-                path,
-                desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default(),
-                attributes,
-            )?;
-        }
+        // A rewrite makes a new inode: keep the current owner and group
+        // unless the resource names them.
+        let attributes = Attributes {
+            mode,
+            uid: uid.or(Some(Uid::from_raw(meta.uid()))),
+            gid: gid.or(Some(Gid::from_raw(meta.gid()))),
+        };
+        write(
+            path,
+            desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default(),
+            attributes,
+        )?;
         let what = if secret_content {
             ""
         } else {
             "content changed, "
         };
         return Ok(Outcome::changed(format!(
-            "{verb} {} ({what}mode {})",
+            "wrote {} ({what}mode {})",
             path.display(),
             spec.mode
         )));
@@ -128,6 +147,43 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         ctx.noop,
         format!("{} is in sync", path.display()),
     ))
+}
+
+/// Noop, content differs: what differs, changing nothing. Secret-bearing
+/// content is only said to differ ([`diff::SECRET_CONTENT`]); other text
+/// content comes with a unified diff. Mode, owner and group differences are
+/// listed too, since the write would fix them.
+fn noop_content(
+    spec: &FileSpec,
+    ctx: &Context<'_>,
+    meta: &Metadata,
+    desired: Option<&str>,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+) -> Result<Outcome, String> {
+    let path = spec.target_path.as_path();
+    let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
+    let (content, diff) = if secret_content {
+        (diff::SECRET_CONTENT, None)
+    } else {
+        let current =
+            Zeroizing::new(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+        let desired = desired.unwrap_or_default().as_bytes();
+        match diff::unified(path, &current, desired) {
+            Some(diff) => ("content differs", Some(diff)),
+            None => (diff::BINARY_CONTENT, None),
+        }
+    };
+    let mut changes = vec![format!("write {}: {content}", path.display())];
+    changes.extend(fix_attributes(
+        path,
+        meta,
+        spec.mode.bits(),
+        uid,
+        gid,
+        true,
+    )?);
+    Ok(Outcome::from_changes(changes, ctx.noop, String::new()).with_diff(diff))
 }
 
 /// Sets mode, owner and group where they differ; returns what was (or
@@ -289,6 +345,83 @@ mod tests {
         assert!(!outcome.message.contains("canary") && !outcome.message.contains("content"));
         assert_eq!(fs::read_to_string(&path).unwrap(), "pw=canary-file");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn issue_11_noop_shows_a_diff_of_plain_content_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.conf");
+        fs::write(&path, "port = 80\nname = web\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let catalog = Catalog::empty("t");
+        let s = spec(
+            &path,
+            Some(SecretText::literal("port = 8080\nname = web\n")),
+            0o640,
+        );
+        let outcome = run(&s, &catalog, true);
+        assert_eq!(outcome.status, Status::Changed);
+        let shown = path.display();
+        assert_eq!(
+            outcome.message,
+            format!("would write {shown}: content differs; set mode 0640 on {shown} (was 0644)")
+        );
+        assert_eq!(
+            outcome.diff.as_deref().map(String::as_str),
+            Some(
+                format!(
+                    "--- {shown}\n+++ {shown} (desired)\n@@ -1,2 +1,2 @@\n-port = 80\n+port = 8080\n name = web\n"
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "port = 80\nname = web\n"
+        );
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    }
+
+    #[test]
+    fn issue_11_noop_never_shows_secret_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.conf");
+        let secret = SecretPath::parse("db/pw").unwrap();
+        let mut catalog = Catalog::empty("t");
+        catalog.secrets = BTreeMap::from([(
+            secret.clone(),
+            CatalogSecret {
+                version: 1,
+                value: Some("canary-noop".into()),
+            },
+        )]);
+        let content = SecretText(vec![Segment::Text("pw=".into()), Segment::Secret(secret)]);
+        let s = spec(&path, Some(content), 0o600);
+        fs::write(&path, "pw=edited-by-hand").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let outcome = run(&s, &catalog, true);
+        let shown = path.display();
+        assert_eq!(
+            outcome.message,
+            format!(
+                "would write {shown}: content differs (secret, not shown); set mode 0600 on {shown} (was 0644)"
+            )
+        );
+        assert!(outcome.diff.is_none());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "pw=edited-by-hand");
+    }
+
+    #[test]
+    fn issue_11_noop_says_a_file_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.conf");
+        let s = spec(&path, Some(SecretText::literal("x\n")), 0o644);
+        let outcome = run(&s, &Catalog::empty("t"), true);
+        assert_eq!(
+            outcome.message,
+            format!("would create missing {} (mode 0644)", path.display())
+        );
+        assert!(!path.exists());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use vigo_catalog::Catalog;
+use zeroize::Zeroizing;
 
 use crate::command::{self, Finished, Invocation};
 use crate::report::{CommandOutput, Status};
@@ -43,6 +44,9 @@ pub(crate) struct Outcome {
     pub(crate) status: Status,
     pub(crate) message: String,
     pub(crate) output: Option<CommandOutput>,
+    /// Noop runs: a multi-line description of what differs (a file's
+    /// content diff), scrubbed by the engine like the message.
+    pub(crate) diff: Option<Zeroizing<String>>,
 }
 
 impl Outcome {
@@ -51,6 +55,7 @@ impl Outcome {
             status: Status::Unchanged,
             message: message.into(),
             output: None,
+            diff: None,
         }
     }
 
@@ -59,6 +64,7 @@ impl Outcome {
             status: Status::Changed,
             message: message.into(),
             output: None,
+            diff: None,
         }
     }
 
@@ -67,6 +73,7 @@ impl Outcome {
             status: Status::Failed,
             message: message.into(),
             output: None,
+            diff: None,
         }
     }
 
@@ -82,6 +89,13 @@ impl Outcome {
         } else {
             joined
         })
+    }
+}
+
+impl Outcome {
+    /// The same outcome, carrying `diff`.
+    pub(crate) fn with_diff(self, diff: Option<Zeroizing<String>>) -> Self {
+        Self { diff, ..self }
     }
 }
 

@@ -90,6 +90,7 @@ async fn converge(spec: &ServiceSpec, ctx: &Context<'_>) -> Result<Outcome, Stri
                 status: Status::Failed,
                 message,
                 output: outcome.output,
+                diff: None,
             });
         }
         done.push(past_tense(&text));
