@@ -15,8 +15,11 @@
 //!
 //! Secret values are never stored: only paths, version numbers and hashes.
 
+mod batch;
 mod dsn;
+mod enrollment;
 mod error;
+pub mod fault;
 mod model;
 mod postgres;
 mod queries;
@@ -27,10 +30,12 @@ use std::sync::Arc;
 
 use vigo_secrets::SecretValue;
 
+pub use batch::{CatalogSent, EnvoyRotation, RotationClaim, RotationOutcome};
+pub use enrollment::{EnrollmentRecorded, EnrollmentRequest, PendingLimits};
 pub use error::StoreError;
 pub use model::{
     AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
-    ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
+    LastRunRecord, ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
 pub use store::{Store, StoreHandle};
 

@@ -18,10 +18,12 @@ use async_trait::async_trait;
 use sqlx::Row;
 use vigo_secrets::SecretPath;
 
+use crate::batch::{CatalogSent, EnvoyRotation, RotationClaim, RotationOutcome};
+use crate::enrollment::{EnrollmentRecorded, EnrollmentRequest, PendingLimits};
 use crate::error::StoreError;
 use crate::model::{
     AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
-    ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
+    LastRunRecord, ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
@@ -30,9 +32,41 @@ use crate::store::Store;
 /// The envoy columns, in the order `envoy_from_row` expects.
 macro_rules! envoy_columns {
     () => {
-        "name, status, csr_pem, cert_fingerprint, cert_pem, facts, enrolled_at, approved_at, \
+        "name, status, csr_pem, key_fingerprint, cert_fingerprint, cert_pem, facts, enrolled_at, approved_at, \
          revoked_at, last_checkin_at, catalog_fingerprint, force_push, last_report_at, \
          last_rotation_lag_ms"
+    };
+}
+
+/// `SET` clauses storing an envoy's last run from the parameters named
+/// (when it finished, unix ms; changed, failed, skipped, unchanged): only
+/// when it is later than the stored run; a NULL time keeps what is stored.
+/// Every expression reads the row as it was before the update.
+macro_rules! last_run_set {
+    ($at:literal, $changed:literal, $failed:literal, $skipped:literal, $unchanged:literal) => {
+        concat!(
+            "last_run_changed = CASE WHEN ",
+            $at,
+            " > COALESCE(last_run_at, -1) THEN ",
+            $changed,
+            " ELSE last_run_changed END, last_run_failed = CASE WHEN ",
+            $at,
+            " > COALESCE(last_run_at, -1) THEN ",
+            $failed,
+            " ELSE last_run_failed END, last_run_skipped = CASE WHEN ",
+            $at,
+            " > COALESCE(last_run_at, -1) THEN ",
+            $skipped,
+            " ELSE last_run_skipped END, last_run_unchanged = CASE WHEN ",
+            $at,
+            " > COALESCE(last_run_at, -1) THEN ",
+            $unchanged,
+            " ELSE last_run_unchanged END, last_run_at = CASE WHEN ",
+            $at,
+            " > COALESCE(last_run_at, -1) THEN ",
+            $at,
+            " ELSE last_run_at END"
+        )
     };
 }
 
@@ -41,6 +75,32 @@ macro_rules! report_columns {
         "id, envoy, received_at, changed, failed, skipped, unchanged, noop, body"
     };
 }
+
+/// Claims a secret version: stores it unless it is already stored, and
+/// returns a row only when it changed (`$1` path, `$2` version, `$3` time).
+const CLAIM_VERSION_SQL: &str = "INSERT INTO secret_versions (path, version, seen_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (path) DO UPDATE SET version = excluded.version, \
+     seen_at = excluded.seen_at \
+     WHERE secret_versions.version <> excluded.version \
+     RETURNING path";
+
+/// Appends to the audit log (`$1` time, `$2` actor, `$3` path, `$4`
+/// version, `$5` event).
+const AUDIT_SQL: &str = "INSERT INTO secret_audit (at, actor, path, version, event) \
+     VALUES ($1, $2, $3, $4, $5)";
+
+/// Queues one trigger (`$1` envoy, `$2` resource, `$3` path, `$4` time):
+/// a pair queued again keeps its first `queued_at` and is undelivered again.
+const QUEUE_TRIGGER_SQL: &str = "INSERT INTO triggers \
+     (envoy, resource, secret_path, queued_at, last_queued_at) \
+     VALUES ($1, $2, $3, $4, $4) \
+     ON CONFLICT (envoy, resource, secret_path) DO UPDATE SET \
+     queued_at = CASE WHEN excluded.queued_at < triggers.queued_at \
+         THEN excluded.queued_at ELSE triggers.queued_at END, \
+     last_queued_at = CASE \
+         WHEN excluded.last_queued_at > triggers.last_queued_at \
+         THEN excluded.last_queued_at ELSE triggers.last_queued_at END, \
+     delivered_at = NULL";
 
 fn to_db_version(version: u64) -> Result<i64, StoreError> {
     i64::try_from(version).map_err(|_| StoreError::OutOfRange {
@@ -133,6 +193,7 @@ macro_rules! impl_store {
                         row.try_get::<String, _>("name")?,
                         row.try_get::<String, _>("status")?,
                         row.try_get::<Option<String>, _>("csr_pem")?,
+                        row.try_get::<Option<String>, _>("key_fingerprint")?,
                         row.try_get::<Option<String>, _>("cert_fingerprint")?,
                         row.try_get::<Option<String>, _>("cert_pem")?,
                         row.try_get::<String, _>("facts")?,
@@ -150,6 +211,7 @@ macro_rules! impl_store {
                     name,
                     status,
                     csr_pem,
+                    key_fingerprint,
                     cert_fingerprint,
                     cert_pem,
                     facts,
@@ -172,6 +234,7 @@ macro_rules! impl_store {
                     name,
                     status,
                     csr_pem,
+                    key_fingerprint,
                     cert_fingerprint,
                     cert_pem,
                     facts: parse_json(&facts, "envoy facts")?,
@@ -244,8 +307,7 @@ macro_rules! impl_store {
                 sqlx::query(
                     "INSERT INTO envoys (name, status, csr_pem, facts, enrolled_at, force_push) \
                      VALUES ($1, 'pending', $2, '{}', $3, FALSE) \
-                     ON CONFLICT (name) DO UPDATE SET csr_pem = excluded.csr_pem \
-                     WHERE envoys.status <> 'revoked'",
+                     ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(name)
                 .bind(csr_pem)
@@ -258,6 +320,120 @@ macro_rules! impl_store {
                     .ok_or_else(|| StoreError::EnvoyNotFound {
                         name: name.to_owned(),
                     })
+            }
+
+            async fn record_enrollment_request(
+                &self,
+                request: &EnrollmentRequest<'_>,
+                limits: Option<&PendingLimits>,
+            ) -> Result<EnrollmentRecorded, StoreError> {
+                let failed = StoreError::query("record enrollment request");
+                let unlimited = limits.is_none();
+                let total = limits.map_or(0, |l| i64::from(l.total));
+                let per_source = limits.map_or(0, |l| i64::from(l.per_source));
+                let window_start = request
+                    .at
+                    .unix_millis()
+                    .saturating_sub(limits.map_or(0, |l| duration_millis(l.window)));
+                // One statement: two requests racing for a new name cannot
+                // both win, and the caps are checked where the row is made.
+                let row = sqlx::query(concat!(
+                    "INSERT INTO envoys (name, status, csr_pem, key_fingerprint, request_source, \
+                     facts, enrolled_at, force_push) \
+                     SELECT $1, 'pending', $2, $3, $4, '{}', $5, FALSE \
+                     WHERE $6 OR ( \
+                       (SELECT COUNT(*) FROM envoys WHERE status = 'pending') < $7 \
+                       AND (SELECT COUNT(*) FROM envoys WHERE status = 'pending' \
+                            AND request_source = $4 AND enrolled_at > $8) < $9) \
+                     ON CONFLICT (name) DO NOTHING RETURNING ",
+                    envoy_columns!()
+                ))
+                .bind(request.name)
+                .bind(request.csr_pem)
+                .bind(request.key_fingerprint)
+                .bind(request.source)
+                .bind(request.at.unix_millis())
+                .bind(unlimited)
+                .bind(total)
+                .bind(window_start)
+                .bind(per_source)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed)?;
+                if let Some(row) = row {
+                    return Ok(EnrollmentRecorded::Created(Self::envoy_from_row(&row)?));
+                }
+                if let Some(existing) = self.envoy(request.name).await? {
+                    return Ok(EnrollmentRecorded::Existing(existing));
+                }
+                let pending: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM envoys WHERE status = 'pending'")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(StoreError::query("count pending envoys"))?;
+                Ok(if pending >= total {
+                    EnrollmentRecorded::TotalLimit
+                } else {
+                    EnrollmentRecorded::SourceLimit
+                })
+            }
+
+            async fn expire_pending(&self, before: Timestamp) -> Result<Vec<String>, StoreError> {
+                let failed = StoreError::query("expire pending envoys");
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                let names: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM envoys WHERE status = 'pending' AND enrolled_at < $1 \
+                     RETURNING name",
+                )
+                .bind(before.unix_millis())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query("expire pending envoys"))?;
+                for name in &names {
+                    sqlx::query("DELETE FROM triggers WHERE envoy = $1")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("expire pending envoys"))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(StoreError::query("expire pending envoys"))?;
+                Ok(names)
+            }
+
+            async fn remove_envoy(&self, name: &str) -> Result<Vec<String>, StoreError> {
+                let failed = StoreError::query("remove envoy");
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                // Deleting first takes SQLite's write lock at once.
+                let mut names: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM envoys WHERE lower(name) = $1 AND status <> 'approved' \
+                     RETURNING name",
+                )
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query("remove envoy"))?;
+                for removed in &names {
+                    sqlx::query("DELETE FROM triggers WHERE envoy = $1")
+                        .bind(removed)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("remove envoy"))?;
+                }
+                tx.commit().await.map_err(StoreError::query("remove envoy"))?;
+                if names.is_empty() {
+                    return Err(match self.envoy_status(name).await? {
+                        Some(_) => StoreError::EnvoyApproved {
+                            name: name.to_owned(),
+                        },
+                        None => StoreError::EnvoyNotFound {
+                            name: name.to_owned(),
+                        },
+                    });
+                }
+                names.sort();
+                Ok(names)
             }
 
             async fn envoy(&self, name: &str) -> Result<Option<EnvoyRecord>, StoreError> {
@@ -434,15 +610,26 @@ macro_rules! impl_store {
                 let failed = StoreError::query("record check-ins");
                 let mut tx = self.pool.begin().await.map_err(failed)?;
                 for checkin in checkins {
-                    sqlx::query(
+                    // The last run rides along in the same statement: kept
+                    // only when later than the one stored.
+                    let run = checkin.last_run.as_ref();
+                    let count = |f: fn(&ReportSummary) -> u32| run.map(|r| i64::from(f(&r.summary)));
+                    sqlx::query(concat!(
                         "UPDATE envoys SET facts = $2, catalog_fingerprint = $3, \
-                         last_checkin_at = $4 WHERE name = $1 \
-                         AND (last_checkin_at IS NULL OR last_checkin_at <= $4)",
-                    )
+                         last_checkin_at = $4, ",
+                        last_run_set!("$5", "$6", "$7", "$8", "$9"),
+                        " WHERE name = $1 \
+                         AND (last_checkin_at IS NULL OR last_checkin_at <= $4)"
+                    ))
                     .bind(&checkin.name)
                     .bind(to_json(&checkin.facts))
                     .bind(checkin.catalog_fingerprint.as_deref())
                     .bind(checkin.at.unix_millis())
+                    .bind(run.map(|r| r.at.unix_millis()))
+                    .bind(count(|s| s.changed))
+                    .bind(count(|s| s.failed))
+                    .bind(count(|s| s.skipped))
+                    .bind(count(|s| s.unchanged))
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::query("record check-ins"))?;
@@ -554,18 +741,7 @@ macro_rules! impl_store {
                 }
                 let mut tx = self.pool.begin().await.map_err(StoreError::query("queue triggers"))?;
                 for (resource, path) in triggers {
-                    sqlx::query(
-                        "INSERT INTO triggers \
-                         (envoy, resource, secret_path, queued_at, last_queued_at) \
-                         VALUES ($1, $2, $3, $4, $4) \
-                         ON CONFLICT (envoy, resource, secret_path) DO UPDATE SET \
-                         queued_at = CASE WHEN excluded.queued_at < triggers.queued_at \
-                             THEN excluded.queued_at ELSE triggers.queued_at END, \
-                         last_queued_at = CASE \
-                             WHEN excluded.last_queued_at > triggers.last_queued_at \
-                             THEN excluded.last_queued_at ELSE triggers.last_queued_at END, \
-                         delivered_at = NULL",
-                    )
+                    sqlx::query(QUEUE_TRIGGER_SQL)
                     .bind(envoy)
                     .bind(*resource)
                     .bind(path.as_str())
@@ -708,8 +884,72 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::query("store report"))?;
+                if !noop {
+                    // A real run's report is also the envoy's last run.
+                    sqlx::query(concat!(
+                        "UPDATE envoys SET ",
+                        last_run_set!("$2", "$3", "$4", "$5", "$6"),
+                        " WHERE name = $1"
+                    ))
+                        .bind(envoy)
+                        .bind(received_at.unix_millis())
+                        .bind(i64::from(summary.changed))
+                        .bind(i64::from(summary.failed))
+                        .bind(i64::from(summary.skipped))
+                        .bind(i64::from(summary.unchanged))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("store report"))?;
+                }
                 tx.commit().await.map_err(StoreError::query("store report"))?;
                 Ok(id)
+            }
+
+            async fn record_last_run(
+                &self,
+                envoy: &str,
+                run: &LastRunRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                        "UPDATE envoys SET ",
+                        last_run_set!("$2", "$3", "$4", "$5", "$6"),
+                        " WHERE name = $1"
+                    ))
+                    .bind(envoy)
+                    .bind(run.at.unix_millis())
+                    .bind(i64::from(run.summary.changed))
+                    .bind(i64::from(run.summary.failed))
+                    .bind(i64::from(run.summary.skipped))
+                    .bind(i64::from(run.summary.unchanged))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::query("record last run"))?;
+                Ok(())
+            }
+
+            async fn last_run(&self, envoy: &str) -> Result<Option<LastRunRecord>, StoreError> {
+                let row: Option<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
+                    sqlx::query_as(
+                        "SELECT last_run_at, last_run_changed, last_run_failed, \
+                         last_run_skipped, last_run_unchanged FROM envoys WHERE name = $1",
+                    )
+                    .bind(envoy)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::query("read last run"))?;
+                let Some((Some(at), changed, failed, skipped, unchanged)) = row else {
+                    return Ok(None);
+                };
+                let count = |n: Option<i64>| from_db_count(n.unwrap_or(0));
+                Ok(Some(LastRunRecord {
+                    at: Timestamp::from_unix_millis(at),
+                    summary: ReportSummary {
+                        changed: count(changed)?,
+                        failed: count(failed)?,
+                        skipped: count(skipped)?,
+                        unchanged: count(unchanged)?,
+                    },
+                }))
             }
 
             async fn last_report(&self, envoy: &str) -> Result<Option<ReportRecord>, StoreError> {
@@ -742,13 +982,7 @@ macro_rules! impl_store {
                 version: u64,
                 at: Timestamp,
             ) -> Result<bool, StoreError> {
-                let row = sqlx::query(
-                    "INSERT INTO secret_versions (path, version, seen_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (path) DO UPDATE SET version = excluded.version, \
-                     seen_at = excluded.seen_at \
-                     WHERE secret_versions.version <> excluded.version \
-                     RETURNING path",
-                )
+                let row = sqlx::query(CLAIM_VERSION_SQL)
                 .bind(path.as_str())
                 .bind(to_db_version(version)?)
                 .bind(at.unix_millis())
@@ -775,10 +1009,7 @@ macro_rules! impl_store {
                 event: AuditEvent,
                 at: Timestamp,
             ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO secret_audit (at, actor, path, version, event) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
+                sqlx::query(AUDIT_SQL)
                 .bind(at.unix_millis())
                 .bind(actor)
                 .bind(path.as_str())
@@ -867,6 +1098,191 @@ macro_rules! impl_store {
                             version: from_db_version(version)?,
                         })
                     })
+                    .collect()
+            }
+
+            async fn commit_rotation(
+                &self,
+                claims: &[RotationClaim],
+                envoys: &[EnvoyRotation],
+                at: Timestamp,
+            ) -> Result<RotationOutcome, StoreError> {
+                let failed = StoreError::query("commit rotation");
+                let mut outcome = RotationOutcome::default();
+                if claims.is_empty() {
+                    return Ok(outcome);
+                }
+                // Claims in path order, envoys in name order: two replicas
+                // committing at once take their row locks in the same order.
+                let mut claims: Vec<&RotationClaim> = claims.iter().collect();
+                claims.sort_by(|a, b| a.path.cmp(&b.path));
+                let mut envoys: Vec<&EnvoyRotation> = envoys.iter().collect();
+                envoys.sort_by(|a, b| a.envoy.cmp(&b.envoy));
+
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                for claim in claims {
+                    let (claimed, version, event) = match claim.version {
+                        Some(version) => {
+                            let row = sqlx::query(CLAIM_VERSION_SQL)
+                                .bind(claim.path.as_str())
+                                .bind(to_db_version(version)?)
+                                .bind(at.unix_millis())
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(StoreError::query("commit rotation"))?;
+                            (row.is_some(), version, AuditEvent::Changed)
+                        }
+                        None => {
+                            sqlx::query("DELETE FROM secret_versions WHERE path = $1")
+                                .bind(claim.path.as_str())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(StoreError::query("commit rotation"))?;
+                            (true, 0, AuditEvent::Deleted)
+                        }
+                    };
+                    if !claimed {
+                        continue;
+                    }
+                    sqlx::query(AUDIT_SQL)
+                        .bind(at.unix_millis())
+                        .bind(claim.actor.as_str())
+                        .bind(claim.path.as_str())
+                        .bind(to_db_version(version)?)
+                        .bind(event.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("commit rotation"))?;
+                    outcome.claimed.insert(claim.path.clone());
+                }
+                crate::fault::point("store.rotation.after_claim").await?;
+                if outcome.claimed.is_empty() {
+                    tx.commit().await.map_err(StoreError::query("commit rotation"))?;
+                    return Ok(outcome);
+                }
+                for envoy in envoys {
+                    if !envoy.references.iter().any(|p| outcome.claimed.contains(p)) {
+                        continue;
+                    }
+                    for (resource, path) in &envoy.triggers {
+                        if !outcome.claimed.contains(path) {
+                            continue;
+                        }
+                        sqlx::query(QUEUE_TRIGGER_SQL)
+                            .bind(envoy.envoy.as_str())
+                            .bind(resource.as_str())
+                            .bind(path.as_str())
+                            .bind(at.unix_millis())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::query("commit rotation"))?;
+                        outcome.triggers += 1;
+                    }
+                    outcome.envoys.push(envoy.envoy.clone());
+                }
+                crate::fault::point("store.rotation.after_triggers").await?;
+                for name in &outcome.envoys {
+                    sqlx::query("UPDATE envoys SET force_push = TRUE WHERE name = $1")
+                        .bind(name.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("commit rotation"))?;
+                }
+                crate::fault::point("store.rotation.after_force_push").await?;
+                tx.commit().await.map_err(StoreError::query("commit rotation"))?;
+                Ok(outcome)
+            }
+
+            async fn record_catalog_sent(&self, sent: &CatalogSent) -> Result<(), StoreError> {
+                let checkin = &sent.checkin;
+                let name = checkin.name.as_str();
+                let at = checkin.at.unix_millis();
+                let mut tx = self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(StoreError::query("record catalog sent"))?;
+                // The check-in first: a write, so SQLite takes its write lock
+                // at once, and it tells whether the envoy exists.
+                let done = sqlx::query(
+                    "UPDATE envoys SET facts = $2, catalog_fingerprint = $3, \
+                     last_checkin_at = $4 WHERE name = $1",
+                )
+                .bind(name)
+                .bind(to_json(&checkin.facts))
+                .bind(checkin.catalog_fingerprint.as_deref())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("record catalog sent"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::EnvoyNotFound {
+                        name: name.to_owned(),
+                    });
+                }
+                for resource in &sent.delivered {
+                    sqlx::query(
+                        "UPDATE triggers SET delivered_at = $3 \
+                         WHERE envoy = $1 AND resource = $2 AND last_queued_at <= $3",
+                    )
+                    .bind(name)
+                    .bind(resource.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record catalog sent"))?;
+                }
+                crate::fault::point("store.checkin.after_delivered").await?;
+                for resource in &sent.dropped {
+                    sqlx::query(
+                        "DELETE FROM triggers \
+                         WHERE envoy = $1 AND resource = $2 AND last_queued_at <= $3",
+                    )
+                    .bind(name)
+                    .bind(resource.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record catalog sent"))?;
+                }
+                if sent.clear_force_push {
+                    sqlx::query("UPDATE envoys SET force_push = FALSE WHERE name = $1")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("record catalog sent"))?;
+                }
+                crate::fault::point("store.checkin.after_force_push").await?;
+                for (path, version) in &sent.deliveries {
+                    sqlx::query(
+                        "INSERT INTO deliveries (at, envoy, path, version) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(at)
+                    .bind(name)
+                    .bind(path.as_str())
+                    .bind(to_db_version(*version)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record catalog sent"))?;
+                }
+                crate::fault::point("store.checkin.after_deliveries").await?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::query("record catalog sent"))
+            }
+
+            async fn queued_trigger_counts(&self) -> Result<Vec<(String, u32)>, StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT e.name, \
+                     (SELECT COUNT(DISTINCT resource) FROM triggers t WHERE t.envoy = e.name) \
+                     FROM envoys e WHERE e.status <> 'revoked' ORDER BY e.name",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("count queued triggers"))?;
+                rows.into_iter()
+                    .map(|(name, count)| Ok((name, from_db_count(count)?)))
                     .collect()
             }
         }

@@ -14,10 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use vigo_secrets::SecretPath;
 
+use crate::batch::{CatalogSent, EnvoyRotation, RotationClaim, RotationOutcome};
+use crate::enrollment::{EnrollmentRecorded, EnrollmentRequest, PendingLimits};
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, ReportRecord,
-    ReportSummary, Timestamp, Trigger,
+    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord,
+    LastRunRecord, ReportRecord, ReportSummary, Timestamp, Trigger,
 };
 
 /// A shared store, as returned by [`connect`](crate::connect).
@@ -35,16 +37,37 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // --- envoys -----------------------------------------------------------
 
-    /// Records an enrollment request. A new envoy is stored as pending; a
-    /// pending or approved one gets its CSR replaced (its status and
-    /// certificate stay); a revoked one is left untouched. Returns the
-    /// envoy as stored afterwards.
+    /// Records an enrollment request. A new envoy is stored as pending; an
+    /// existing one is left untouched (a pending request stays bound to the
+    /// key that first asked). Returns the envoy as stored afterwards.
     async fn upsert_enrollment_request(
         &self,
         name: &str,
         csr_pem: &str,
         at: Timestamp,
     ) -> Result<EnvoyRecord, StoreError>;
+
+    /// Records an enrollment request with its key fingerprint and source
+    /// address, in one statement: a new name becomes a pending envoy unless
+    /// `limits` (for requests without a token) are reached; an existing
+    /// envoy is returned untouched, never rebound to another key.
+    async fn record_enrollment_request(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        limits: Option<&PendingLimits>,
+    ) -> Result<EnrollmentRecorded, StoreError>;
+
+    /// Deletes the pending requests made before `before` (with any triggers
+    /// queued for them); returns their names.
+    async fn expire_pending(&self, before: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes a pending or revoked envoy (and its queued triggers; its
+    /// reports and deliveries stay as history) so the name can enroll again.
+    /// Stored names are lower case; a revoked look-alike that differs only
+    /// in case (left by migration 0003) is deleted with it. Returns the
+    /// names deleted. Fails with [`StoreError::EnvoyApproved`] for an
+    /// approved envoy and [`StoreError::EnvoyNotFound`] for an unknown one.
+    async fn remove_envoy(&self, name: &str) -> Result<Vec<String>, StoreError>;
 
     /// The envoy called `name`, if known.
     async fn envoy(&self, name: &str) -> Result<Option<EnvoyRecord>, StoreError>;
@@ -176,6 +199,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The envoy's most recent report.
     async fn last_report(&self, envoy: &str) -> Result<Option<ReportRecord>, StoreError>;
 
+    /// Records the envoy's last enforcement run unless a later one is
+    /// already stored (a check-in carrying a run that a report already told
+    /// of, or an older one).
+    async fn record_last_run(&self, envoy: &str, run: &LastRunRecord) -> Result<(), StoreError>;
+
+    /// When the envoy last enforced its catalog, and the counts.
+    async fn last_run(&self, envoy: &str) -> Result<Option<LastRunRecord>, StoreError>;
+
     // --- secret versions, audit, deliveries ---------------------------------
 
     /// The secret versions the server last saw (numbers only).
@@ -224,4 +255,32 @@ pub trait Store: Send + Sync + fmt::Debug {
         envoy: Option<&str>,
         path: Option<&SecretPath>,
     ) -> Result<Vec<Delivery>, StoreError>;
+
+    // --- writes that land together (see `batch.rs`) -------------------------
+
+    /// Runs a rotation's store step in one transaction: claims each change
+    /// (a version is claimed when the stored one differs, a deletion always)
+    /// and appends it to the audit log; then, for the claimed paths only,
+    /// queues the envoys' triggers (as [`queue_triggers`](Store::queue_triggers))
+    /// and sets force-push on every envoy that references one. Of several
+    /// replicas committing the same change, exactly one claims it. On any
+    /// error nothing is recorded, so the change is still seen as new.
+    async fn commit_rotation(
+        &self,
+        claims: &[RotationClaim],
+        envoys: &[EnvoyRotation],
+        at: Timestamp,
+    ) -> Result<RotationOutcome, StoreError>;
+
+    /// Records a full catalog answer in one transaction: marks the flagged
+    /// triggers delivered (only paths queued at or before the check-in's
+    /// time), drops the triggers of removed resources, clears force-push
+    /// when asked, records each delivery and the check-in. Fails with
+    /// [`StoreError::EnvoyNotFound`] (and records nothing) for an unknown
+    /// envoy.
+    async fn record_catalog_sent(&self, sent: &CatalogSent) -> Result<(), StoreError>;
+
+    /// How many resources have queued triggers, for every envoy that is not
+    /// revoked (zero included), sorted by name.
+    async fn queued_trigger_counts(&self) -> Result<Vec<(String, u32)>, StoreError>;
 }

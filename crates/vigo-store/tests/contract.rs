@@ -10,8 +10,8 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, CheckinRecord, EnvoyStatus, ReportSummary, StoreError, StoreHandle, Timestamp,
-    TokenRejection,
+    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
+    RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
@@ -147,6 +147,11 @@ contract!(
     audit_log_filters_by_prefix,
     deliveries_filter_by_envoy_and_path,
     migrations_are_idempotent,
+    issue_12_rotation_commit_claims_and_queues_together,
+    issue_12_rotation_commit_failing_midway_records_nothing,
+    issue_12_concurrent_rotation_commits_claim_once,
+    issue_12_catalog_sent_is_recorded_in_one_write,
+    issue_12_queued_trigger_counts_cover_every_envoy,
 );
 
 // --- the contract -------------------------------------------------------------
@@ -403,6 +408,7 @@ async fn batched_checkins_never_move_time_back(db: &TestDb) {
         facts: json!({ "seen": at }),
         catalog_fingerprint: Some(format!("fp-{at}")),
         at: t(at),
+        last_run: None,
     };
     store
         .record_checkins(&[record("a", 100), record("b", 100), record("nobody", 100)])
@@ -803,4 +809,289 @@ async fn migrations_are_idempotent(db: &TestDb) {
         "data survives"
     );
     again.close().await;
+}
+
+// --- issue 12: writes that land together ----------------------------------------
+
+async fn approved(db: &TestDb, names: &[&str]) {
+    for name in names {
+        db.store
+            .upsert_enrollment_request(name, "CSR", t(0))
+            .await
+            .expect("request");
+        db.store
+            .approve_envoy(name, "CERT", &format!("fp-{name}"), t(0))
+            .await
+            .expect("approve");
+    }
+}
+
+fn claim(text: &str, version: Option<u64>) -> RotationClaim {
+    RotationClaim {
+        path: path(text),
+        version,
+        actor: "cli".to_owned(),
+    }
+}
+
+fn rotation(envoy: &str, references: &[&str], triggers: &[(&str, &str)]) -> EnvoyRotation {
+    EnvoyRotation {
+        envoy: envoy.to_owned(),
+        references: references.iter().map(|p| path(p)).collect(),
+        triggers: triggers
+            .iter()
+            .map(|(resource, p)| ((*resource).to_owned(), path(p)))
+            .collect(),
+    }
+}
+
+async fn issue_12_rotation_commit_claims_and_queues_together(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a", "b", "c"]).await;
+    store
+        .set_secret_version(&path("app/pw"), 1, t(0))
+        .await
+        .expect("seen");
+    store
+        .set_secret_version(&path("app/key"), 7, t(0))
+        .await
+        .expect("seen");
+    let envoys = [
+        rotation(
+            "a",
+            &["app/pw"],
+            &[("conf", "app/pw"), ("restart", "app/pw")],
+        ),
+        // Uses the secret without watching it: force-push, no trigger.
+        rotation("b", &["app/pw"], &[]),
+        // Only references a path whose version did not move.
+        rotation("c", &["app/key"], &[("key-file", "app/key")]),
+    ];
+    let claims = [claim("app/pw", Some(2)), claim("app/key", Some(7))];
+    let outcome = store
+        .commit_rotation(&claims, &envoys, t(10))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcome.claimed.into_iter().collect::<Vec<_>>(),
+        [path("app/pw")]
+    );
+    assert_eq!(outcome.envoys, ["a", "b"]);
+    assert_eq!(outcome.triggers, 2);
+    let versions = store.secret_versions().await.expect("versions");
+    assert_eq!(versions[&path("app/pw")], 2);
+    let triggers = store.triggers_for("a").await.expect("triggers");
+    let resources: Vec<&str> = triggers.iter().map(|t| t.resource.as_str()).collect();
+    assert_eq!(resources, ["conf", "restart"]);
+    assert!(store.triggers_for("b").await.expect("b").is_empty());
+    assert!(store.triggers_for("c").await.expect("c").is_empty());
+    assert!(store.force_push("a").await.expect("a"));
+    assert!(store.force_push("b").await.expect("b"));
+    assert!(!store.force_push("c").await.expect("c"));
+    let history = store.secret_history(None).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].path.as_str(),
+            history[0].version,
+            history[0].event
+        ),
+        ("app/pw", 2, AuditEvent::Changed)
+    );
+
+    // The same change committed again (another replica, or a retry) claims
+    // nothing and queues nothing.
+    store
+        .mark_triggers_delivered("a", &["conf", "restart"], t(20))
+        .await
+        .expect("delivered");
+    let again = store
+        .commit_rotation(&claims, &envoys, t(30))
+        .await
+        .expect("again");
+    assert!(
+        again.claimed.is_empty() && again.envoys.is_empty(),
+        "{again:?}"
+    );
+    let triggers = store.triggers_for("a").await.expect("triggers");
+    assert!(
+        triggers
+            .iter()
+            .all(|trigger| trigger.delivered_at == Some(t(20)))
+    );
+    assert_eq!(store.secret_history(None).await.expect("history").len(), 1);
+
+    // A deletion is always claimed and recorded.
+    let deleted = store
+        .commit_rotation(&[claim("app/key", None)], &envoys, t(40))
+        .await
+        .expect("delete");
+    assert_eq!(deleted.envoys, ["c"]);
+    assert!(
+        !store
+            .secret_versions()
+            .await
+            .expect("v")
+            .contains_key(&path("app/key"))
+    );
+    let history = store
+        .secret_history(Some("app/key"))
+        .await
+        .expect("history");
+    assert_eq!(history.last().map(|e| e.event), Some(AuditEvent::Deleted));
+}
+
+async fn issue_12_rotation_commit_failing_midway_records_nothing(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a"]).await;
+    // `app/a` is claimed first; `app/b` fails (a version out of range)
+    // after it, inside the same transaction.
+    let result = store
+        .commit_rotation(
+            &[claim("app/a", Some(3)), claim("app/b", Some(u64::MAX))],
+            &[rotation("a", &["app/a"], &[("conf", "app/a")])],
+            t(10),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::OutOfRange { .. })),
+        "{result:?}"
+    );
+    assert!(store.secret_versions().await.expect("versions").is_empty());
+    assert!(
+        store
+            .secret_history(None)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(store.triggers_for("a").await.expect("triggers").is_empty());
+    assert!(!store.force_push("a").await.expect("force"));
+
+    // Retried, it claims and queues everything.
+    let outcome = store
+        .commit_rotation(
+            &[claim("app/a", Some(3))],
+            &[rotation("a", &["app/a"], &[("conf", "app/a")])],
+            t(20),
+        )
+        .await
+        .expect("retry");
+    assert_eq!((outcome.envoys.len(), outcome.triggers), (1, 1));
+    assert!(store.force_push("a").await.expect("force"));
+}
+
+async fn issue_12_concurrent_rotation_commits_claim_once(db: &TestDb) {
+    approved(db, &["a", "b"]).await;
+    let replica = vigo_store::connect(&db.dsn).await.expect("second pool");
+    let claims = [claim("app/a", Some(5)), claim("app/b", Some(6))];
+    let envoys = [
+        rotation("a", &["app/a", "app/b"], &[("x", "app/a"), ("y", "app/b")]),
+        rotation("b", &["app/b"], &[("z", "app/b")]),
+    ];
+    let (one, two) = tokio::join!(
+        db.store.commit_rotation(&claims, &envoys, t(10)),
+        replica.commit_rotation(&claims, &envoys, t(11)),
+    );
+    let (one, two) = (one.expect("one"), two.expect("two"));
+    let mut claimed: Vec<SecretPath> = one.claimed.iter().chain(&two.claimed).cloned().collect();
+    claimed.sort();
+    assert_eq!(claimed, [path("app/a"), path("app/b")], "{one:?} {two:?}");
+    assert_eq!(one.triggers + two.triggers, 3, "{one:?} {two:?}");
+    assert_eq!(
+        db.store.secret_history(None).await.expect("history").len(),
+        2
+    );
+    replica.close().await;
+}
+
+async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a"]).await;
+    let pw = path("app/pw");
+    store
+        .queue_triggers("a", &[("conf", &pw), ("gone", &pw)], t(10))
+        .await
+        .expect("queue");
+    store.set_force_push(&["a"], true).await.expect("force");
+    let sent = |name: &str| CatalogSent {
+        checkin: CheckinRecord {
+            name: name.to_owned(),
+            facts: json!({"os": "linux"}),
+            catalog_fingerprint: Some("fp1".to_owned()),
+            at: t(20),
+            last_run: None,
+        },
+        delivered: vec!["conf".to_owned()],
+        dropped: vec!["gone".to_owned()],
+        clear_force_push: true,
+        deliveries: vec![(pw.clone(), 4)],
+    };
+
+    // An unknown envoy: refused, and nothing at all is written.
+    let refused = store.record_catalog_sent(&sent("nobody")).await;
+    assert!(
+        matches!(refused, Err(StoreError::EnvoyNotFound { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .deliveries(None, None)
+            .await
+            .expect("deliveries")
+            .is_empty()
+    );
+
+    store.record_catalog_sent(&sent("a")).await.expect("record");
+    let triggers = store.triggers_for("a").await.expect("triggers");
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    assert_eq!(triggers[0].resource, "conf");
+    assert_eq!(triggers[0].delivered_at, Some(t(20)));
+    assert!(!store.force_push("a").await.expect("force"));
+    let deliveries = store.deliveries(Some("a"), None).await.expect("deliveries");
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!((deliveries[0].version, deliveries[0].at), (4, t(20)));
+    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    assert_eq!(envoy.last_checkin_at, Some(t(20)));
+    assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp1"));
+    assert_eq!(envoy.facts, json!({"os": "linux"}));
+    // Dropping a removed resource's trigger is not a rotation applied.
+    assert_eq!(envoy.last_rotation_lag, None);
+
+    // A trigger queued after the answer was built is neither marked
+    // delivered nor dropped.
+    store
+        .queue_triggers("a", &[("conf", &pw)], t(30))
+        .await
+        .expect("queue");
+    store.record_catalog_sent(&sent("a")).await.expect("record");
+    let triggers = store.triggers_for("a").await.expect("triggers");
+    assert_eq!(triggers[0].delivered_at, None, "{triggers:?}");
+}
+
+async fn issue_12_queued_trigger_counts_cover_every_envoy(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a", "b", "r"]).await;
+    store
+        .upsert_enrollment_request("p", "CSR", t(0))
+        .await
+        .expect("pending");
+    let (one, two) = (path("app/one"), path("app/two"));
+    store
+        .queue_triggers("a", &[("x", &one), ("x", &two), ("y", &one)], t(1))
+        .await
+        .expect("queue");
+    store
+        .queue_triggers("r", &[("x", &one)], t(1))
+        .await
+        .expect("queue");
+    store.revoke_envoy("r", t(2)).await.expect("revoke");
+    assert_eq!(
+        store.queued_trigger_counts().await.expect("counts"),
+        [
+            ("a".to_owned(), 2),
+            ("b".to_owned(), 0),
+            ("p".to_owned(), 0)
+        ]
+    );
 }
