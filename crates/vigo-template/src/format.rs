@@ -5,13 +5,17 @@
 //! and the verbs `v s q d b o O x X c U t e E f F g G %`. A verb that does
 //! not fit its argument prints Go's `%!d(string=...)` form into the output
 //! (output, not an error message, so the value may appear there).
+//!
+//! A width or precision above [`MAX_WIDTH`] is an error (Go allows a
+//! million; Rust's formatter panics above 65,535, and no config file needs
+//! more than a few thousand columns).
 
 use std::fmt::Write;
 
 use crate::Value;
 
-/// Go's limit on widths and precisions.
-const MAX_WIDTH: usize = 1_000_000;
+/// The largest width or precision `printf` accepts.
+pub(crate) const MAX_WIDTH: usize = 10_000;
 
 /// Appends `value` as Go's `%v` prints it.
 pub(crate) fn write_value(out: &mut String, value: &Value) {
@@ -90,8 +94,9 @@ struct Spec {
     precision: Option<usize>,
 }
 
-/// Go's `fmt.Sprintf`.
-pub(crate) fn sprintf(format: &str, args: &[&Value]) -> String {
+/// Go's `fmt.Sprintf`. The error (a width or precision above
+/// [`MAX_WIDTH`]) names the number, never an argument.
+pub(crate) fn sprintf(format: &str, args: &[&Value]) -> Result<String, String> {
     let mut out = String::new();
     let mut next_arg = 0;
     let mut rest = format;
@@ -125,9 +130,11 @@ pub(crate) fn sprintf(format: &str, args: &[&Value]) -> String {
         if c == Some('.') {
             c = chars.next();
             if c == Some('*') {
-                let mut ignored = Spec::default();
+                // As Go: a negative precision means none.
+                let mut negative = Spec::default();
                 spec.precision =
-                    star_argument(args, &mut next_arg, &mut ignored, &mut out, "BADPREC");
+                    star_argument(args, &mut next_arg, &mut negative, &mut out, "BADPREC")
+                        .filter(|_| !negative.minus);
                 c = chars.next();
             } else {
                 let (precision, after) = digits(c, &mut chars);
@@ -135,13 +142,15 @@ pub(crate) fn sprintf(format: &str, args: &[&Value]) -> String {
                 c = after;
             }
         }
-        if spec.width.is_some_and(|w| w > MAX_WIDTH) {
-            out.push_str("%!(BADWIDTH)");
-            spec.width = None;
+        if let Some(width) = spec.width.filter(|w| *w > MAX_WIDTH) {
+            return Err(format!(
+                "width {width} is too large; widths and precisions go up to {MAX_WIDTH}"
+            ));
         }
-        if spec.precision.is_some_and(|p| p > MAX_WIDTH) {
-            out.push_str("%!(BADPREC)");
-            spec.precision = None;
+        if let Some(precision) = spec.precision.filter(|p| *p > MAX_WIDTH) {
+            return Err(format!(
+                "precision {precision} is too large; widths and precisions go up to {MAX_WIDTH}"
+            ));
         }
         let Some(verb) = c else {
             out.push_str("%!(NOVERB)");
@@ -176,7 +185,7 @@ pub(crate) fn sprintf(format: &str, args: &[&Value]) -> String {
         }
         out.push(')');
     }
-    out
+    Ok(out)
 }
 
 /// Reads decimal digits starting with `first`; returns the number (if any
@@ -556,7 +565,7 @@ mod tests {
     }
 
     fn printf(format: &str, args: &[Value]) -> String {
-        sprintf(format, &args.iter().collect::<Vec<_>>())
+        sprintf(format, &args.iter().collect::<Vec<_>>()).expect("formats")
     }
 
     #[test]
@@ -649,6 +658,7 @@ mod tests {
             ("a", vec![i(1), s("b")], "a%!(EXTRA int=1, string=b)"),
             ("%", vec![], "%!(NOVERB)"),
             ("%*d|%-*d", vec![i(4), i(7), i(3), i(1)], "   7|1  "),
+            ("%.*f", vec![i(-3), Value::Float(1.5)], "1.500000"),
             ("%v", vec![Value::List(vec![s("a"), i(1)])], "[a 1]"),
             (
                 "%q",
@@ -662,10 +672,68 @@ mod tests {
                 vec![Value::Float(-1.23456), Value::Float(12345.0)],
                 "-001.235|+1.2e+04",
             ),
-            ("%1000001d", vec![i(1)], "%!(BADWIDTH)1"),
         ];
         for (format, args, want) in cases {
             assert_eq!(printf(format, &args), want, "{format}");
+        }
+    }
+
+    #[test]
+    fn issue_12_item_4_widths_and_precisions_are_bounded() {
+        let args = [Value::Float(1.5)];
+        let args: Vec<&Value> = args.iter().collect();
+        assert_eq!(
+            sprintf("%.10000f", &args).expect("at the limit").len(),
+            10_002
+        );
+        assert_eq!(
+            sprintf("%10000d", &[&Value::Int(1)]).expect("at the limit"),
+            format!("{:>10000}", 1)
+        );
+        for (format, args, want) in [
+            (
+                "%.70000f",
+                vec![Value::Float(1.5)],
+                "precision 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%.70000e",
+                vec![Value::Float(1.5)],
+                "precision 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%.70000g",
+                vec![Value::Float(1.5)],
+                "precision 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%70000d",
+                vec![Value::Int(1)],
+                "width 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%*d",
+                vec![Value::Int(-70000), Value::Int(1)],
+                "width 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%*d",
+                vec![Value::Int(i64::MIN), Value::Int(1)],
+                "width 9223372036854775808 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%.*f",
+                vec![Value::Int(70_000), Value::Float(1.0)],
+                "precision 70000 is too large; widths and precisions go up to 10000",
+            ),
+            (
+                "%99999999999999999999999999s",
+                vec![Value::Str("x".into())],
+                "width 18446744073709551615 is too large; widths and precisions go up to 10000",
+            ),
+        ] {
+            let args: Vec<&Value> = args.iter().collect();
+            assert_eq!(sprintf(format, &args).unwrap_err(), want, "{format}");
         }
     }
 

@@ -172,7 +172,7 @@ pub(crate) fn apply<'a>(func: Func, args: Vec<Val<'a>>) -> Result<Val<'a>, Strin
         Func::Print => owned(Value::Str(format::sprint(&refs(&args)))),
         Func::Println => owned(Value::Str(format::sprintln(&refs(&args)))),
         Func::Printf => match &*args[0] {
-            Value::Str(f) => owned(Value::Str(format::sprintf(f, &refs(&args[1..])))),
+            Value::Str(f) => owned(Value::Str(format::sprintf(f, &refs(&args[1..]))?)),
             other => Err(format!(
                 "the format must be a string, not {}",
                 other.a_type_name()

@@ -52,7 +52,9 @@
 //!   such as `.Vars.nope`, the name of a failing function. Messages hold
 //!   names, types, positions and secret paths, never a value from the data.
 //! - Limits: 100 levels of nesting (control structures and parentheses),
-//!   10 million loop iterations and 64 MiB of output per render.
+//!   10 million loop iterations and 64 MiB of output per render; `printf`
+//!   widths and precisions up to 10,000 (more is an error at the `printf`).
+//!   No template and no data make the engine panic (property-tested).
 //!
 //! # Example
 //!

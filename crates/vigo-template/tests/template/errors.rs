@@ -226,3 +226,38 @@ fn display_leads_with_the_position() {
         "line 1, column 4: missing var 'nope' (.Vars.nope)"
     );
 }
+
+/// `printf` with a huge width or precision once panicked Rust's formatter
+/// (and with it the server's rotation worker); it is a positioned error.
+#[test]
+fn issue_12_item_4_huge_printf_width_is_a_positioned_error() {
+    let cases = [
+        (
+            "{{ printf \"%.70000f\" 1.5 }}",
+            1,
+            4,
+            "error calling printf: precision 70000 is too large; widths and precisions go up to 10000",
+        ),
+        (
+            "x\n  {{ 1.5 | printf \"%70000.2f\" }}",
+            2,
+            12,
+            "error calling printf: width 70000 is too large; widths and precisions go up to 10000",
+        ),
+        (
+            "{{ printf \"%.*e\" 65536 1.5 }}",
+            1,
+            4,
+            "error calling printf: precision 65536 is too large; widths and precisions go up to 10000",
+        ),
+    ];
+    for (src, line, column, message) in cases {
+        let e = std::panic::catch_unwind(|| error(src))
+            .unwrap_or_else(|_| panic!("{src:?} panicked or rendered"));
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (line, column, message),
+            "{src:?}"
+        );
+    }
+}
