@@ -1,13 +1,27 @@
-//! The check-in loop: enroll, check in, apply, report, wait.
+//! The check-in loop: enroll, check in, enforce, report, wait.
 //!
-//! Nothing on the host changes unless the server answered with a catalog:
-//! while the server cannot be reached the envoy only retries, with
-//! exponential backoff and jitter.
+//! Every cycle enforces: the catalog this process last received is kept in
+//! memory only (its secret values are `SecretValue`s, zeroized on drop; it
+//! is never written to the data folder) and applied on every cycle, also
+//! when the server answers "unchanged", so drift on the host is repaired.
+//! A process that holds no catalog yet (a fresh loop, `run --once`) asks the
+//! server for the full one.
+//!
+//! While the server cannot be reached the loop keeps enforcing the catalog
+//! it last received, retrying the connection with exponential backoff and
+//! jitter (at least once per check-in interval); an envoy that has never
+//! reached the server in this process changes nothing.
+//!
+//! Reports: a cycle that received a catalog, or that changed or failed
+//! something, posts one; a clean enforcement cycle posts none, and the next
+//! check-in carries the time and counts of the last run instead.
 
-use std::time::Duration;
+use std::fmt;
+use std::time::{Duration, Instant};
 
-use vigo_engine::{ApplyOptions, Engine, Report};
-use vigo_proto::{CheckinRequest, CheckinResponse, ReportRequest};
+use vigo_catalog::Catalog;
+use vigo_engine::{ApplyOptions, Engine, Report, Summary};
+use vigo_proto::{CheckinRequest, CheckinResponse, LastRun, ReportRequest};
 
 use crate::{EnrollOutcome, EnvoyConfig, Identity, IdentityError, Session, SessionError};
 
@@ -20,29 +34,72 @@ const PENDING_POLL: Duration = Duration::from_secs(5);
 /// Interval used until the server has told us its own.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// An envoy: its config, identity and engine.
+/// An envoy: its config, identity and engine, and the catalog it enforces.
 #[derive(Debug)]
 pub struct Envoy {
     config: EnvoyConfig,
     ca_pem: String,
     identity: Identity,
     engine: Engine,
+    /// The catalog last received in this process (memory only).
+    held: Option<Held>,
+    /// When the last (non-noop) enforcement finished, and its counts.
+    last_run: Option<(Instant, Summary)>,
+    /// Whether the current cycle has applied the held catalog yet.
+    enforced_this_cycle: bool,
+    /// The report of a run the server could not be told about (it was
+    /// unreachable); posted at the next successful check-in.
+    unsent: Option<ReportRequest>,
+}
+
+/// The catalog an envoy process enforces: kept in memory only. Its secret
+/// values are `SecretValue`s, wiped when it is dropped or replaced.
+struct Held {
+    fingerprint: String,
+    catalog: Catalog,
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held")
+            .field("fingerprint", &self.fingerprint)
+            .field("resources", &self.catalog.resources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    /// After an apply: the `_secret_triggered` flags of the resources that
+    /// were applied are spent (the next cycle must not re-run a `when:
+    /// changed` exec); a resource that failed keeps its flag and is retried.
+    fn spend_triggers(&mut self, report: &Report) {
+        for name in &report.secret_triggered_applied {
+            if let Some(resource) = self.catalog.resources.iter_mut().find(|r| &r.name == name) {
+                resource.secret_triggered = false;
+            }
+        }
+    }
 }
 
 /// What one cycle did.
 #[derive(Debug)]
 pub enum Cycle {
-    /// The server said the catalog is current; nothing was applied.
+    /// The server had nothing to send and this process holds no catalog:
+    /// nothing was applied (an older server that ignores the request for a
+    /// full catalog).
     Unchanged {
         /// Until the next check-in.
         interval: Duration,
     },
-    /// A catalog was applied (or, with noop, evaluated).
+    /// The catalog was enforced (or, with noop, evaluated): the one just
+    /// received, or the one held in memory when the server had nothing new.
     Applied {
         /// Until the next check-in.
         interval: Duration,
         /// What happened.
         report: Box<Report>,
+        /// Whether the server sent the catalog in this cycle.
+        received: bool,
     },
 }
 
@@ -50,13 +107,15 @@ pub enum Cycle {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    /// The envoy waits for `vigocli envoys approve NAME`.
+    /// The envoy waits for `vigocli envoys approve NAME --fingerprint FP`.
     #[error(
-        "envoy '{name}' is waiting for approval: run `vigocli envoys approve {name}` on the server, or enroll with a token"
+        "envoy '{name}' is waiting for approval; its key fingerprint is {fingerprint}: on the server, check that `vigocli envoys show {name}` shows the same and run `vigocli envoys approve {name} --fingerprint {fingerprint}`, or enroll with a token"
     )]
     Pending {
         /// The envoy's name.
         name: String,
+        /// SHA-256 of the envoy's public key (hex), for the operator to compare.
+        fingerprint: String,
     },
     /// The CA certificate could not be read.
     #[error("reading the server CA {}: {source}", file.display())]
@@ -108,6 +167,10 @@ impl Envoy {
             ca_pem,
             identity,
             engine,
+            held: None,
+            last_run: None,
+            enforced_this_cycle: false,
+            unsent: None,
         })
     }
 
@@ -116,19 +179,25 @@ impl Envoy {
         &self.config.name
     }
 
-    /// One cycle: enroll if needed, check in, apply what came back, report.
+    /// One cycle: enroll if needed, check in (asking for the full catalog
+    /// when none is held), enforce the catalog, report when something
+    /// changed or failed or a catalog arrived.
     pub async fn run_once(&mut self, noop: bool) -> Result<Cycle, RunError> {
+        self.enforced_this_cycle = false;
         let session = self.ensure_enrolled().await?;
         let request = CheckinRequest {
             fingerprint: self.engine.state().catalog_fingerprint().map(str::to_owned),
             facts: facts(),
+            full: self.held.is_none(),
+            last_run: self.last_run.map(|(finished, summary)| LastRun {
+                age_ms: u64::try_from(finished.elapsed().as_millis()).unwrap_or(u64::MAX),
+                summary,
+            }),
         };
-        match session.checkin(&request).await? {
+        let (interval_secs, received) = match session.checkin(&request).await? {
             CheckinResponse::Unchanged { interval_secs } => {
-                tracing::info!(envoy = %self.config.name, "catalog unchanged");
-                Ok(Cycle::Unchanged {
-                    interval: Duration::from_secs(interval_secs),
-                })
+                tracing::debug!(envoy = %self.config.name, "catalog unchanged");
+                (interval_secs, false)
             }
             CheckinResponse::Catalog {
                 interval_secs,
@@ -138,36 +207,99 @@ impl Envoy {
                 tracing::info!(
                     envoy = %self.config.name,
                     resources = catalog.resources.len(),
-                    "applying catalog"
+                    "catalog received"
                 );
-                let report = self.engine.apply(&catalog, ApplyOptions { noop }).await;
-                if !noop && !report.has_failures() {
-                    // Only a fully applied catalog counts as current: after a
-                    // failure the next check-in brings the whole catalog again.
-                    self.engine
-                        .state_mut()
-                        .set_catalog_fingerprint(Some(fingerprint.clone()));
-                    self.engine
-                        .state()
-                        .save()
-                        .map_err(|e| RunError::State(e.to_string()))?;
-                }
-                session
-                    .report(&ReportRequest {
-                        fingerprint,
-                        report: report.clone(),
-                    })
-                    .await?;
-                Ok(Cycle::Applied {
-                    interval: Duration::from_secs(interval_secs),
-                    report: Box::new(report),
-                })
+                // The previous catalog (and its secret values) is dropped
+                // and wiped here.
+                self.held = Some(Held {
+                    fingerprint,
+                    catalog: *catalog,
+                });
+                (interval_secs, true)
             }
+        };
+        let interval = Duration::from_secs(interval_secs);
+        if let Some(unsent) = self.unsent.take()
+            && let Err(e) = session.report(&unsent).await
+        {
+            tracing::warn!(error = %e, "posting the report of an earlier run failed");
         }
+        let Some(report) = self.enforce(noop).await else {
+            return Ok(Cycle::Unchanged { interval });
+        };
+        let fingerprint = self
+            .held
+            .as_ref()
+            .map(|h| h.fingerprint.clone())
+            .unwrap_or_default();
+        if received && !noop && !report.has_failures() {
+            // Only a fully applied catalog counts as current: after a
+            // failure the next check-in brings the whole catalog again.
+            self.engine
+                .state_mut()
+                .set_catalog_fingerprint(Some(fingerprint.clone()));
+            self.engine
+                .state()
+                .save()
+                .map_err(|e| RunError::State(e.to_string()))?;
+        }
+        if received || noop || needs_report(&report) {
+            session
+                .report(&ReportRequest {
+                    fingerprint,
+                    report: report.clone(),
+                })
+                .await?;
+        }
+        Ok(Cycle::Applied {
+            interval,
+            report: Box::new(report),
+            received,
+        })
     }
 
-    /// Runs cycles until `shutdown` resolves. `on_report` sees every applied
-    /// report (the binary prints it).
+    /// Applies the held catalog (or, with noop, evaluates it); `None` when
+    /// this process holds none. A real run spends the secret triggers it
+    /// applied and becomes the "last run" of the next check-in.
+    async fn enforce(&mut self, noop: bool) -> Option<Report> {
+        let held = self.held.as_mut()?;
+        let report = self
+            .engine
+            .apply(&held.catalog, ApplyOptions { noop })
+            .await;
+        if !noop {
+            held.spend_triggers(&report);
+            self.last_run = Some((Instant::now(), report.summary));
+            self.enforced_this_cycle = true;
+        }
+        Some(report)
+    }
+
+    /// The server could not be reached: enforce the held catalog anyway
+    /// (unless this cycle already did). A report worth sending is kept for
+    /// the next successful check-in. `None` when nothing is held.
+    async fn enforce_offline(&mut self) -> Option<Report> {
+        if self.enforced_this_cycle {
+            return None;
+        }
+        let report = self.enforce(false).await?;
+        if needs_report(&report) {
+            let fingerprint = self
+                .held
+                .as_ref()
+                .map(|h| h.fingerprint.clone())
+                .unwrap_or_default();
+            self.unsent = Some(ReportRequest {
+                fingerprint,
+                report: report.clone(),
+            });
+        }
+        Some(report)
+    }
+
+    /// Runs cycles until `shutdown` resolves. `on_report` sees the report of
+    /// every cycle that received a catalog or changed or failed something
+    /// (the binary prints it); clean enforcement cycles are only logged.
     pub async fn run_forever(
         &mut self,
         mut on_report: impl FnMut(&Report),
@@ -185,26 +317,46 @@ impl Envoy {
                         Cycle::Applied {
                             interval: i,
                             report,
+                            received,
                         } => {
                             interval = i;
-                            on_report(&report);
+                            if received || needs_report(&report) {
+                                on_report(&report);
+                            } else {
+                                tracing::debug!(summary = %report.summary, "enforced; in sync");
+                            }
                         }
                     }
                     None
                 }
-                Err(RunError::Pending { name }) => {
-                    tracing::info!(envoy = %name, "waiting for approval");
+                Err(RunError::Pending { name, fingerprint }) => {
+                    tracing::info!(
+                        envoy = %name,
+                        fingerprint = %fingerprint,
+                        "waiting for approval: `vigocli envoys approve NAME --fingerprint FINGERPRINT`"
+                    );
                     Some(PENDING_POLL)
                 }
                 Err(e) => {
-                    if e.is_transient() {
+                    let offline = e.is_transient();
+                    if offline {
                         tracing::warn!(error = %e, retry_in = ?backoff, "check-in failed");
                     } else {
                         tracing::error!(error = %e, retry_in = ?backoff, "check-in failed");
                     }
-                    let pause = jitter(backoff);
+                    let mut pause = backoff;
+                    if offline && let Some(report) = self.enforce_offline().await {
+                        tracing::info!(summary = %report.summary, "server unreachable: enforced the last catalog received");
+                        if needs_report(&report) {
+                            on_report(&report);
+                        }
+                    }
+                    if self.held.is_some() {
+                        // Enforcement goes on at least once per interval.
+                        pause = pause.min(interval);
+                    }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
-                    Some(pause)
+                    Some(jitter(pause))
                 }
             };
             let wait = async {
@@ -261,7 +413,8 @@ impl Envoy {
                 }
                 EnrollOutcome::Pending => {
                     return Err(RunError::Pending {
-                        name: self.config.name.clone(),
+                        name: self.config.name.to_string(),
+                        fingerprint: self.identity.key_fingerprint().to_owned(),
                     });
                 }
             }
@@ -273,6 +426,13 @@ impl Envoy {
             identity.as_ref(),
         )?)
     }
+}
+
+/// Whether a run must be reported even when no catalog arrived: it changed
+/// (repaired) or failed something.
+fn needs_report(report: &Report) -> bool {
+    let s = &report.summary;
+    s.changed > 0 || s.failed > 0 || s.skipped > 0
 }
 
 /// `base` ± 10%, so a fleet started together does not check in together.
@@ -300,6 +460,171 @@ fn facts() -> serde_json::Map<String, serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::path::Path;
+
+    use serde_json::json;
+
+    /// An envoy whose server never answers (nothing listens on the port).
+    fn offline_envoy(dir: &Path) -> Envoy {
+        let ca = vigo_pki::generate_ca("Test CA").unwrap();
+        std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = dir.join("envoy.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "server: https://127.0.0.1:{port}\nname: db1.example.com\nca_cert: ca.crt\ndata_dir: data\n"
+            ),
+        )
+        .unwrap();
+        Envoy::open(EnvoyConfig::load(&file).unwrap()).unwrap()
+    }
+
+    fn catalog(resources: serde_json::Value) -> Catalog {
+        serde_json::from_value(json!({"envoy": "db1.example.com", "resources": resources})).unwrap()
+    }
+
+    fn hold(envoy: &mut Envoy, catalog: Catalog) {
+        envoy.held = Some(Held {
+            fingerprint: "f".repeat(64),
+            catalog,
+        });
+    }
+
+    #[tokio::test]
+    async fn issue_11_a_fresh_envoy_that_never_reached_the_server_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut envoy = offline_envoy(dir.path());
+        let err = envoy.run_once(false).await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(envoy.enforce_offline().await.is_none());
+        assert!(envoy.last_run.is_none());
+    }
+
+    #[tokio::test]
+    async fn issue_11_the_loop_keeps_enforcing_the_held_catalog_while_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("app.conf");
+        let mut envoy = offline_envoy(dir.path());
+        hold(
+            &mut envoy,
+            catalog(json!([{
+                "name": "app", "type": "file", "target_path": target,
+                "content": [{"text": "port = 80\n"}], "mode": "0640",
+            }])),
+        );
+        let mut reports = Vec::new();
+        let restored = async {
+            while !target.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            envoy.run_forever(|r| reports.push(r.summary), restored),
+        )
+        .await
+        .expect("the held catalog was enforced while the server was down");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "port = 80\n");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].changed, 1);
+        // The repair is kept for the server, and counted as the last run.
+        assert!(envoy.unsent.is_some());
+        assert_eq!(envoy.last_run.map(|(_, s)| s.changed), Some(1));
+        // Data folder: never the catalog.
+        for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains("port = 80"),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_11_enforcement_repairs_drift_and_spends_secret_triggers_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("app.conf");
+        let log = dir.path().join("ran.log");
+        let mut envoy = offline_envoy(dir.path());
+        let mut held = catalog(json!([
+            {
+                "name": "app", "type": "file", "target_path": target,
+                "content": [{"text": "x\n"}], "mode": "0600",
+            },
+            {
+                "name": "reload", "type": "exec", "when": "changed",
+                "command": format!("echo ran >> {}", log.display()), "timeout_secs": 10,
+            },
+            {
+                "name": "broken", "type": "exec", "when": "changed",
+                "command": format!("echo broken >> {}; exit 1", log.display()),
+                "timeout_secs": 10,
+            },
+        ]));
+        held.resources[1].secret_triggered = true;
+        held.resources[2].secret_triggered = true;
+        hold(&mut envoy, held);
+
+        let first = envoy.enforce(false).await.unwrap();
+        assert_eq!(first.secret_triggered_applied, ["reload"]);
+        let flags: Vec<bool> = envoy
+            .held
+            .as_ref()
+            .unwrap()
+            .catalog
+            .resources
+            .iter()
+            .map(|r| r.secret_triggered)
+            .collect();
+        assert_eq!(
+            flags,
+            [false, false, true],
+            "only the applied trigger is spent"
+        );
+
+        std::fs::remove_file(&target).unwrap();
+        let second = envoy.enforce(false).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "x\n");
+        let status =
+            |r: &Report, name: &str| r.resources.iter().find(|x| x.name == name).unwrap().status;
+        assert_eq!(status(&second, "app"), vigo_engine::Status::Changed);
+        assert_eq!(status(&second, "reload"), vigo_engine::Status::Unchanged);
+        // The trigger of the failed exec is retried; the other exec ran once.
+        let lines = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(lines, "ran\nbroken\nbroken\n");
+    }
+
+    #[test]
+    fn issue_11_only_changes_and_failures_need_a_report() {
+        let mut report = Report {
+            envoy: "e".into(),
+            noop: false,
+            resources: Vec::new(),
+            summary: Summary {
+                total: 3,
+                unchanged: 3,
+                ..Summary::default()
+            },
+            secret_triggered_applied: Vec::new(),
+            duration_ms: 1,
+        };
+        assert!(!needs_report(&report));
+        report.summary.changed = 1;
+        assert!(needs_report(&report));
+        report.summary.changed = 0;
+        report.summary.failed = 1;
+        assert!(needs_report(&report));
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -191,6 +191,7 @@ async fn checkin(base: &str, envoy: &LoadEnvoy) -> anyhow::Result<CheckinRespons
     let request = CheckinRequest {
         fingerprint: envoy.fingerprint.clone(),
         facts: serde_json::Map::new(),
+        ..CheckinRequest::default()
     };
     let response = envoy
         .client

@@ -69,6 +69,26 @@ pub struct CheckinRequest {
     /// Facts about the host (os, kernel, ...); never secrets.
     #[serde(default)]
     pub facts: serde_json::Map<String, serde_json::Value>,
+    /// The envoy holds no catalog in memory (a fresh `run` loop, `run
+    /// --once`): the server answers with the full catalog, never
+    /// "unchanged".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+    /// The last enforcement run of this envoy process, if any (a clean run
+    /// sends no report: this is how the server learns of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+}
+
+/// When the envoy last applied its catalog (not a noop run) and the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LastRun {
+    /// How long before this check-in the run finished, in milliseconds (a
+    /// duration, so the envoy's and the server's clocks need not agree).
+    pub age_ms: u64,
+    /// The run's counts.
+    pub summary: Summary,
 }
 
 /// The server's answer to a check-in.

@@ -1,8 +1,10 @@
 //! `vigoenvoy run`: the check-in loop against the server (SPEC 6.1-6.3).
 //!
-//! `run` loops until SIGTERM/SIGINT; `run --once` does one check-in and
-//! apply, then exits non-zero if a resource failed, if the envoy still waits
-//! for approval, or if the server could not be reached.
+//! `run` loops until SIGTERM/SIGINT, enforcing the catalog it holds in
+//! memory on every cycle; `run --once` asks for the full catalog, enforces
+//! it, then exits non-zero if a resource failed, if the envoy still waits
+//! for approval, or if the server could not be reached. `run --once --noop`
+//! prints every drifted resource and what differs, changing nothing.
 
 use std::path::Path;
 use std::process::ExitCode;
