@@ -182,6 +182,18 @@ pub struct CheckinRecord {
     pub catalog_fingerprint: Option<String>,
     /// When it checked in.
     pub at: Timestamp,
+    /// The last enforcement run the check-in told of, if any.
+    pub last_run: Option<LastRunRecord>,
+}
+
+/// When an envoy last enforced its catalog (not a noop run), and with what
+/// result. A clean run sends no report: the next check-in tells of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRunRecord {
+    /// When the run finished (server clock).
+    pub at: Timestamp,
+    /// Its counts.
+    pub summary: ReportSummary,
 }
 
 /// A queued rotation trigger for one resource of one envoy: all the secret
