@@ -35,8 +35,10 @@ pub(crate) fn random_suffix() -> String {
 }
 
 /// Atomically replaces `target` with `contents` and the given attributes
-/// (see `vigo_fs`).
+/// (see `vigo_fs`), first removing the temporary files of `target` that a
+/// killed envoy left behind (they may hold a secret).
 pub(crate) fn write_file(target: &Path, contents: &[u8], attributes: Attributes) -> io::Result<()> {
+    remove_stale_temp_files(target);
     vigo_fs::replace_file_with(target, contents, |file| {
         if attributes.uid.is_some() || attributes.gid.is_some() {
             fchown(file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
@@ -47,6 +49,21 @@ pub(crate) fn write_file(target: &Path, contents: &[u8], attributes: Attributes)
 }
 
 pub(crate) use vigo_fs::sync_dir;
+
+/// Removes what an interrupted write of `target` left beside it. A failure
+/// is logged, not fatal: the write itself says whether the folder works.
+pub(crate) fn remove_stale_temp_files(target: &Path) {
+    match vigo_fs::remove_stale_temp_files(target) {
+        Ok(removed) => {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed a temporary file left by an interrupted write");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target = %target.display(), error = %e, "could not look for temporary files left by an interrupted write");
+        }
+    }
+}
 
 /// Creates `dir` (and parents) if missing and makes it mode 0700.
 pub(crate) fn private_dir(dir: &Path) -> io::Result<PathBuf> {

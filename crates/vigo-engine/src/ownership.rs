@@ -1,6 +1,17 @@
-//! Owner and group names to numeric ids, and back for messages.
+//! Who owns what Vigo writes: owner and group names to numeric ids (and
+//! back for messages), the owner a file or directory gets when the resource
+//! names none (the envoy's own effective user and group, never whoever
+//! owned what was at the path before), setting owner and mode without
+//! following a symlink swapped in, and the check that keeps secret-bearing
+//! files out of folders other users can write to.
 
-use nix::unistd::{Gid, Group, Uid, User};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{Gid, Group, Uid, User, fchown};
 
 /// The uid of `name` (a user name, or a number).
 pub(crate) fn user_id(name: &str) -> Result<Uid, String> {
@@ -27,6 +38,131 @@ pub(crate) fn group_id(name: &str) -> Result<Gid, String> {
             "group '{name}' does not exist on this host; create it first (a package or an exec resource) and list that in depends_on"
         )),
         Err(e) => Err(format!("looking up group '{name}': {e}")),
+    }
+}
+
+/// The owner a resource asks for (`owner`), else the envoy's effective user.
+pub(crate) fn owner_or_self(owner: Option<&str>) -> Result<Uid, String> {
+    owner.map_or_else(|| Ok(nix::unistd::geteuid()), user_id)
+}
+
+/// The group a resource asks for (`group`), else the envoy's effective
+/// group.
+pub(crate) fn group_or_self(group: Option<&str>) -> Result<Gid, String> {
+    group.map_or_else(|| Ok(nix::unistd::getegid()), group_id)
+}
+
+/// Changes owner and group (where `Some`) and then the mode of the entry at
+/// `path`, which `meta` described. The entry is opened without following a
+/// symlink and checked to be the same inode, so a symlink or another file
+/// put there in the meantime (in a folder others can write to) is never
+/// changed instead.
+pub(crate) fn set_attributes(
+    path: &Path,
+    meta: &Metadata,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+    mode: u32,
+) -> Result<(), String> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path);
+    let file: File = match opened {
+        Ok(file) => file,
+        // An envoy that is not root may own a file it cannot read: then
+        // only its own files are at stake, and the path calls do.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return set_attributes_by_path(path, uid, gid, mode);
+        }
+        Err(e) => return Err(format!("opening {}: {e}", path.display())),
+    };
+    let now = file
+        .metadata()
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if now.dev() != meta.dev() || now.ino() != meta.ino() {
+        return Err(format!(
+            "{} was replaced while Vigo was changing it; check who else writes there, then apply again",
+            path.display()
+        ));
+    }
+    if uid.is_some() || gid.is_some() {
+        fchown(&file, uid, gid)
+            .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
+    }
+    // After chown: chown clears set-id bits, so the mode goes last.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("changing mode of {}: {e}", path.display()))
+}
+
+fn set_attributes_by_path(
+    path: &Path,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+    mode: u32,
+) -> Result<(), String> {
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::lchown(path, uid.map(Uid::as_raw), gid.map(Gid::as_raw))
+            .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
+    }
+    let meta =
+        fs::symlink_metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} was replaced by a symlink while Vigo was changing it; check who else writes there, then apply again",
+            path.display()
+        ));
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("changing mode of {}: {e}", path.display()))
+}
+
+/// Refuses to put a secret-bearing `target`, owned by `owner`, in a folder
+/// that users other than `owner` and root can write to, or that such a user
+/// could replace: its folder must belong to root or `owner` and be writable
+/// by neither group nor others (a sticky world-writable folder such as
+/// `/tmp` still lets anyone create the name first); every folder above must
+/// belong to root or `owner` and, where others can write to it, be sticky
+/// (so they cannot rename what is below).
+pub(crate) fn check_secret_folder(target: &Path, owner: Uid) -> Result<(), String> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("/"),
+    };
+    let real = fs::canonicalize(parent)
+        .map_err(|e| format!("resolving folder {}: {e}", parent.display()))?;
+    let refuse = |folder: &Path, why: String| {
+        Err(format!(
+            "refusing to write secret-bearing {}: folder {} {why}; put the file in a folder that only root and its owner can write to, e.g. a folder of its own managed by a directory resource (mode 0755) listed in depends_on",
+            target.display(),
+            folder.display()
+        ))
+    };
+    for folder in real.ancestors() {
+        let meta = fs::symlink_metadata(folder)
+            .map_err(|e| format!("reading folder {}: {e}", folder.display()))?;
+        if meta.uid() != 0 && meta.uid() != owner.as_raw() {
+            return refuse(folder, format!("belongs to user {}", user_name(meta.uid())));
+        }
+        let others_write = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if others_write && (folder == real || !sticky) {
+            return refuse(folder, writable_by(&meta));
+        }
+    }
+    Ok(())
+}
+
+/// Who besides the owner can write to a folder, for a message.
+fn writable_by(meta: &Metadata) -> String {
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        format!("is writable by every user (mode {mode:04o})")
+    } else {
+        format!(
+            "is writable by group {} (mode {mode:04o})",
+            group_name(meta.gid())
+        )
     }
 }
 

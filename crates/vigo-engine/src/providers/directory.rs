@@ -1,4 +1,7 @@
 //! The `directory` provider: presence (with parents), mode, owner, group.
+//!
+//! Without `owner`/`group` a directory belongs to the envoy's effective user
+//! and group, also one that existed before with another owner.
 
 use std::fs;
 use std::path::Path;
@@ -50,8 +53,10 @@ fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
 fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, String> {
     let path = spec.target_path.as_path();
     let mode = spec.mode.bits();
-    let uid = spec.owner.as_deref().map(ownership::user_id).transpose()?;
-    let gid = spec.group.as_deref().map(ownership::group_id).transpose()?;
+    // Without `owner`/`group` the directory is the envoy's: one created
+    // first by someone else (in /tmp, say) does not stay theirs.
+    let uid = Some(ownership::owner_or_self(spec.owner.as_deref())?);
+    let gid = Some(ownership::group_or_self(spec.group.as_deref())?);
     match current(path)? {
         Some(meta) if meta.is_dir() => {
             let changes = fix_attributes(path, &meta, mode, uid, gid, noop)?;

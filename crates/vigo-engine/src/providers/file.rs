@@ -6,10 +6,10 @@
 
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::{Gid, Uid, chown};
+use nix::unistd::{Gid, Uid};
 use vigo_catalog::{FileSpec, Presence};
 use zeroize::Zeroizing;
 
@@ -52,8 +52,10 @@ fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
 fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
     let path = spec.target_path.as_path();
     let mode = spec.mode.bits();
-    let uid = spec.owner.as_deref().map(ownership::user_id).transpose()?;
-    let gid = spec.group.as_deref().map(ownership::group_id).transpose()?;
+    // Without `owner`/`group` the file is the envoy's, whoever owned what
+    // was at the path before (someone may have created it first).
+    let uid = Some(ownership::owner_or_self(spec.owner.as_deref())?);
+    let gid = Some(ownership::group_or_self(spec.group.as_deref())?);
     let desired: Option<Zeroizing<String>> = spec
         .content
         .as_ref()
@@ -61,6 +63,12 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         .transpose()
         .map_err(|e| e.to_string())?;
     let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
+    if secret_content
+        && let Some(owner) = uid
+        && path.parent().is_some_and(Path::is_dir)
+    {
+        ownership::check_secret_folder(path, owner)?;
+    }
 
     let meta = current(path)?;
     let Some(meta) = meta.filter(|m| m.is_file()) else {
@@ -117,13 +125,9 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         );
     }
     if content_differs {
-        // A rewrite makes a new inode: keep the current owner and group
-        // unless the resource names them.
-        let attributes = Attributes {
-            mode,
-            uid: uid.or(Some(Uid::from_raw(meta.uid()))),
-            gid: gid.or(Some(Gid::from_raw(meta.gid()))),
-        };
+        // A rewrite makes a new inode with the owner the resource asks
+        // for (or the envoy's): never the previous file's owner.
+        let attributes = Attributes { mode, uid, gid };
         write(
             path,
             desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default(),
@@ -200,10 +204,6 @@ pub(super) fn fix_attributes(
     let new_uid = uid.filter(|u| u.as_raw() != meta.uid());
     let new_gid = gid.filter(|g| g.as_raw() != meta.gid());
     if new_uid.is_some() || new_gid.is_some() {
-        if !noop {
-            chown(path, new_uid, new_gid)
-                .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
-        }
         if let Some(u) = new_uid {
             changes.push(format!(
                 "set owner of {} to {} (was {})",
@@ -225,8 +225,7 @@ pub(super) fn fix_attributes(
     // chown clears set-id bits, so after a chown the mode is set again.
     let chowned = new_uid.is_some() || new_gid.is_some();
     if (current_mode != mode || chowned) && !noop {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("changing mode of {}: {e}", path.display()))?;
+        ownership::set_attributes(path, meta, new_uid, new_gid, mode)?;
     }
     if current_mode != mode {
         changes.push(format!(
@@ -272,6 +271,7 @@ fn write(path: &Path, bytes: &[u8], attributes: Attributes) -> Result<(), String
 mod tests {
     use std::collections::BTreeMap;
     use std::ffi::OsStr;
+    use std::os::unix::fs::PermissionsExt;
 
     use vigo_catalog::{AbsPath, Catalog, CatalogSecret, Mode, SecretText, Segment};
     use vigo_secrets::SecretPath;
