@@ -3,7 +3,8 @@
 //! Every command (an exec's `/bin/sh -c`, `systemctl`, the package tools)
 //! runs in its own process group with a cleared environment. On timeout the
 //! whole group is killed with SIGKILL, so a shell's background children die
-//! with it. Output is kept as the last [`CAPTURE_LIMIT`] bytes per stream, in
+//! with it; so is it when [`run`]'s future is dropped before the command
+//! ended (the engine stopping an apply). Output is kept as the last [`CAPTURE_LIMIT`] bytes per stream, in
 //! buffers that are zeroized on drop because a command may print a secret.
 
 use std::ffi::{OsStr, OsString};
@@ -105,6 +106,7 @@ pub(crate) async fn run(invocation: Invocation) -> io::Result<Finished> {
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    let mut group_guard = GroupGuard(group);
 
     if let (Some(mut pipe), Some(data)) = (child.stdin.take(), invocation.stdin) {
         // A command that never reads its input must not block us: write from
@@ -136,11 +138,35 @@ pub(crate) async fn run(invocation: Invocation) -> io::Result<Finished> {
             Exit::TimedOut
         }
     };
+    // The shell has exited and been reaped: what it left running in the
+    // background on success is its business (the drain grace bounds it).
+    group_guard.disarm();
     Ok(Finished {
         exit,
         stdout: stdout.finish().await,
         stderr: stderr.finish().await,
     })
+}
+
+/// Kills a command's process group when dropped while armed: a future of
+/// [`run`] dropped midway (an apply stopped by a signal) leaves no process
+/// behind. (`kill_on_drop` alone would kill only the shell, and its
+/// children would live on.)
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // ESRCH (the group is already gone) means nothing is left.
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
 }
 
 /// A stream being read into a bounded buffer by a background task.
@@ -277,6 +303,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done.exit, Exit::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn issue_12_item_7_dropping_a_running_command_kills_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let running = tokio::spawn(run(sh(&script, Duration::from_secs(60))));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && text.ends_with('\n')
+            {
+                break text.trim().parse::<i32>().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        running.abort();
+        assert!(running.await.is_err_and(|e| e.is_cancelled()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+            let gone = stat.map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            });
+            if gone {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background sleep survived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]

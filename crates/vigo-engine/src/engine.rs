@@ -6,9 +6,11 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::watch;
 use vigo_catalog::{Catalog, ResourceKind};
 
 use crate::atomic;
@@ -68,6 +70,41 @@ pub struct ApplyOptions {
     pub noop: bool,
 }
 
+/// Message of a resource whose provider was stopped midway.
+const INTERRUPTED: &str =
+    "interrupted: the envoy was told to stop; the command's process group was killed";
+/// Message of a resource not started because the engine was stopped.
+const NOT_APPLIED: &str = "not applied: the envoy was told to stop";
+
+/// Stops an engine's applies from another task, typically a SIGTERM/SIGINT
+/// handler; get one with [`Engine::cancel_handle`] before applying.
+///
+/// On [`cancel`](Self::cancel), a running apply kills the process group of
+/// the command it is running (an exec's transient `secret_file` is removed
+/// with it), reports that resource and every one not yet applied as
+/// `failed`, saves the state and returns. File and directory changes are
+/// never cut in half: they finish first. Stopping is for good: every later
+/// apply of this engine returns at once with nothing applied (the process is
+/// on its way out).
+#[derive(Debug, Clone)]
+pub struct CancelHandle(Arc<watch::Sender<bool>>);
+
+impl CancelHandle {
+    fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+
+    /// Stops the engine (see the type's documentation).
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
 /// Applies catalogs to this host.
 #[derive(Debug)]
 pub struct Engine {
@@ -77,6 +114,7 @@ pub struct Engine {
     state: StateStore,
     secret_file_dir: PathBuf,
     search_path: OsString,
+    cancel: CancelHandle,
 }
 
 impl Engine {
@@ -119,6 +157,7 @@ impl Engine {
             state,
             secret_file_dir,
             search_path: command::process_search_path(),
+            cancel: CancelHandle::new(),
         })
     }
 
@@ -128,6 +167,12 @@ impl Engine {
     pub fn with_search_path(mut self, search_path: impl Into<OsString>) -> Self {
         self.search_path = search_path.into();
         self
+    }
+
+    /// A handle that stops this engine's applies from another task (see
+    /// [`CancelHandle`]).
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
     }
 
     /// The envoy state (for the check-in loop's catalog fingerprint).
@@ -157,6 +202,7 @@ impl Engine {
         let mut triggered_applied = Vec::new();
         // A converged run changes no record: then the file is not rewritten.
         let state_before = self.state.data().clone();
+        let mut stop = self.cancel.0.subscribe();
 
         for &i in &plan.order {
             let resource = &catalog.resources[i];
@@ -164,7 +210,9 @@ impl Engine {
             let blocker = plan.before[i]
                 .iter()
                 .find(|&&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
-            let outcome = if let Some(reason) = &plan.invalid[i] {
+            let outcome = if *stop.borrow() {
+                Outcome::failed(NOT_APPLIED)
+            } else if let Some(reason) = &plan.invalid[i] {
                 Outcome::failed(reason.clone())
             } else if let Some(&p) = blocker {
                 let root = root_failure[p].unwrap_or(p);
@@ -190,7 +238,13 @@ impl Engine {
                     secret_triggered: resource.secret_triggered,
                     ran_before,
                 };
-                apply_one(&resource.kind, resource.when, &ctx).await
+                // Dropping the provider's future kills the process group of
+                // a command it runs and removes its transient secret file.
+                tokio::select! {
+                    biased;
+                    outcome = apply_one(&resource.kind, resource.when, &ctx) => outcome,
+                    _ = stop.wait_for(|stopped| *stopped) => Outcome::failed(INTERRUPTED),
+                }
             };
 
             status[i] = Some(outcome.status);

@@ -7,7 +7,9 @@
 //! after a failure while independent branches go on. The result is a
 //! [`Report`] whose every message and command output has been scrubbed of
 //! the catalog's secret values ([`Scrubber`]). With
-//! [`ApplyOptions::noop`] nothing is touched and no command runs.
+//! [`ApplyOptions::noop`] nothing is touched and no command runs. A
+//! [`CancelHandle`] stops an apply from a signal handler: the running
+//! command's process group is killed and its secret file removed.
 //!
 //! Providers: `file` and `directory` (atomic writes, mode, owner, group),
 //! `exec` (`/bin/sh -c` in its own process group, stdin, transient
@@ -34,7 +36,7 @@ mod scrub;
 mod state;
 
 pub use diff::SECRET_CONTENT;
-pub use engine::{ApplyOptions, Engine, EngineError, LOCK_FILE, SECRET_FILE_DIR};
+pub use engine::{ApplyOptions, CancelHandle, Engine, EngineError, LOCK_FILE, SECRET_FILE_DIR};
 pub use report::{CommandOutput, Report, ResourceResult, Status, Summary};
 pub use scrub::{REDACTED, Scrubber};
 pub use state::{ResourceState, STATE_FILE, STATE_KEY_FILE, StateData, StateError, StateStore};
