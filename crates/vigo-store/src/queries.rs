@@ -905,28 +905,6 @@ macro_rules! impl_store {
                 Ok(id)
             }
 
-            async fn record_last_run(
-                &self,
-                envoy: &str,
-                run: &LastRunRecord,
-            ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
-                        "UPDATE envoys SET ",
-                        last_run_set!("$2", "$3", "$4", "$5", "$6"),
-                        " WHERE name = $1"
-                    ))
-                    .bind(envoy)
-                    .bind(run.at.unix_millis())
-                    .bind(i64::from(run.summary.changed))
-                    .bind(i64::from(run.summary.failed))
-                    .bind(i64::from(run.summary.skipped))
-                    .bind(i64::from(run.summary.unchanged))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(StoreError::query("record last run"))?;
-                Ok(())
-            }
-
             async fn last_run(&self, envoy: &str) -> Result<Option<LastRunRecord>, StoreError> {
                 let row: Option<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
                     sqlx::query_as(
@@ -1204,14 +1182,23 @@ macro_rules! impl_store {
                     .map_err(StoreError::query("record catalog sent"))?;
                 // The check-in first: a write, so SQLite takes its write lock
                 // at once, and it tells whether the envoy exists.
-                let done = sqlx::query(
+                let run = checkin.last_run.as_ref();
+                let count = |f: fn(&ReportSummary) -> u32| run.map(|r| i64::from(f(&r.summary)));
+                let done = sqlx::query(concat!(
                     "UPDATE envoys SET facts = $2, catalog_fingerprint = $3, \
-                     last_checkin_at = $4 WHERE name = $1",
-                )
+                     last_checkin_at = $4, ",
+                    last_run_set!("$5", "$6", "$7", "$8", "$9"),
+                    " WHERE name = $1"
+                ))
                 .bind(name)
                 .bind(to_json(&checkin.facts))
                 .bind(checkin.catalog_fingerprint.as_deref())
                 .bind(at)
+                .bind(run.map(|r| r.at.unix_millis()))
+                .bind(count(|s| s.changed))
+                .bind(count(|s| s.failed))
+                .bind(count(|s| s.skipped))
+                .bind(count(|s| s.unchanged))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("record catalog sent"))?;

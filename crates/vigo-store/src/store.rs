@@ -199,11 +199,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The envoy's most recent report.
     async fn last_report(&self, envoy: &str) -> Result<Option<ReportRecord>, StoreError>;
 
-    /// Records the envoy's last enforcement run unless a later one is
-    /// already stored (a check-in carrying a run that a report already told
-    /// of, or an older one).
-    async fn record_last_run(&self, envoy: &str, run: &LastRunRecord) -> Result<(), StoreError>;
-
     /// When the envoy last enforced its catalog, and the counts.
     async fn last_run(&self, envoy: &str) -> Result<Option<LastRunRecord>, StoreError>;
 

@@ -10,8 +10,8 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
-    RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
+    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, LastRunRecord,
+    ReportSummary, RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
@@ -152,6 +152,7 @@ contract!(
     issue_12_concurrent_rotation_commits_claim_once,
     issue_12_catalog_sent_is_recorded_in_one_write,
     issue_12_queued_trigger_counts_cover_every_envoy,
+    issue_11_the_last_run_comes_from_check_ins_and_reports,
 );
 
 // --- the contract -------------------------------------------------------------
@@ -1094,4 +1095,53 @@ async fn issue_12_queued_trigger_counts_cover_every_envoy(db: &TestDb) {
             ("p".to_owned(), 0)
         ]
     );
+}
+
+async fn issue_11_the_last_run_comes_from_check_ins_and_reports(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a"]).await;
+    assert_eq!(store.last_run("a").await.expect("read"), None);
+    let counts = |changed, unchanged| ReportSummary {
+        changed,
+        failed: 0,
+        skipped: 0,
+        unchanged,
+    };
+    let checkin = |at: i64, run: Option<(i64, ReportSummary)>| CheckinRecord {
+        name: "a".to_owned(),
+        facts: json!({}),
+        catalog_fingerprint: None,
+        at: t(at),
+        last_run: run.map(|(at, summary)| LastRunRecord { at: t(at), summary }),
+    };
+    // A batched check-in telling of a clean run.
+    store
+        .record_checkins(&[checkin(100, Some((90, counts(0, 4))))])
+        .await
+        .expect("check-in");
+    let run = store.last_run("a").await.expect("read").expect("stored");
+    assert_eq!((run.at, run.summary), (t(90), counts(0, 4)));
+    // A real run's report is a later run; a noop report is no run.
+    store
+        .insert_report("a", t(120), counts(1, 3), false, &json!({}))
+        .await
+        .expect("report");
+    store
+        .insert_report("a", t(130), counts(4, 0), true, &json!({}))
+        .await
+        .expect("noop report");
+    let run = store.last_run("a").await.expect("read").expect("stored");
+    assert_eq!((run.at, run.summary), (t(120), counts(1, 3)));
+    // A later check-in still carrying an older run, or none, keeps it.
+    store
+        .record_checkins(&[checkin(140, Some((110, counts(0, 4))))])
+        .await
+        .expect("check-in");
+    store
+        .record_checkins(&[checkin(150, None)])
+        .await
+        .expect("check-in");
+    let run = store.last_run("a").await.expect("read").expect("stored");
+    assert_eq!((run.at, run.summary), (t(120), counts(1, 3)));
+    assert_eq!(store.last_run("nobody").await.expect("read"), None);
 }
