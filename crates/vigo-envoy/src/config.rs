@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vigo_secrets::EnvoyName;
 
 /// Default data folder.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vigoenvoy";
@@ -12,8 +13,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/vigoenvoy";
 pub struct EnvoyConfig {
     /// Base URL of the server, `https://vigo.example.com:8443`.
     pub server: String,
-    /// This envoy's name (its identity once enrolled).
-    pub name: String,
+    /// This envoy's name (its identity once enrolled), lower case.
+    pub name: EnvoyName,
     /// The Vigo CA certificate to trust.
     pub ca_cert: PathBuf,
     /// Key, certificate and state.
@@ -101,11 +102,7 @@ impl EnvoyConfig {
             Some(n) => n,
             None => vigo_pki::host_name(),
         };
-        if !valid_envoy_name(&name) {
-            return Err(invalid(format!(
-                "name '{name}' is not a valid envoy name: use a host name such as db1.example.com"
-            )));
-        }
+        let name = EnvoyName::parse(&name).map_err(|e| invalid(format!("name: {e}")))?;
         Ok(Self {
             server,
             name,
@@ -117,22 +114,6 @@ impl EnvoyConfig {
             enroll_token_file: raw.enroll_token_file.map(absolute),
         })
     }
-}
-
-/// A host name: dot-separated labels of letters, digits and `-`, at most
-/// 253 bytes. Envoy names end up in certificates and URLs.
-pub fn valid_envoy_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 #[cfg(test)]
@@ -171,11 +152,20 @@ mod tests {
     }
 
     #[test]
-    fn envoy_names_are_host_names() {
-        assert!(valid_envoy_name("db1.example.com"));
-        assert!(valid_envoy_name("web-1"));
-        for bad in ["", "a..b", "-a", "a b", "a/b", "x_y.example.com"] {
-            assert!(!valid_envoy_name(bad), "{bad}");
+    fn issue_12_envoy_names_are_lower_cased_and_use_the_one_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "server: https://x\nca_cert: /c\nname: DB1.Example.COM\n",
+        );
+        assert_eq!(EnvoyConfig::load(&file).unwrap().name, "db1.example.com");
+        for bad in ["x_y.example.com", "a..b", "10.0.0.1"] {
+            let file = write(
+                dir.path(),
+                &format!("server: https://x\nca_cert: /c\nname: \"{bad}\"\n"),
+            );
+            let err = EnvoyConfig::load(&file).unwrap_err().to_string();
+            assert!(err.contains("invalid envoy name"), "{bad}: {err}");
         }
     }
 }

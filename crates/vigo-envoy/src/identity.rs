@@ -4,13 +4,17 @@
 //! - `envoy.key`: the private key, 0600, made once and never sent anywhere;
 //! - `envoy.csr`: the request, kept so every retry asks for the same key;
 //! - `envoy.crt`: the certificate once the server signed it.
+//!
+//! The key's fingerprint ([`Identity::key_fingerprint`], SHA-256 of the
+//! public key) is what the operator compares before approving a pending
+//! request: the server binds a pending name to the first key that asked.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use vigo_pki::CertifiedKey;
 use vigo_proto::{EnrollRequest, EnrollResponse};
-use vigo_secrets::SecretValue;
+use vigo_secrets::{EnvoyName, SecretValue};
 use zeroize::Zeroizing;
 
 use crate::{Session, SessionError};
@@ -22,10 +26,11 @@ const CERT_FILE: &str = "envoy.crt";
 /// The envoy's key pair and, once enrolled, its certificate.
 #[derive(Debug)]
 pub struct Identity {
-    name: String,
+    name: EnvoyName,
     dir: PathBuf,
     key_pem: SecretValue,
     csr_pem: String,
+    key_fingerprint: String,
     cert_pem: Option<String>,
 }
 
@@ -72,7 +77,7 @@ pub enum IdentityError {
 impl Identity {
     /// Loads the identity from `data_dir`, making a key and request on first
     /// use.
-    pub fn load_or_create(data_dir: &Path, name: &str) -> Result<Self, IdentityError> {
+    pub fn load_or_create(data_dir: &Path, name: &EnvoyName) -> Result<Self, IdentityError> {
         ensure_private_dir(data_dir)?;
         let key_file = data_dir.join(KEY_FILE);
         let csr_file = data_dir.join(CSR_FILE);
@@ -84,6 +89,13 @@ impl Identity {
         }
         let key_pem = read_private(&key_file)?;
         let csr_pem = read_text(&csr_file)?;
+        let key_fingerprint =
+            vigo_pki::csr_key_fingerprint(&csr_pem).map_err(|e| IdentityError::Unsafe {
+                file: csr_file.clone(),
+                problem: format!(
+                    "is not a usable certificate request ({e}); remove envoy.key and envoy.csr to make a new key"
+                ),
+            })?;
         let cert_file = data_dir.join(CERT_FILE);
         let cert_pem = if cert_file.exists() {
             Some(read_text(&cert_file)?)
@@ -91,17 +103,24 @@ impl Identity {
             None
         };
         Ok(Self {
-            name: name.to_owned(),
+            name: name.clone(),
             dir: data_dir.to_owned(),
             key_pem,
             csr_pem,
+            key_fingerprint,
             cert_pem,
         })
     }
 
     /// The envoy's name.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &EnvoyName {
         &self.name
+    }
+
+    /// SHA-256 of the envoy's public key, 64 lower-case hex digits: what an
+    /// operator checks with `vigocli envoys approve NAME --fingerprint FP`.
+    pub fn key_fingerprint(&self) -> &str {
+        &self.key_fingerprint
     }
 
     /// Key and certificate for mutual TLS, once enrolled.
@@ -130,7 +149,7 @@ impl Identity {
             _ => None,
         };
         let request = EnrollRequest {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             csr_pem: self.csr_pem.clone(),
             token: token.as_ref().map(|t| t.as_str().to_owned()),
         };
@@ -251,11 +270,15 @@ fn write_file(file: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError>
 mod tests {
     use super::*;
 
+    fn db1() -> EnvoyName {
+        EnvoyName::parse("db1.example.com").unwrap()
+    }
+
     #[test]
     fn first_use_makes_a_private_key_and_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let first = Identity::load_or_create(&data, "db1.example.com").unwrap();
+        let first = Identity::load_or_create(&data, &db1()).unwrap();
         let mode = std::fs::metadata(data.join(KEY_FILE))
             .unwrap()
             .permissions()
@@ -264,8 +287,13 @@ mod tests {
         let dmode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
         assert!(!first.is_enrolled());
-        let second = Identity::load_or_create(&data, "db1.example.com").unwrap();
+        let second = Identity::load_or_create(&data, &db1()).unwrap();
         assert_eq!(first.csr_pem, second.csr_pem);
+        assert_eq!(first.key_fingerprint(), second.key_fingerprint());
+        assert_eq!(
+            first.key_fingerprint(),
+            vigo_pki::csr_key_fingerprint(&first.csr_pem).unwrap()
+        );
         assert_eq!(format!("{:?}", second.key_pem), "[REDACTED]");
     }
 
@@ -273,10 +301,10 @@ mod tests {
     fn an_open_key_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        Identity::load_or_create(&data, "db1.example.com").unwrap();
+        Identity::load_or_create(&data, &db1()).unwrap();
         std::fs::set_permissions(data.join(KEY_FILE), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let err = Identity::load_or_create(&data, "db1.example.com").unwrap_err();
+        let err = Identity::load_or_create(&data, &db1()).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 }

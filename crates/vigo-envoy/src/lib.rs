@@ -12,7 +12,7 @@ mod identity;
 mod run;
 mod session;
 
-pub use config::{ConfigError, DEFAULT_DATA_DIR, EnvoyConfig, valid_envoy_name};
+pub use config::{ConfigError, DEFAULT_DATA_DIR, EnvoyConfig};
 pub use identity::{EnrollOutcome, Identity, IdentityError};
 pub use run::{Cycle, Envoy, RunError};
 pub use session::{Session, SessionError};

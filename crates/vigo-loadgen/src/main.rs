@@ -306,7 +306,8 @@ async fn enroll(
         .error_for_status()?
         .json()
         .await?;
-    let (key_pem, csr_pem) = vigo_pki::generate_envoy_key_and_csr(name)?;
+    let (key_pem, csr_pem) =
+        vigo_pki::generate_envoy_key_and_csr(&vigo_secrets::EnvoyName::parse(name)?)?;
     let request = EnrollRequest {
         name: name.to_owned(),
         csr_pem,

@@ -6,25 +6,36 @@
 //! (proof that the requester holds the private key) and then uses nothing
 //! from it but the public key. Names, usages and constraints all come from
 //! the server's enrollment record.
+//!
+//! A pending request is identified to the operator by its key fingerprint
+//! ([`csr_key_fingerprint`]): SHA-256 of the request's public key
+//! (SubjectPublicKeyInfo DER) in lower-case hex, which the envoy prints while
+//! it waits and `vigocli envoys approve NAME --fingerprint FP` must name.
 
 use std::time::Duration;
 
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, SanType,
+    KeyUsagePurpose, PublicKeyData, SanType,
 };
-use rustls_pki_types::ServerName;
-use vigo_secrets::SecretValue;
+use vigo_secrets::{EnvoyName, SecretValue};
 
 use crate::PkiError;
 use crate::authority::{
     CertifiedKey, common_name_dn, generate_key, ia5_name, load_issuer, random_serial, set_validity,
 };
 
+/// Hex digits of a full key fingerprint (SHA-256).
+pub const KEY_FINGERPRINT_LEN: usize = 64;
+
+/// The fewest hex digits `--fingerprint` accepts as a prefix.
+pub const MIN_FINGERPRINT_PREFIX: usize = 16;
+
 /// Makes an envoy's private key (ECDSA P-256, PKCS#8 PEM) and a certificate
 /// signing request (PEM) for `envoy_name`.
-pub fn generate_envoy_key_and_csr(envoy_name: &str) -> Result<(SecretValue, String), PkiError> {
-    check_envoy_name(envoy_name)?;
+pub fn generate_envoy_key_and_csr(
+    envoy_name: &EnvoyName,
+) -> Result<(SecretValue, String), PkiError> {
     let key = generate_key()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name_dn(envoy_name);
@@ -39,6 +50,30 @@ pub fn generate_envoy_key_and_csr(envoy_name: &str) -> Result<(SecretValue, Stri
     Ok((SecretValue::new(key.serialize_pem()), csr))
 }
 
+/// The key fingerprint of a certificate request: SHA-256 of its public key
+/// (SubjectPublicKeyInfo DER), 64 lower-case hex digits. The request's
+/// self-signature is verified first, so the fingerprint names a key the
+/// requester holds.
+pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
+    let request = parse_csr(csr_pem)?;
+    let spki = request.public_key.subject_public_key_info();
+    Ok(hex_sha256(&spki))
+}
+
+/// Normalises what an operator typed as a key fingerprint: `:` and white
+/// space are dropped and letters lower-cased. `None` unless the rest is 16
+/// to 64 hex digits.
+pub fn parse_fingerprint_prefix(input: &str) -> Option<String> {
+    let digits: String = input
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let ok = (MIN_FINGERPRINT_PREFIX..=KEY_FINGERPRINT_LEN).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then_some(digits)
+}
+
 /// Signs an envoy's certificate request with the CA.
 ///
 /// Only the request's public key is used, after its self-signature has been
@@ -49,17 +84,11 @@ pub fn generate_envoy_key_and_csr(envoy_name: &str) -> Result<(SecretValue, Stri
 pub fn sign_envoy_csr(
     ca: &CertifiedKey,
     csr_pem: &str,
-    envoy_name: &str,
+    envoy_name: &EnvoyName,
     validity: Duration,
 ) -> Result<String, PkiError> {
-    check_envoy_name(envoy_name)?;
     let issuer = load_issuer(ca)?;
-    // `from_pem` verifies the request's self-signature.
-    let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|err| {
-        PkiError::CsrRejected {
-            reason: err.to_string(),
-        }
-    })?;
+    let request = parse_csr(csr_pem)?;
 
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name_dn(envoy_name);
@@ -79,23 +108,20 @@ pub fn sign_envoy_csr(
     Ok(cert.pem())
 }
 
-/// An envoy name must be a plain DNS name (no wildcard, no IP address), as it
-/// becomes the certificate's only subject alternative name.
-fn check_envoy_name(name: &str) -> Result<(), PkiError> {
-    let invalid = |reason| PkiError::InvalidName {
-        name: name.to_owned(),
-        reason,
-    };
-    match ServerName::try_from(name) {
-        Ok(ServerName::DnsName(_)) if !name.ends_with('.') => Ok(()),
-        Ok(ServerName::DnsName(_)) => Err(invalid("an envoy name must not end with '.'")),
-        Ok(_) => Err(invalid(
-            "an envoy name must be a DNS name, not an IP address",
-        )),
-        Err(_) => Err(invalid(
-            "an envoy name must be a DNS name: letters, digits, '-', '_' and '.' only",
-        )),
-    }
+/// Reads a request; `from_pem` verifies its self-signature.
+fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, PkiError> {
+    CertificateSigningRequestParams::from_pem(csr_pem).map_err(|err| PkiError::CsrRejected {
+        reason: err.to_string(),
+    })
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -110,13 +136,17 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+    fn name(text: &str) -> EnvoyName {
+        EnvoyName::parse(text).unwrap()
+    }
+
     #[test]
     fn envoy_csr_round_trip() {
         let ca = generate_ca("Vigo CA").unwrap();
-        let (key, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
+        let (key, csr) = generate_envoy_key_and_csr(&name("db1.example.com")).unwrap();
         assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
         assert_eq!(format!("{key:?}"), "[REDACTED]");
-        let cert = sign_envoy_csr(&ca, &csr, "db1.example.com", 365 * DAY).unwrap();
+        let cert = sign_envoy_csr(&ca, &csr, &name("db1.example.com"), 365 * DAY).unwrap();
         let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
         assert_eq!(envoy_name_from_cert(&der).unwrap(), "db1.example.com");
 
@@ -160,7 +190,7 @@ mod tests {
             .pem()
             .unwrap();
 
-        let pem = sign_envoy_csr(&ca, &csr, "db1.example.com", 30 * DAY).unwrap();
+        let pem = sign_envoy_csr(&ca, &csr, &name("db1.example.com"), 30 * DAY).unwrap();
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
 
@@ -188,7 +218,7 @@ mod tests {
     #[test]
     fn tampered_request_is_rejected() {
         let ca = generate_ca("Vigo CA").unwrap();
-        let (_, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
+        let (_, csr) = generate_envoy_key_and_csr(&name("db1.example.com")).unwrap();
         let der =
             rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).unwrap();
         let mut bytes = der.as_ref().to_vec();
@@ -196,33 +226,67 @@ mod tests {
         let at = bytes.windows(3).position(|w| w == b"db1").unwrap();
         bytes[at] ^= 0x01;
         let tampered = csr_pem(&bytes);
-        let err = sign_envoy_csr(&ca, &tampered, "db1.example.com", DAY).unwrap_err();
+        let err = sign_envoy_csr(&ca, &tampered, &name("db1.example.com"), DAY).unwrap_err();
         assert!(matches!(err, PkiError::CsrRejected { .. }), "{err}");
         assert!(err.to_string().contains("Invalid CSR signature"), "{err}");
         // The same bytes untouched are accepted, so the encoder below is sound.
-        sign_envoy_csr(&ca, &csr_pem(der.as_ref()), "db1.example.com", DAY).unwrap();
+        sign_envoy_csr(&ca, &csr_pem(der.as_ref()), &name("db1.example.com"), DAY).unwrap();
 
-        let err = sign_envoy_csr(&ca, "not a request", "db1.example.com", DAY).unwrap_err();
+        let err = sign_envoy_csr(&ca, "not a request", &name("db1.example.com"), DAY).unwrap_err();
         assert!(matches!(err, PkiError::CsrRejected { .. }), "{err}");
     }
 
     #[test]
-    fn bad_envoy_names_are_rejected() {
-        for name in [
-            "",
-            "*.example.com",
-            "10.0.0.1",
-            "db1 example",
-            "db1.example.com.",
-            "ü.de",
-        ] {
-            let err = generate_envoy_key_and_csr(name).unwrap_err();
-            assert!(matches!(err, PkiError::InvalidName { .. }), "{name}: {err}");
-        }
+    fn issue_12_key_fingerprint_is_sha256_of_the_public_key() {
+        let (key, csr) = generate_envoy_key_and_csr(&name("db1.example.com")).unwrap();
+        let fingerprint = csr_key_fingerprint(&csr).unwrap();
+        let key_pair = KeyPair::from_pem(key.expose_secret()).unwrap();
+        assert_eq!(
+            fingerprint,
+            hex_sha256(&key_pair.subject_public_key_info()),
+            "SHA-256 of the SubjectPublicKeyInfo DER"
+        );
+        assert_eq!(fingerprint.len(), KEY_FINGERPRINT_LEN);
+        assert!(fingerprint.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+
+        // The certificate issued for the request carries the same key.
         let ca = generate_ca("Vigo CA").unwrap();
-        let (_, csr) = generate_envoy_key_and_csr("db1.example.com").unwrap();
-        let err = sign_envoy_csr(&ca, &csr, "*.example.com", DAY).unwrap_err();
-        assert!(matches!(err, PkiError::InvalidName { .. }), "{err}");
+        let cert = sign_envoy_csr(&ca, &csr, &name("db1.example.com"), DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(hex_sha256(parsed.public_key().raw), fingerprint);
+
+        // Another key, another fingerprint; a broken request has none.
+        let (_, other) = generate_envoy_key_and_csr(&name("db1.example.com")).unwrap();
+        assert_ne!(csr_key_fingerprint(&other).unwrap(), fingerprint);
+        assert!(matches!(
+            csr_key_fingerprint("not a request"),
+            Err(PkiError::CsrRejected { .. })
+        ));
+    }
+
+    #[test]
+    fn issue_12_fingerprint_prefixes_need_16_hex_digits() {
+        let full = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert_eq!(parse_fingerprint_prefix(full).as_deref(), Some(full));
+        assert_eq!(
+            parse_fingerprint_prefix("9F:86:D0:81:88:4C:7D:65").as_deref(),
+            Some("9f86d081884c7d65")
+        );
+        assert_eq!(parse_fingerprint_prefix(" 9f86d081884c7d65 ").as_deref(), Some("9f86d081884c7d65"));
+        for bad in ["", "9f86d081884c7d6", "9f86d081884c7d6z", &format!("{full}0"), "sha256"] {
+            assert_eq!(parse_fingerprint_prefix(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn issue_12_certificates_carry_the_lower_case_name() {
+        let ca = generate_ca("Vigo CA").unwrap();
+        let upper = name("DB1.EXAMPLE.COM");
+        let (_, csr) = generate_envoy_key_and_csr(&upper).unwrap();
+        let cert = sign_envoy_csr(&ca, &csr, &upper, DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        assert_eq!(envoy_name_from_cert(&der).unwrap(), "db1.example.com");
     }
 
     /// Wraps DER in a PEM block (standard base64, 64-column lines).

@@ -2,6 +2,7 @@
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use vigo_secrets::EnvoyName;
 use x509_parser::extensions::GeneralName;
 
 use crate::PkiError;
@@ -44,15 +45,18 @@ pub fn cert_names(cert: &[u8]) -> Result<CertNames, PkiError> {
 
 /// The envoy name a client certificate proves: its common name, which must
 /// also be its one and only DNS name (as [`sign_envoy_csr`](crate::sign_envoy_csr)
-/// issues them). `der` is the certificate as TLS presents it.
-pub fn envoy_name_from_cert(der: &[u8]) -> Result<String, PkiError> {
+/// issues them). `der` is the certificate as TLS presents it. The name comes
+/// back in its one normalised form (lower case), so a certificate issued
+/// before names were normalised still names the same envoy.
+pub fn envoy_name_from_cert(der: &[u8]) -> Result<EnvoyName, PkiError> {
     let names = names_of_der(der, "client certificate")?;
     let refuse = |reason: String| Err(PkiError::EnvoyIdentity { reason });
     let Some(common_name) = names.common_name else {
         return refuse("it has no single subject common name".to_owned());
     };
     match names.dns_names.as_slice() {
-        [only] if *only == common_name => Ok(common_name),
+        [only] if *only == common_name => EnvoyName::parse(&common_name)
+            .or_else(|e| refuse(format!("its name is not a valid envoy name ({})", e.reason))),
         [only] => refuse(format!(
             "common name '{common_name}' differs from DNS name '{only}'"
         )),
@@ -182,9 +186,9 @@ mod tests {
     #[test]
     fn envoy_identity_from_issued_cert() {
         let ca = generate_ca("Vigo CA").unwrap();
-        let (_, csr) = generate_envoy_key_and_csr("web-3.example.com").unwrap();
-        let pem =
-            sign_envoy_csr(&ca, &csr, "web-3.example.com", Duration::from_secs(3600)).unwrap();
+        let name = EnvoyName::parse("web-3.example.com").unwrap();
+        let (_, csr) = generate_envoy_key_and_csr(&name).unwrap();
+        let pem = sign_envoy_csr(&ca, &csr, &name, Duration::from_secs(3600)).unwrap();
         let der = pem_to_der(&pem, "envoy certificate").unwrap();
         assert_eq!(envoy_name_from_cert(&der).unwrap(), "web-3.example.com");
     }
@@ -202,9 +206,16 @@ mod tests {
             identity_of(vec!["a.example".into()], "a.example").unwrap(),
             "a.example"
         );
+        // A certificate from before names were normalised names the
+        // lower-case envoy.
+        assert_eq!(
+            identity_of(vec!["Web1.Example".into()], "Web1.Example").unwrap(),
+            "web1.example"
+        );
         for (sans, cn) in [
             (vec!["b.example".to_owned()], "a.example"),
             (vec![], "a.example"),
+            (vec!["a_b.example".to_owned()], "a_b.example"),
             (
                 vec!["a.example".to_owned(), "b.example".to_owned()],
                 "a.example",

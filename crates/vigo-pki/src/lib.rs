@@ -14,6 +14,9 @@
 //! - [`generate_envoy_key_and_csr`], [`sign_envoy_csr`]: enrollment. Signing
 //!   keeps only the request's public key; every name, usage and constraint in
 //!   the issued certificate comes from the enrollment record.
+//!   [`csr_key_fingerprint`] names a request's key (SHA-256 of its public
+//!   key, hex) for the operator who approves it. Envoy names are
+//!   [`EnvoyName`](vigo_secrets::EnvoyName)s, lower case.
 //! - [`envoy_name_from_cert`], [`cert_names`], [`cert_fingerprint_sha256`]:
 //!   reading certificates.
 //! - [`server_tls_config`], [`client_tls_config`]: rustls configurations
@@ -29,7 +32,10 @@ mod inspect;
 mod tls;
 
 pub use authority::{CertifiedKey, generate_ca, host_name, issue_server_cert};
-pub use enrollment::{generate_envoy_key_and_csr, sign_envoy_csr};
+pub use enrollment::{
+    KEY_FINGERPRINT_LEN, MIN_FINGERPRINT_PREFIX, csr_key_fingerprint, generate_envoy_key_and_csr,
+    parse_fingerprint_prefix, sign_envoy_csr,
+};
 pub use error::PkiError;
 pub use inspect::{CertNames, cert_fingerprint_sha256, cert_names, envoy_name_from_cert};
 pub use tls::{client_tls_config, server_tls_config};

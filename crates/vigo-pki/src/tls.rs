@@ -148,8 +148,9 @@ mod tests {
     }
 
     fn envoy(ca: &CertifiedKey, name: &str) -> CertifiedKey {
-        let (key_pem, csr) = generate_envoy_key_and_csr(name).unwrap();
-        let cert_pem = sign_envoy_csr(ca, &csr, name, Duration::from_secs(3600)).unwrap();
+        let name = vigo_secrets::EnvoyName::parse(name).unwrap();
+        let (key_pem, csr) = generate_envoy_key_and_csr(&name).unwrap();
+        let cert_pem = sign_envoy_csr(ca, &csr, &name, Duration::from_secs(3600)).unwrap();
         CertifiedKey { cert_pem, key_pem }
     }
 
@@ -172,7 +173,7 @@ mod tests {
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .map(|cert| envoy_name_from_cert(cert).unwrap());
+                .map(|cert| envoy_name_from_cert(cert).unwrap().into_string());
             let mut byte = [0u8; 1];
             tls.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
             tls.write_all(&byte).await.map_err(|e| e.to_string())?;

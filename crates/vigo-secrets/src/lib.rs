@@ -14,7 +14,10 @@
 //!   configured by [`IsopassConfig`]) and [`MemoryProvider`] (tests,
 //!   benchmarks).
 //! - [`SecretError`]: what went wrong, never containing a secret value.
+//! - [`EnvoyName`]: a validated, lower-case envoy name, the one rule every
+//!   crate that handles envoy identities shares.
 
+mod envoy_name;
 mod error;
 mod isopass;
 mod local;
@@ -23,6 +26,7 @@ mod path;
 mod provider;
 mod value;
 
+pub use envoy_name::{EnvoyName, EnvoyNameError, MAX_ENVOY_NAME_LEN};
 pub use error::SecretError;
 pub use isopass::{IsopassConfig, IsopassProvider};
 pub use local::{LocalProvider, MasterKey};
