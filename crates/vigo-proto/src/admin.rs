@@ -72,6 +72,11 @@ pub struct EnvoyDetail {
     /// reporting the triggered resources applied, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_lag_ms: Option<u64>,
+    /// When the envoy last enforced its catalog and with what result:
+    /// `<time> N resources: A changed, B failed, C skipped, D unchanged`
+    /// (clean runs send no report; their check-ins tell of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
     /// The last report, per resource.
     #[serde(default)]
     pub last_report_resources: Vec<crate::ResourceReport>,

@@ -77,6 +77,7 @@ pub(crate) async fn show(
         last_rotation_lag_ms: record
             .last_rotation_lag
             .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
+        last_run: state.store().last_run(&name).await?.map(last_run_line),
         last_report_resources: last.as_ref().map(resource_reports).unwrap_or_default(),
     }))
 }
@@ -200,6 +201,21 @@ fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>) -> EnvoySummary {
         last_checkin: record.last_checkin_at.map(rfc3339),
         last_report: last.map(report_line),
     }
+}
+
+/// `<time> N resources: A changed, B failed, C skipped, D unchanged`: the
+/// envoy's last enforcement run.
+fn last_run_line(run: vigo_store::LastRunRecord) -> String {
+    let s = run.summary;
+    let total = s.changed + s.failed + s.skipped + s.unchanged;
+    format!(
+        "{} {total} resources: {} changed, {} failed, {} skipped, {} unchanged",
+        rfc3339(run.at),
+        s.changed,
+        s.failed,
+        s.skipped,
+        s.unchanged,
+    )
 }
 
 /// `<time> N resources: A changed, B failed, C skipped, D unchanged`, with

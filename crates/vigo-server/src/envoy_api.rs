@@ -28,7 +28,8 @@ use vigo_proto::{
 };
 use vigo_secrets::SecretPath;
 use vigo_store::{
-    CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, ReportSummary, StoreError, Timestamp,
+    CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, LastRunRecord, ReportSummary, StoreError,
+    Timestamp,
 };
 use zeroize::Zeroizing;
 
@@ -284,6 +285,9 @@ pub(crate) async fn checkin(
         .queued_triggers(name, envoy.queued_triggers as usize);
     let interval_secs = state.config().raw.checkin_interval.as_secs();
     let facts = serde_json::Value::Object(request.facts);
+    // A clean enforcement run sends no report: its time (server clock, from
+    // the age the envoy measured) and counts come with the next check-in.
+    let last_run = request.last_run.map(|run| last_run_record(at, &run));
 
     let current = request
         .fingerprint
@@ -292,7 +296,8 @@ pub(crate) async fn checkin(
         .is_some_and(|f| f.matches(&compiled.fingerprint));
     // Any queued trigger resends the catalog: one delivered but not yet
     // reported applied (a failed or interrupted run) is retried.
-    if current && !envoy.force_push && envoy.queued_triggers == 0 {
+    // An envoy that holds no catalog in memory (`full`) always gets it.
+    if current && !request.full && !envoy.force_push && envoy.queued_triggers == 0 {
         // The short answer's only write is the check-in time and facts,
         // which the server records in batches (see `CheckinBuffer`).
         state.checkins.push(CheckinRecord {
@@ -300,6 +305,7 @@ pub(crate) async fn checkin(
             facts,
             catalog_fingerprint: Some(compiled.fingerprint.as_str().to_owned()),
             at,
+            last_run,
         });
         state.metrics.checkin(CheckinResult::Unchanged);
         return Ok(Json(CheckinResponse::Unchanged { interval_secs }).into_response());
@@ -383,7 +389,13 @@ pub(crate) async fn checkin(
     }
     state
         .store()
-        .record_checkin(name, &facts, Some(compiled.fingerprint.as_str()), at)
+        .record_checkins(&[CheckinRecord {
+            name: envoy.name.clone(),
+            facts,
+            catalog_fingerprint: Some(compiled.fingerprint.as_str().to_owned()),
+            at,
+            last_run,
+        }])
         .await?;
     state.metrics.checkin(CheckinResult::Catalog);
     state.metrics.catalog_bytes(bytes.len());
@@ -398,6 +410,22 @@ pub(crate) async fn checkin(
         Body::from(Bytes::from_owner(ZeroizingBody(bytes))),
     )
         .into_response())
+}
+
+/// The last run an envoy told of, dated on the server's clock: `age_ms`
+/// before the check-in arrived (the two clocks need not agree).
+fn last_run_record(at: Timestamp, run: &vigo_proto::LastRun) -> LastRunRecord {
+    let age = i64::try_from(run.age_ms).unwrap_or(i64::MAX);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    LastRunRecord {
+        at: Timestamp::from_unix_millis(at.unix_millis().saturating_sub(age)),
+        summary: ReportSummary {
+            changed: count(run.summary.changed),
+            failed: count(run.summary.failed),
+            skipped: count(run.summary.skipped),
+            unchanged: count(run.summary.unchanged),
+        },
+    }
 }
 
 /// A response body wiped on drop.

@@ -141,6 +141,7 @@ fn details(d: &EnvoyDetail) -> String {
     line("certificate:", or_dash(d.cert_fingerprint.as_deref()));
     line("last check-in:", or_dash(s.last_checkin.as_deref()));
     line("last report:", or_dash(s.last_report.as_deref()));
+    line("last run:", or_dash(d.last_run.as_deref()));
     line(
         "force-push:",
         if d.force_push { "yes" } else { "no" }.to_owned(),
