@@ -91,6 +91,15 @@ pub enum StoreError {
         name: String,
     },
 
+    /// The envoy is approved, so it cannot be removed.
+    #[error(
+        "envoy '{name}' is approved; revoke it first (`vigocli envoys revoke {name}`), then remove it"
+    )]
+    EnvoyApproved {
+        /// The envoy name.
+        name: String,
+    },
+
     /// An enrollment token was refused.
     #[error("enrollment token refused: {reason}")]
     TokenRejected {

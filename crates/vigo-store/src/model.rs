@@ -56,6 +56,12 @@ impl Timestamp {
         Duration::from_millis(u64::try_from(millis).unwrap_or(0))
     }
 
+    /// This instant moved `by` earlier, saturating.
+    pub fn saturating_sub(self, by: Duration) -> Self {
+        let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(millis))
+    }
+
     /// This instant moved `by` later, saturating.
     pub fn saturating_add(self, by: Duration) -> Self {
         let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
@@ -129,8 +135,13 @@ pub struct EnvoyRecord {
     pub name: String,
     /// Enrollment state.
     pub status: EnvoyStatus,
-    /// The last certificate signing request it sent (PEM).
+    /// The certificate signing request it is bound to (PEM): the first one
+    /// it sent.
     pub csr_pem: Option<String>,
+    /// SHA-256 (hex) of that request's public key: what the operator
+    /// compares before approving. `None` for requests stored before
+    /// migration 0003.
+    pub key_fingerprint: Option<String>,
     /// SHA-256 (hex) of the certificate issued to it.
     pub cert_fingerprint: Option<String>,
     /// The certificate issued to it (PEM).

@@ -10,9 +10,11 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, LastRunRecord,
-    ReportSummary, RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
+    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
+    RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
+
+use vigo_store::{EnrollmentRecorded, EnrollmentRequest, LastRunRecord, PendingLimits};
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
 
@@ -147,6 +149,10 @@ contract!(
     audit_log_filters_by_prefix,
     deliveries_filter_by_envoy_and_path,
     migrations_are_idempotent,
+    issue_12_pending_requests_stay_bound_to_the_first_key,
+    issue_12_pending_requests_are_capped,
+    issue_12_pending_requests_expire,
+    issue_12_remove_deletes_pending_and_revoked_envoys_only,
     issue_12_rotation_commit_claims_and_queues_together,
     issue_12_rotation_commit_failing_midway_records_nothing,
     issue_12_concurrent_rotation_commits_claim_once,
@@ -173,7 +179,11 @@ async fn enrollment_flow(db: &TestDb) {
         .upsert_enrollment_request("web1.example.com", "CSR-2", t(5))
         .await
         .expect("second request");
-    assert_eq!(again.csr_pem.as_deref(), Some("CSR-2"));
+    assert_eq!(
+        again.csr_pem.as_deref(),
+        Some("CSR-1"),
+        "a pending request stays bound to the first one"
+    );
     assert_eq!(again.enrolled_at, t(0), "first request time is kept");
 
     let approved = store
@@ -1095,6 +1105,195 @@ async fn issue_12_queued_trigger_counts_cover_every_envoy(db: &TestDb) {
             ("p".to_owned(), 0)
         ]
     );
+}
+
+// --- enrollment binding, caps, expiry and removal (issue 12) -------------------
+
+fn request<'a>(name: &'a str, key: &'a str, source: &'a str, at: i64) -> EnrollmentRequest<'a> {
+    EnrollmentRequest {
+        name,
+        csr_pem: key,
+        key_fingerprint: key,
+        source,
+        at: t(at),
+    }
+}
+
+async fn issue_12_pending_requests_stay_bound_to_the_first_key(db: &TestDb) {
+    let store = &db.store;
+    let created = store
+        .record_enrollment_request(&request("web1", "KEY-A", "10.0.0.1", 0), None)
+        .await
+        .expect("first request");
+    let EnrollmentRecorded::Created(record) = created else {
+        panic!("expected a new pending envoy, got {created:?}");
+    };
+    assert_eq!(record.status, EnvoyStatus::Pending);
+    assert_eq!(record.key_fingerprint.as_deref(), Some("KEY-A"));
+    assert_eq!(record.csr_pem.as_deref(), Some("KEY-A"));
+
+    // Another key for the same name changes nothing.
+    let second = store
+        .record_enrollment_request(&request("web1", "KEY-EVIL", "10.6.6.6", 5), None)
+        .await
+        .expect("second request");
+    let EnrollmentRecorded::Existing(existing) = second else {
+        panic!("expected the existing envoy, got {second:?}");
+    };
+    assert_eq!(existing.key_fingerprint.as_deref(), Some("KEY-A"));
+    assert_eq!(existing.csr_pem.as_deref(), Some("KEY-A"));
+    assert_eq!(existing.enrolled_at, t(0));
+    let after = store
+        .upsert_enrollment_request("web1", "CSR-EVIL", t(6))
+        .await
+        .expect("upsert");
+    assert_eq!(after.csr_pem.as_deref(), Some("KEY-A"));
+
+    // Approval keeps the bound fingerprint.
+    let approved = store
+        .approve_envoy("web1", "CERT", "CF", t(7))
+        .await
+        .expect("approve");
+    assert_eq!(approved.key_fingerprint.as_deref(), Some("KEY-A"));
+}
+
+async fn issue_12_pending_requests_are_capped(db: &TestDb) {
+    let store = &db.store;
+    let limits = PendingLimits {
+        total: 3,
+        per_source: 2,
+        window: Duration::from_secs(60),
+    };
+    let ask = |name: &'static str, source: &'static str, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .record_enrollment_request(&request(name, name, source, at), Some(&limits))
+                .await
+                .expect("request")
+        }
+    };
+    assert!(matches!(
+        ask("a", "s1", 0).await,
+        EnrollmentRecorded::Created(_)
+    ));
+    assert!(matches!(
+        ask("b", "s1", 1).await,
+        EnrollmentRecorded::Created(_)
+    ));
+    assert_eq!(ask("c", "s1", 2).await, EnrollmentRecorded::SourceLimit);
+    // Polling again for a name already pending is no new request.
+    assert!(matches!(
+        ask("a", "s1", 3).await,
+        EnrollmentRecorded::Existing(_)
+    ));
+    // Another source, and the same source once the minute has passed.
+    assert!(matches!(
+        ask("c", "s2", 4).await,
+        EnrollmentRecorded::Created(_)
+    ));
+    assert_eq!(ask("d", "s1", 61_000).await, EnrollmentRecorded::TotalLimit);
+    assert_eq!(ask("d", "s3", 61_000).await, EnrollmentRecorded::TotalLimit);
+    // Approved envoys do not count; requests with a token are not capped.
+    store
+        .approve_envoy("a", "C", "F", t(62_000))
+        .await
+        .expect("approve");
+    assert!(matches!(
+        ask("d", "s1", 62_001).await,
+        EnrollmentRecorded::Created(_)
+    ));
+    let token = store
+        .record_enrollment_request(&request("e", "e", "s1", 62_002), None)
+        .await
+        .expect("token request");
+    assert!(matches!(token, EnrollmentRecorded::Created(_)));
+    let pending = store
+        .list_envoys()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|e| e.status == EnvoyStatus::Pending)
+        .count();
+    assert_eq!(pending, 4);
+}
+
+async fn issue_12_pending_requests_expire(db: &TestDb) {
+    let store = &db.store;
+    for (name, at) in [("old", 0), ("new", 10), ("kept", 0)] {
+        store
+            .record_enrollment_request(&request(name, name, "s", at), None)
+            .await
+            .expect("request");
+    }
+    store
+        .approve_envoy("kept", "C", "F", t(1))
+        .await
+        .expect("approve");
+    let expired = store.expire_pending(t(5)).await.expect("expire");
+    assert_eq!(expired, ["old"]);
+    assert!(store.envoy("old").await.expect("read").is_none());
+    assert!(store.envoy("new").await.expect("read").is_some());
+    assert!(store.envoy("kept").await.expect("read").is_some());
+    assert!(store.expire_pending(t(5)).await.expect("again").is_empty());
+}
+
+async fn issue_12_remove_deletes_pending_and_revoked_envoys_only(db: &TestDb) {
+    let store = &db.store;
+    for name in ["pending", "revoked", "approved"] {
+        store
+            .record_enrollment_request(&request(name, name, "s", 0), None)
+            .await
+            .expect("request");
+    }
+    for name in ["revoked", "approved"] {
+        store
+            .approve_envoy(name, "C", "F", t(1))
+            .await
+            .expect("approve");
+    }
+    let api = path("vigo/api/key");
+    store
+        .queue_triggers("revoked", &[("svc", &api)], t(2))
+        .await
+        .expect("queue");
+    store.revoke_envoy("revoked", t(3)).await.expect("revoke");
+
+    assert_eq!(
+        store.remove_envoy("pending").await.expect("remove"),
+        ["pending"]
+    );
+    assert_eq!(
+        store.remove_envoy("revoked").await.expect("remove"),
+        ["revoked"]
+    );
+    assert!(
+        store
+            .triggers_for("revoked")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.remove_envoy("approved").await,
+        Err(StoreError::EnvoyApproved { name }) if name == "approved"
+    ));
+    assert!(store.envoy("approved").await.expect("read").is_some());
+    assert!(matches!(
+        store.remove_envoy("pending").await,
+        Err(StoreError::EnvoyNotFound { .. })
+    ));
+
+    // The name can enroll again, with another key.
+    let again = store
+        .record_enrollment_request(&request("revoked", "NEW-KEY", "s", 10), None)
+        .await
+        .expect("request");
+    let EnrollmentRecorded::Created(record) = again else {
+        panic!("expected a new pending envoy, got {again:?}");
+    };
+    assert_eq!(record.key_fingerprint.as_deref(), Some("NEW-KEY"));
+    assert_eq!(record.revoked_at, None);
 }
 
 async fn issue_11_the_last_run_comes_from_check_ins_and_reports(db: &TestDb) {
