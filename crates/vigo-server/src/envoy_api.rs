@@ -28,11 +28,12 @@ use vigo_proto::{
 };
 use vigo_secrets::SecretPath;
 use vigo_store::{
-    CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, LastRunRecord, ReportSummary, StoreError,
-    Timestamp,
+    CatalogSent, CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, LastRunRecord, ReportSummary,
+    StoreError, Timestamp,
 };
 use zeroize::Zeroizing;
 
+use crate::limits::MAX_REPORT_BYTES;
 use crate::metrics::{CheckinResult, EnrollmentResult};
 use crate::{AppError, AppState, CompiledCatalog, PeerCertificate, error_chain};
 
@@ -362,40 +363,29 @@ pub(crate) async fn checkin(
         })?);
     drop(answer);
 
-    if !flagged.is_empty() {
-        state
-            .store()
-            .mark_triggers_delivered(name, &flagged, at)
-            .await?;
-    }
     if !stale.is_empty() {
         // Triggers for resources the catalog no longer has can never be
         // applied; drop them rather than resend the catalog forever.
         tracing::info!(envoy = %name, resources = ?stale, "dropping triggers of removed resources");
-        state
-            .store()
-            .mark_triggers_delivered(name, &stale, at)
-            .await?;
-        state.store().clear_triggers(name, &stale, at).await?;
     }
-    if envoy.force_push {
-        state.store().set_force_push(&[name], false).await?;
-    }
-    for (path, version) in &deliveries {
-        state
-            .store()
-            .record_delivery(name, path, *version, at)
-            .await?;
-    }
+    // One transaction: a crash or a database error leaves either all of
+    // this recorded or none (the triggers then stay undelivered and the
+    // next check-in gets the catalog again).
     state
         .store()
-        .record_checkins(&[CheckinRecord {
-            name: envoy.name.clone(),
-            facts,
-            catalog_fingerprint: Some(compiled.fingerprint.as_str().to_owned()),
-            at,
-            last_run,
-        }])
+        .record_catalog_sent(&CatalogSent {
+            checkin: CheckinRecord {
+                name: envoy.name.clone(),
+                facts,
+                catalog_fingerprint: Some(compiled.fingerprint.as_str().to_owned()),
+                at,
+                last_run,
+            },
+            delivered: flagged.iter().map(|r| (*r).to_owned()).collect(),
+            dropped: stale.iter().map(|r| (*r).to_owned()).collect(),
+            clear_force_push: envoy.force_push,
+            deliveries,
+        })
         .await?;
     state.metrics.checkin(CheckinResult::Catalog);
     state.metrics.catalog_bytes(bytes.len());
@@ -449,31 +439,44 @@ impl AsRef<[u8]> for ZeroizingBody {
 
 // --- report --------------------------------------------------------------------------
 
-/// `POST /v1/report`.
+/// `POST /v1/report`. The body is read only after the certificate is
+/// checked, and only up to [`MAX_REPORT_BYTES`] (413 beyond). Each envoy
+/// may store [`REPORT_BURST`](crate::REPORT_BURST) reports at once and one
+/// per [`REPORT_REFILL`](crate::REPORT_REFILL) after: beyond that the
+/// report is not stored (429), though the triggers it reports applied are
+/// still cleared, so a limited envoy never runs a rotation twice.
 pub(crate) async fn report(
     State(state): State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode, AppError> {
     let envoy = authenticate(&state, peer.as_deref()).await?;
     let name = envoy.name.as_str();
+    let body = read_limited(body, MAX_REPORT_BYTES).await.inspect_err(|e| {
+        if matches!(e, AppError::PayloadTooLarge(_)) {
+            tracing::warn!(envoy = %name, limit = MAX_REPORT_BYTES, "report refused: too large");
+        }
+    })?;
     let request: ReportRequest =
         parse_json(&body, "expected {\"fingerprint\":\"...\",\"report\":{...}}")?;
     let report = &request.report;
     let at = Timestamp::now();
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let summary = ReportSummary {
-        changed: count(report.summary.changed),
-        failed: count(report.summary.failed),
-        skipped: count(report.summary.skipped),
-        unchanged: count(report.summary.unchanged),
-    };
-    let stored = serde_json::to_value(&request)
-        .map_err(|e| AppError::Internal(format!("re-encoding a report of '{name}': {e}")))?;
-    state
-        .store()
-        .insert_report(name, at, summary, report.noop, &stored)
-        .await?;
+    let admitted = state.reports.admit(name, std::time::Instant::now());
+    if admitted.is_ok() {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let summary = ReportSummary {
+            changed: count(report.summary.changed),
+            failed: count(report.summary.failed),
+            skipped: count(report.summary.skipped),
+            unchanged: count(report.summary.unchanged),
+        };
+        let stored = serde_json::to_value(&request)
+            .map_err(|e| AppError::Internal(format!("re-encoding a report of '{name}': {e}")))?;
+        state
+            .store()
+            .insert_report(name, at, summary, report.noop, &stored)
+            .await?;
+    }
     if !report.noop && !report.secret_triggered_applied.is_empty() {
         let applied: Vec<&str> = report
             .secret_triggered_applied
@@ -487,7 +490,44 @@ pub(crate) async fn report(
         let left = state.store().triggers_for(name).await?;
         state.metrics.queued_triggers(name, left.len());
     }
+    if let Err(wait) = admitted {
+        tracing::warn!(envoy = %name, "report not stored: the envoy sends reports faster than allowed");
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "envoy '{name}' sent more than {} reports in a short time; this report was not stored (its applied triggers were cleared)",
+                crate::REPORT_BURST
+            ),
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads a request body of at most `limit` bytes: a larger one (by its
+/// `Content-Length`, or as it arrives) is a 413, and is not read further.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, AppError> {
+    use axum::body::HttpBody;
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "a report may be at most {limit} bytes; this one was not stored"
+        ))
+    };
+    if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| AppError::BadRequest(format!("reading the report: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 // --- wait ----------------------------------------------------------------------------

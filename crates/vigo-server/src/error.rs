@@ -109,6 +109,16 @@ pub enum AppError {
     /// The request conflicts with what the server holds (409), e.g. a name
     /// already enrolled with another key.
     Conflict(String),
+    /// The request body is larger than the route accepts (413).
+    PayloadTooLarge(String),
+    /// The caller sent more requests than allowed (429); retry after the
+    /// given number of seconds.
+    TooManyRequests {
+        /// What was limited and what happened to the request.
+        message: String,
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u64,
+    },
     /// Something failed on the server (500); the cause is logged only.
     Internal(String),
 }
@@ -130,6 +140,16 @@ impl AppError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            Self::PayloadTooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                m.clone(),
+            ),
+            Self::TooManyRequests { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                message.clone(),
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -153,6 +173,14 @@ impl IntoResponse for AppError {
             }),
         )
             .into_response();
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

@@ -4,27 +4,53 @@
 //! global one), so two servers in one process (tests) keep separate counts.
 //! Metric names and meanings are documented in `docs/operations.md`.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use vigo_store::{Store, StoreError};
 
 /// `vigo_checkins_total{result}`: check-ins answered, by answer.
 pub const CHECKINS: &str = "vigo_checkins_total";
-/// `vigo_compile_seconds`: time to compile one envoy's catalog.
+/// `vigo_compile_seconds`: time to compile one envoy's catalog (a
+/// histogram with [`COMPILE_BUCKETS`]).
 pub const COMPILE_SECONDS: &str = "vigo_compile_seconds";
-/// `vigo_catalog_bytes`: size of each catalog answer sent.
+/// `vigo_catalog_bytes`: size of each catalog answer sent (a histogram with
+/// [`CATALOG_BUCKETS`]).
 pub const CATALOG_BYTES: &str = "vigo_catalog_bytes";
-/// `vigo_queued_triggers{envoy}`: rotation triggers waiting for an envoy.
+/// `vigo_queued_triggers{envoy}`: resources with rotation triggers waiting
+/// for an envoy, read from the store at each scrape.
 pub const QUEUED_TRIGGERS: &str = "vigo_queued_triggers";
 /// `vigo_enrollments_total{result}`: enrollment requests, by outcome.
 pub const ENROLLMENTS: &str = "vigo_enrollments_total";
 /// `vigo_rotation_lag_seconds{envoy}`: queue-to-applied time of an envoy's
 /// last cleared triggers.
 pub const ROTATION_LAG: &str = "vigo_rotation_lag_seconds";
+
+/// Upper bounds (seconds) of the `vigo_compile_seconds` buckets.
+pub const COMPILE_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Upper bounds (bytes) of the `vigo_catalog_bytes` buckets.
+pub const CATALOG_BUCKETS: &[f64] = &[
+    256.0,
+    1_024.0,
+    4_096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+];
 
 /// How a check-in was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +92,35 @@ impl EnrollmentResult {
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The envoys `vigo_queued_triggers` was last set for from the store.
+    trigger_envoys: Mutex<BTreeSet<String>>,
 }
 
 impl Metrics {
     /// A fresh recorder with every metric described.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Histograms, not summaries: bucket counts only ever grow, so they
+        // add up across scrapes and replicas (a summary's quantiles cover a
+        // sliding window and can contradict each other).
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(COMPILE_SECONDS.to_owned()), COMPILE_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(CATALOG_BYTES.to_owned()), CATALOG_BUCKETS)
+            })
+            // Fails only for an empty bucket list; these are constants.
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let this = Self { recorder, handle };
+        let this = Self {
+            recorder,
+            handle,
+            trigger_envoys: Mutex::new(BTreeSet::new()),
+        };
         this.record(|| {
             describe_counter!(CHECKINS, "Check-ins answered, by answer (unchanged or catalog).");
             describe_histogram!(COMPILE_SECONDS, Unit::Seconds, "Time to compile one envoy's catalog.");
             describe_histogram!(CATALOG_BYTES, Unit::Bytes, "Size of each catalog answer sent to an envoy.");
-            describe_gauge!(QUEUED_TRIGGERS, "Rotation triggers queued for an envoy at its last check-in or report.");
+            describe_gauge!(QUEUED_TRIGGERS, "Resources with rotation triggers waiting for the envoy (read from the database at each scrape).");
             describe_counter!(ENROLLMENTS, "Enrollment requests, by outcome.");
             describe_gauge!(ROTATION_LAG, Unit::Seconds, "Time from a rotation to the envoy reporting the triggered resources applied (last rotation).");
         });
@@ -130,7 +172,38 @@ impl Metrics {
         self.record(|| gauge!(ROTATION_LAG, "envoy" => envoy).set(lag.as_secs_f64()));
     }
 
-    /// Drains histogram samples into their summaries; call regularly so
+    /// Sets `vigo_queued_triggers` of every envoy that is not revoked from
+    /// the store (zero included), so an envoy that is down still shows the
+    /// triggers waiting for it. A gauge of an envoy no longer listed drops
+    /// to zero.
+    pub async fn refresh_queued_triggers(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let counts = store.queued_trigger_counts().await?;
+        let mut known = self
+            .trigger_envoys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let listed: BTreeSet<String> = counts.iter().map(|(name, _)| name.clone()).collect();
+        for gone in known.difference(&listed) {
+            self.queued_triggers(gone, 0);
+        }
+        for (name, count) in &counts {
+            self.queued_triggers(name, *count as usize);
+        }
+        *known = listed;
+        Ok(())
+    }
+
+    /// [`render`](Metrics::render) after
+    /// [`refresh_queued_triggers`](Metrics::refresh_queued_triggers); a
+    /// store failure is logged and the last known counts are rendered.
+    pub async fn render_with_store(&self, store: &dyn Store) -> String {
+        if let Err(e) = self.refresh_queued_triggers(store).await {
+            tracing::warn!(error = %crate::error_chain(&e), "metrics: cannot read queued triggers");
+        }
+        self.render()
+    }
+
+    /// Drains histogram samples into their buckets; call regularly so
     /// they do not grow between scrapes.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
@@ -192,8 +265,15 @@ mod tests {
             text.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 2"),
             "{text}"
         );
-        assert!(text.contains("vigo_compile_seconds"), "{text}");
-        assert!(text.contains("vigo_catalog_bytes"), "{text}");
+        assert!(
+            text.contains("vigo_compile_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigo_catalog_bytes_bucket{le=\"4096\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile="), "no summaries: {text}");
         assert!(!two.render().contains("vigo_checkins_total{"));
     }
 }

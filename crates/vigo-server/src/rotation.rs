@@ -13,11 +13,16 @@
 //!    old one is drained and closed);
 //! 3. compiles each approved envoy's catalog and finds those that reference a
 //!    changed secret;
-//! 4. queues `_secret_triggered` for each of their resources whose
-//!    `watch_secret` lists the path, and sets force-push — both in the store,
-//!    so a restart loses nothing and every replica sees them;
-//! 5. wakes those envoys' wait channels, and records versions and the audit
-//!    trail (numbers only).
+//! 4. in one store transaction, claims the new versions (with the audit
+//!    trail, numbers only), queues `_secret_triggered` for each resource whose
+//!    `watch_secret` lists a claimed path, and sets force-push — all or
+//!    nothing, so a crash or a database error at any point either leaves the
+//!    old version recorded (the start-up comparison runs the flow again) or
+//!    every trigger queued, and every replica sees them;
+//! 5. wakes those envoys' wait channels.
+//!
+//! Test builds (`test-hooks`) have fault points between these steps (see
+//! `vigo_store::fault`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,7 +39,7 @@ use vigo_proto::admin::{
     History, HistoryEntry, SecretChanged, SecretChangedAnswer, SecretUser, WhoUses,
 };
 use vigo_secrets::SecretPath;
-use vigo_store::{AuditEvent, EnvoyStatus, Timestamp};
+use vigo_store::{EnvoyRotation, EnvoyStatus, RotationClaim, Timestamp};
 
 use crate::admin_api::rfc3339;
 use crate::watcher::SubmitChanges;
@@ -220,9 +225,7 @@ async fn run_flow(
     let store = state.store();
     let now = Timestamp::now();
 
-    // Claim each change in the shared store: when several replicas learn
-    // of the same version (each one's watcher), only the first queues
-    // triggers; the others have reloaded and stop here.
+    vigo_store::fault::point("rotation.after_reload").await?;
     let path_list: Vec<SecretPath> = paths.iter().cloned().collect();
     let versions = state.provider.versions(&path_list).await.map_err(|e| {
         RotationError::Failed(format!(
@@ -230,34 +233,21 @@ async fn run_flow(
             crate::error_chain(&e)
         ))
     })?;
-    let mut claimed: BTreeSet<SecretPath> = BTreeSet::new();
-    for (actor, actor_paths) in actors {
-        for path in actor_paths {
-            match versions.get(path) {
-                Some(&version) => {
-                    if store.set_secret_version(path, version, now).await? {
-                        store
-                            .record_secret_change(actor, path, version, AuditEvent::Changed, now)
-                            .await?;
-                        claimed.insert(path.clone());
-                    }
-                }
-                None => {
-                    store.remove_secret_version(path).await?;
-                    store
-                        .record_secret_change(actor, path, 0, AuditEvent::Deleted, now)
-                        .await?;
-                    claimed.insert(path.clone());
-                }
-            }
-        }
-    }
-    let mut answer = SecretChangedAnswer::default();
-    if claimed.is_empty() {
-        tracing::info!(paths = %join_paths(&path_list), "rotation already handled for these versions; reloaded only");
-        return Ok(answer);
-    }
+    let claims: Vec<RotationClaim> = actors
+        .iter()
+        .flat_map(|(actor, actor_paths)| {
+            actor_paths.iter().map(|path| RotationClaim {
+                path: path.clone(),
+                version: versions.get(path).copied(),
+                actor: (*actor).to_owned(),
+            })
+        })
+        .collect();
+    vigo_store::fault::point("rotation.after_versions").await?;
 
+    // What each approved envoy that references a changed path would get,
+    // worked out before anything is recorded.
+    let mut envoys: Vec<EnvoyRotation> = Vec::new();
     for envoy in store.list_envoys().await? {
         if envoy.status != EnvoyStatus::Approved {
             continue;
@@ -269,31 +259,45 @@ async fn run_flow(
                 continue;
             }
         };
-        let mut referenced = false;
-        let mut triggers: Vec<(&str, &SecretPath)> = Vec::new();
-        for path in &claimed {
-            referenced |=
-                compiled.index.uses.contains_key(path) || compiled.index.watches.contains_key(path);
+        let mut rotation = EnvoyRotation {
+            envoy: envoy.name.clone(),
+            ..EnvoyRotation::default()
+        };
+        for path in paths {
+            if compiled.index.uses.contains_key(path) || compiled.index.watches.contains_key(path)
+            {
+                rotation.references.push(path.clone());
+            }
             for resource in compiled.index.watches.get(path).into_iter().flatten() {
-                triggers.push((resource.as_str(), path));
+                rotation.triggers.push((resource.clone(), path.clone()));
             }
         }
-        if !referenced {
-            continue;
+        if !rotation.references.is_empty() {
+            envoys.push(rotation);
         }
-        if !triggers.is_empty() {
-            store.queue_triggers(&envoy.name, &triggers, now).await?;
-        }
-        answer.triggers += triggers.len() as u64;
-        answer.envoys.push(envoy.name.clone());
     }
-    let names: Vec<&str> = answer.envoys.iter().map(String::as_str).collect();
-    if !names.is_empty() {
-        store.set_force_push(&names, true).await?;
+    vigo_store::fault::point("rotation.before_commit").await?;
+
+    // Claim each change together with its triggers and force-push, in one
+    // transaction: when several replicas learn of the same version (each
+    // one's watcher), only the first queues triggers and the others have
+    // reloaded and stop here; a crash or a database error before the commit
+    // leaves the old version recorded, so the start-up comparison of
+    // versions runs the flow again.
+    let outcome = store.commit_rotation(&claims, &envoys, now).await?;
+    let mut answer = SecretChangedAnswer::default();
+    if outcome.claimed.is_empty() {
+        tracing::info!(paths = %join_paths(&path_list), "rotation already handled for these versions; reloaded only");
+        return Ok(answer);
     }
-    for name in &names {
+    vigo_store::fault::point("rotation.after_commit").await?;
+    for name in &outcome.envoys {
         state.waiters.wake(name);
     }
+    vigo_store::fault::point("rotation.after_wake").await?;
+    answer.triggers = outcome.triggers;
+    answer.envoys = outcome.envoys;
+    let claimed = outcome.claimed;
     tracing::info!(
         paths = %join_paths(&claimed),
         envoys = answer.envoys.len(),

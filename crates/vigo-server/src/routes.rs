@@ -51,7 +51,7 @@ async fn healthz() -> &'static str {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render_with_store(&*state.store()).await,
     )
 }
 

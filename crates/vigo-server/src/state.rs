@@ -95,6 +95,8 @@ pub struct State {
     pub rotation: RotationQueue,
     /// Unchanged check-ins waiting to be written.
     pub checkins: CheckinBuffer,
+    /// How many reports each envoy may still store (`limits.rs`).
+    pub reports: crate::limits::ReportLimiter,
     /// Held while the config and repository are reloaded.
     pub(crate) reloading: tokio::sync::Mutex<()>,
     catalogs: CatalogCache,
@@ -214,6 +216,7 @@ impl AppState {
             metrics: Metrics::new(),
             rotation,
             checkins: CheckinBuffer::default(),
+            reports: crate::limits::ReportLimiter::default(),
             reloading: tokio::sync::Mutex::new(()),
             catalogs: CatalogCache::default(),
         }));
