@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -87,21 +88,37 @@ const NOT_APPLIED: &str = "not applied: the envoy was told to stop";
 /// apply of this engine returns at once with nothing applied (the process is
 /// on its way out).
 #[derive(Debug, Clone)]
-pub struct CancelHandle(Arc<watch::Sender<bool>>);
+pub struct CancelHandle(Arc<CancelState>);
+
+#[derive(Debug)]
+struct CancelState {
+    stop: watch::Sender<bool>,
+    /// An apply left resources unapplied because of the stop.
+    cut_short: AtomicBool,
+}
 
 impl CancelHandle {
     fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(false)))
+        Self(Arc::new(CancelState {
+            stop: watch::Sender::new(false),
+            cut_short: AtomicBool::new(false),
+        }))
     }
 
     /// Stops the engine (see the type's documentation).
     pub fn cancel(&self) {
-        self.0.send_replace(true);
+        self.0.stop.send_replace(true);
     }
 
     /// Whether [`cancel`](Self::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
+        *self.0.stop.borrow()
+    }
+
+    /// Whether the stop cut an apply short: a command was killed or a
+    /// resource left unapplied (the binary then exits non-zero).
+    pub fn cut_short(&self) -> bool {
+        self.0.cut_short.load(Ordering::Relaxed)
     }
 }
 
@@ -202,7 +219,7 @@ impl Engine {
         let mut triggered_applied = Vec::new();
         // A converged run changes no record: then the file is not rewritten.
         let state_before = self.state.data().clone();
-        let mut stop = self.cancel.0.subscribe();
+        let mut stop = self.cancel.0.stop.subscribe();
 
         for &i in &plan.order {
             let resource = &catalog.resources[i];
@@ -211,6 +228,7 @@ impl Engine {
                 .iter()
                 .find(|&&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
             let outcome = if *stop.borrow() {
+                self.cancel.0.cut_short.store(true, Ordering::Relaxed);
                 Outcome::failed(NOT_APPLIED)
             } else if let Some(reason) = &plan.invalid[i] {
                 Outcome::failed(reason.clone())
@@ -243,7 +261,10 @@ impl Engine {
                 tokio::select! {
                     biased;
                     outcome = apply_one(&resource.kind, resource.when, &ctx) => outcome,
-                    _ = stop.wait_for(|stopped| *stopped) => Outcome::failed(INTERRUPTED),
+                    _ = stop.wait_for(|stopped| *stopped) => {
+                        self.cancel.0.cut_short.store(true, Ordering::Relaxed);
+                        Outcome::failed(INTERRUPTED)
+                    }
                 }
             };
 
