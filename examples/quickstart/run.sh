@@ -69,8 +69,20 @@ cat /tmp/vigo-quickstart/motd
 step "the catalog as the server compiles it (secrets shown as references)"
 cli catalog quickstart.local
 
-step "a second run changes nothing"
+step "a second run checks every resource again and changes nothing"
 "$bin/vigoenvoy" --config "$envoy/envoy.yaml" run --once
+
+step "drift: delete the motd, chmod the secret file 0644 and edit it by hand"
+rm /tmp/vigo-quickstart/motd
+chmod 644 /tmp/vigo-quickstart/app.conf
+echo "# edited by hand" >>/tmp/vigo-quickstart/app.conf
+
+step "vigoenvoy run --once --noop: what differs (secret content never shown), nothing changed"
+"$bin/vigoenvoy" --config "$envoy/envoy.yaml" run --once --noop
+
+step "vigoenvoy run --once: the drift is repaired (and app-reload runs once)"
+"$bin/vigoenvoy" --config "$envoy/envoy.yaml" run --once
+ls -l /tmp/vigo-quickstart
 
 if [ "$keep_serving" = yes ]; then
   cat <<TXT
