@@ -62,34 +62,70 @@ impl Scrubber {
         out
     }
 
-    /// Scrubs text that is the tail of a longer output: besides whole
-    /// values, a piece at the very start that is the end of a secret (the
-    /// beginning of which was cut off) is replaced too.
-    pub fn scrub_tail(&self, text: &str) -> String {
+    /// The text of captured command output, scrubbed, then cut to at most
+    /// `limit` bytes (its end kept) at a character boundary.
+    ///
+    /// Scrubbing works on the raw bytes before anything is decoded or cut:
+    /// when `truncated` (the capture dropped the output's beginning), a
+    /// leading piece that is the end of a secret value whose beginning was
+    /// dropped is replaced too, even when the cut fell inside one of the
+    /// value's characters. Only then is the text decoded (lossily) and cut,
+    /// since replacing short values can make it longer than the capture.
+    pub fn scrub_output(&self, bytes: &[u8], truncated: bool, limit: usize) -> String {
         let mut start = 0;
-        for value in &self.values {
-            // Longest cut-off suffix of the value that the text starts with.
-            let found = value
-                .char_indices()
-                .skip(1)
-                .map(|(i, _)| &value[i..])
-                .find(|suffix| text.starts_with(suffix));
-            if let Some(suffix) = found {
-                start = start.max(suffix.len());
+        if truncated {
+            for value in &self.values {
+                let value = value.as_bytes();
+                // Longest proper suffix of the value the output starts with.
+                if let Some(i) = (1..value.len()).find(|&i| bytes.starts_with(&value[i..])) {
+                    start = start.max(value.len() - i);
+                }
             }
         }
-        if start == 0 {
-            return self.scrub(text);
+        let mut work = Zeroizing::new(Vec::with_capacity(bytes.len() + REDACTED.len()));
+        if start > 0 {
+            work.extend_from_slice(REDACTED.as_bytes());
         }
-        let mut out = String::from(REDACTED);
-        out.push_str(&self.scrub(&text[start..]));
-        out
+        work.extend_from_slice(&bytes[start..]);
+        for value in &self.values {
+            if let Some(replaced) = replace_all(&work, value.as_bytes()) {
+                work = replaced;
+            }
+        }
+        let text = Zeroizing::new(String::from_utf8_lossy(&work).into_owned());
+        let mut cut = text.len().saturating_sub(limit);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text[cut..].to_owned()
     }
 
     /// Whether there is nothing to scrub.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+}
+
+/// `haystack` with every `needle` replaced by [`REDACTED`], or `None` when
+/// there is none. Works on bytes so that output which is not valid UTF-8
+/// is scrubbed before it is decoded.
+fn replace_all(haystack: &[u8], needle: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let first = *needle.first()?;
+    let found = |at: usize| haystack[at..].starts_with(needle);
+    let mut at = (0..haystack.len()).find(|&i| haystack[i] == first && found(i))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(haystack.len()));
+    let mut copied = 0;
+    loop {
+        out.extend_from_slice(&haystack[copied..at]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        copied = at + needle.len();
+        match (copied..haystack.len()).find(|&i| haystack[i] == first && found(i)) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(&haystack[copied..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -129,10 +165,53 @@ mod tests {
     fn a_cut_off_value_at_the_start_of_a_tail_is_removed() {
         let s = scrubber(&["canary-1234"]);
         assert_eq!(
-            s.scrub_tail("1234 rest canary-1234"),
+            s.scrub_output(b"1234 rest canary-1234", true, 100),
             "[REDACTED] rest [REDACTED]"
         );
-        assert_eq!(s.scrub_tail("plain"), "plain");
+        assert_eq!(s.scrub_output(b"plain", true, 100), "plain");
+        // Not truncated: the output's start is the real start.
+        assert_eq!(s.scrub_output(b"1234 x", false, 100), "1234 x");
+    }
+
+    #[test]
+    fn issue_12_item_9_a_cut_inside_a_character_is_still_scrubbed() {
+        let secret = "€uro-canary";
+        let s = scrubber(&[secret]);
+        for cut in 1..secret.len() {
+            let mut bytes = secret.as_bytes()[cut..].to_vec();
+            bytes.extend_from_slice(" after ".as_bytes());
+            bytes.extend_from_slice(secret.as_bytes());
+            assert_eq!(
+                s.scrub_output(&bytes, true, 1000),
+                "[REDACTED] after [REDACTED]",
+                "cut at byte {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn issue_12_item_9_invalid_utf8_around_a_value_does_not_hide_it() {
+        let s = scrubber(&["hunter2"]);
+        let mut bytes = vec![0xff, 0xe2, 0x82];
+        bytes.extend_from_slice(b"hunter2");
+        bytes.push(0xc3);
+        assert_eq!(
+            s.scrub_output(&bytes, false, 1000),
+            "\u{FFFD}\u{FFFD}[REDACTED]\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn issue_12_item_9_the_cut_comes_after_scrubbing_at_a_boundary() {
+        let s = scrubber(&["k9"]);
+        // 22 bytes once scrubbed; the last 21 would start inside the é.
+        let out = s.scrub_output("ék9k9".as_bytes(), false, 21);
+        assert_eq!(out, "[REDACTED][REDACTED]");
+        assert_eq!(
+            s.scrub_output("ék9k9".as_bytes(), false, 22),
+            "é[REDACTED][REDACTED]"
+        );
+        assert_eq!(s.scrub_output(b"k9", false, 0), "");
     }
 
     #[test]

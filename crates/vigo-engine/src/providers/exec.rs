@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::{Context, Outcome, output_excerpt, show_command};
 use crate::atomic::random_suffix;
-use crate::command::{self, Capture, Exit, Finished, Invocation};
+use crate::command::{self, CAPTURE_LIMIT, Capture, Exit, Finished, Invocation};
 use crate::report::{CommandOutput, Status};
 use crate::scrub::Scrubber;
 
@@ -162,12 +162,7 @@ pub(super) fn scrubbed_output(finished: &Finished, scrubber: &Scrubber) -> Comma
 }
 
 fn scrub_capture(capture: &Capture, scrubber: &Scrubber) -> String {
-    let text = Zeroizing::new(String::from_utf8_lossy(&capture.bytes).into_owned());
-    if capture.truncated {
-        scrubber.scrub_tail(&text)
-    } else {
-        scrubber.scrub(&text)
-    }
+    scrubber.scrub_output(&capture.bytes, capture.truncated, CAPTURE_LIMIT)
 }
 
 /// A transient secret file, removed on drop.
