@@ -8,6 +8,8 @@
 //! | `POST /v1/admin/envoys/token` | → [`NewToken`] |
 //! | `POST /v1/admin/envoys/{name}/approve` | → [`EnvoySummary`] |
 //! | `POST /v1/admin/envoys/{name}/revoke` | → [`EnvoySummary`] |
+//! | `POST /v1/admin/config/reload` | → [`ConfigReloadAnswer`] |
+//! | `GET /v1/admin/config/status` | → [`ConfigStatus`] |
 
 use serde::{Deserialize, Serialize};
 use vigo_secrets::SecretPath;
@@ -132,4 +134,128 @@ pub struct SecretUser {
     pub uses: Vec<String>,
     /// Resources that re-run when it rotates (`watch_secret`).
     pub watches: Vec<String>,
+}
+
+/// One problem found while loading the config repository: a position in
+/// a file when there is one (`file:line:col`), the resource and envoy
+/// concerned, and what is wrong. Never a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigProblem {
+    /// The file, relative to `config_dir` (`modules/web.vgo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based line; absent for a whole-file problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// 1-based column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+    /// The resource concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The approved envoy whose catalog showed the problem, when it is one
+    /// envoy's compilation that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    /// `file:line:col: resource 'r': message (envoy e)`, leaving out what
+    /// is unknown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            f.write_str(file)?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(column) = self.column {
+                    write!(f, ":{column}")?;
+                }
+            }
+            f.write_str(": ")?;
+        }
+        if let Some(resource) = &self.resource {
+            write!(f, "resource '{resource}': ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(envoy) = &self.envoy {
+            write!(f, " (compiling for envoy '{envoy}')")?;
+        }
+        Ok(())
+    }
+}
+
+/// A revision of the config repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRevision {
+    /// SHA-256 (hex) over `nodes.vgo` and `modules/*.vgo`.
+    pub hash: String,
+    /// The commit `HEAD` named when `config_dir` is in a git checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// When the server loaded it, RFC 3339 UTC.
+    pub loaded_at: String,
+}
+
+/// `POST /v1/admin/config/reload`: the outcome of loading the config
+/// repository now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigReloadAnswer {
+    /// Whether the repository loaded, resolved and compiled for every
+    /// approved envoy, and now serves.
+    pub ok: bool,
+    /// The revision serving after the attempt (the last good one when it
+    /// failed).
+    pub serving: ConfigRevision,
+    /// Approved envoys whose catalog changed (their waits were woken).
+    #[serde(default)]
+    pub changed_envoys: Vec<String>,
+    /// Every problem found; empty when `ok`.
+    #[serde(default)]
+    pub errors: Vec<ConfigProblem>,
+}
+
+/// One load attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigAttempt {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// What asked: `startup`, `watcher`, `SIGHUP` or `cli`.
+    pub by: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// The last failed load attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigFailure {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// What asked: `watcher`, `SIGHUP` or `cli`.
+    pub by: String,
+    /// The content hash of what was on disk.
+    pub hash: String,
+    /// Every problem found.
+    pub errors: Vec<ConfigProblem>,
+}
+
+/// `GET /v1/admin/config/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// The config repository's folder.
+    pub config_dir: String,
+    /// Whether the server watches it for changes (otherwise only SIGHUP
+    /// and `config reload` deploy).
+    pub watching: bool,
+    /// The revision serving now.
+    pub serving: ConfigRevision,
+    /// What loaded it: `startup`, `watcher`, `SIGHUP` or `cli`.
+    pub loaded_by: String,
+    /// The last attempt, when there was one since the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<ConfigAttempt>,
+    /// The last failed attempt since the start, with its errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<ConfigFailure>,
 }

@@ -273,6 +273,17 @@ pub(crate) async fn checkin(
     peer: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    // SPEC 4.5: a check-in that starts after a change was queued (a
+    // `secrets set` that printed "Server notified", the start-up comparison
+    // of versions) is answered from the state its rotation leaves: wait for
+    // it, bounded; then answer with the last good state (triggers stay
+    // queued). Before `authenticate`, which reads force-push and triggers.
+    if !state.rotation.settled(crate::gate::ROTATION_WAIT).await {
+        tracing::warn!(
+            waited_secs = crate::gate::ROTATION_WAIT.as_secs(),
+            "a queued rotation is still running; answering a check-in with the last good state"
+        );
+    }
     let envoy = authenticate(&state, peer.as_deref()).await?;
     let request: CheckinRequest =
         parse_json(&body, "expected {\"fingerprint\":\"...\",\"facts\":{...}}")?;

@@ -9,6 +9,10 @@
 //!   secrets backend, the server's own [`ServerSecrets`], the store, the
 //!   config repository [`RepoSnapshot`], the [`Waiters`] of `/v1/wait` and
 //!   the [`Metrics`]).
+//! - [`reload`]: deploying a changed config repository (watcher, `SIGHUP`,
+//!   `vigocli config reload`) without a restart; [`supervise`] and
+//!   [`Health`]: the background tasks restarted when they fail, and
+//!   `/healthz`; [`RotationGate`]: check-ins wait for queued rotations.
 //! - [`router`]: the HTTP routes (enrollment, check-in, reports, the wait
 //!   channel, the admin API, `/metrics`); [`serve_tls`]: the HTTPS accept loop that
 //!   puts the client's verified certificate in each request as a
@@ -19,8 +23,10 @@
 mod admin_api;
 mod catalogs;
 mod checkins;
+mod deploy;
 mod envoy_api;
 mod error;
+mod gate;
 mod limits;
 mod listener;
 pub mod metrics;
@@ -29,21 +35,25 @@ mod rotation;
 mod routes;
 mod startup;
 mod state;
+mod supervise;
 mod waiters;
 mod watcher;
 
 pub use admin_api::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use catalogs::CompiledCatalog;
 pub use checkins::{CheckinBuffer, FLUSH_INTERVAL};
+pub use deploy::{RELOAD_QUIET, ReloadOutcome, ReloadSource, reload};
 pub use envoy_api::ENVOY_CERT_VALIDITY;
 pub use error::{AppError, ServerError, error_chain};
+pub use gate::{ROTATION_WAIT, RotationGate, Ticket};
 pub use limits::{MAX_REPORT_BYTES, REPORT_BURST, REPORT_REFILL, ReportLimiter};
 pub use listener::{ListenerLimits, PeerCertificate, serve_tls, serve_tls_with_limits};
 pub use metrics::Metrics;
-pub use repo::{RepoError, RepoSnapshot};
+pub use repo::{RepoError, RepoSnapshot, Revision};
 pub use rotation::{Actor, COALESCE_WINDOW, RotationError, RotationQueue, RotationWorker};
 pub use routes::{require_admin, router};
 pub use startup::{Server, shutdown_signal};
 pub use state::{AppState, ServerSecrets, State};
+pub use supervise::{FIRST_RESTART_PAUSE, Health, LONGEST_RESTART_PAUSE, supervise};
 pub use waiters::Waiters;
 pub use watcher::{FILE_DEBOUNCE, MAX_POLL_BACKOFF, SubmitChanges, WatchPlan, spawn_watchers};

@@ -33,6 +33,12 @@ pub const ENROLLMENTS: &str = "vigo_enrollments_total";
 /// `vigo_rotation_lag_seconds{envoy}`: queue-to-applied time of an envoy's
 /// last cleared triggers.
 pub const ROTATION_LAG: &str = "vigo_rotation_lag_seconds";
+/// `vigo_config_reload_success`: 1 when the last load of the config
+/// repository succeeded, 0 when it failed (the last good one serves).
+pub const CONFIG_RELOAD_SUCCESS: &str = "vigo_config_reload_success";
+/// `vigo_config_last_reload_timestamp_seconds`: unix time of the last load
+/// attempt of the config repository (at start, then each reload).
+pub const CONFIG_LAST_RELOAD: &str = "vigo_config_last_reload_timestamp_seconds";
 
 /// Upper bounds (seconds) of the `vigo_compile_seconds` buckets.
 pub const COMPILE_BUCKETS: &[f64] = &[
@@ -122,6 +128,8 @@ impl Metrics {
             describe_histogram!(CATALOG_BYTES, Unit::Bytes, "Size of each catalog answer sent to an envoy.");
             describe_gauge!(QUEUED_TRIGGERS, "Resources with rotation triggers waiting for the envoy (read from the database at each scrape).");
             describe_counter!(ENROLLMENTS, "Enrollment requests, by outcome.");
+            describe_gauge!(CONFIG_RELOAD_SUCCESS, "Whether the last load of the config repository succeeded (1) or failed (0; the last good one keeps serving).");
+            describe_gauge!(CONFIG_LAST_RELOAD, Unit::Seconds, "Unix time of the last load attempt of the config repository.");
             describe_gauge!(ROTATION_LAG, Unit::Seconds, "Time from a rotation to the envoy reporting the triggered resources applied (last rotation).");
         });
         this
@@ -170,6 +178,15 @@ impl Metrics {
     pub fn rotation_lag(&self, envoy: &str, lag: Duration) {
         let envoy = envoy.to_owned();
         self.record(|| gauge!(ROTATION_LAG, "envoy" => envoy).set(lag.as_secs_f64()));
+    }
+
+    /// Records a load attempt of the config repository that ended at
+    /// `at_unix_secs`.
+    pub fn config_reload(&self, ok: bool, at_unix_secs: f64) {
+        self.record(|| {
+            gauge!(CONFIG_RELOAD_SUCCESS).set(if ok { 1.0 } else { 0.0 });
+            gauge!(CONFIG_LAST_RELOAD).set(at_unix_secs);
+        });
     }
 
     /// Sets `vigo_queued_triggers` of every envoy that is not revoked from

@@ -6,9 +6,11 @@
 //! so two `set`s a moment apart, or a script rotating several secrets, give
 //! one trigger per resource and one restart, not one per change. The task
 //! then:
-//! 1. reloads the server config and the config repository, resolving every
-//!    reference again — on failure the last good state keeps serving and the
-//!    error (naming the path) is logged and returned;
+//! 1. reloads the server config and resolves every reference of the server
+//!    config and of the config repository that is serving (the last good
+//!    snapshot, never re-read from `config_dir`: an edit in progress there
+//!    cannot block a rotation) — on failure the last good state keeps
+//!    serving and the error (naming the path) is logged and returned;
 //! 2. swaps the database pool when the DSN changed (new pool first, then the
 //!    old one is drained and closed);
 //! 3. compiles each approved envoy's catalog and finds those that reference a
@@ -25,6 +27,7 @@
 //! `vigo_store::fault`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -33,7 +36,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State as AxumState};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use vigo_config::RawConfig;
 use vigo_proto::admin::{
     History, HistoryEntry, SecretChanged, SecretChangedAnswer, SecretUser, WhoUses,
@@ -42,8 +45,9 @@ use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyRotation, EnvoyStatus, RotationClaim, Timestamp};
 
 use crate::admin_api::rfc3339;
+use crate::gate::{RotationGate, Ticket};
 use crate::watcher::SubmitChanges;
-use crate::{AppError, AppState, RepoSnapshot, require_admin};
+use crate::{AppError, AppState, require_admin};
 
 /// How long the flow waits for further changes before acting on the first.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(700);
@@ -94,6 +98,8 @@ struct Request {
     actor: Actor,
     /// Where to send the outcome; `None` for a notification nobody waits on.
     done: Option<oneshot::Sender<Result<SecretChangedAnswer, RotationError>>>,
+    /// Holds check-ins at the gate until the flow has acted on this change.
+    _ticket: Ticket,
 }
 
 impl std::fmt::Debug for Request {
@@ -110,20 +116,43 @@ impl std::fmt::Debug for Request {
 #[derive(Debug, Clone)]
 pub struct RotationQueue {
     tx: mpsc::UnboundedSender<Request>,
+    gate: RotationGate,
 }
 
 /// The receiving end of a [`RotationQueue`], run by
-/// [`RotationWorker::spawn`].
+/// [`RotationWorker::spawn`]. The receiver outlives a failed task, so the
+/// restarted one serves the same queue.
 #[derive(Debug)]
 pub struct RotationWorker {
-    rx: mpsc::UnboundedReceiver<Request>,
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
 }
 
 impl RotationQueue {
     /// A queue and the worker that will serve it.
     pub(crate) fn channel() -> (Self, RotationWorker) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, RotationWorker { rx })
+        (
+            Self {
+                tx,
+                gate: RotationGate::default(),
+            },
+            RotationWorker {
+                rx: Arc::new(Mutex::new(rx)),
+            },
+        )
+    }
+
+    /// A ticket that holds check-ins (up to [`crate::gate::ROTATION_WAIT`])
+    /// until dropped: the start-up comparison of versions holds one until
+    /// it has queued its changes.
+    pub(crate) fn hold(&self) -> Ticket {
+        self.gate.ticket()
+    }
+
+    /// Waits until every change queued before this call has been acted on,
+    /// at most `limit`; returns whether they all were.
+    pub(crate) async fn settled(&self, limit: Duration) -> bool {
+        self.gate.settled(limit).await
     }
 
     /// Queues a change and waits until the batch holding it has been acted on.
@@ -138,9 +167,17 @@ impl RotationQueue {
                 paths,
                 actor,
                 done: Some(done),
+                _ticket: self.gate.ticket(),
             })
             .map_err(|_| RotationError::Stopped)?;
-        answer.await.unwrap_or(Err(RotationError::Stopped))
+        // No answer: the task failed while holding this change (it is
+        // restarted by its supervisor) or the server is stopping.
+        answer.await.unwrap_or_else(|_| {
+            Err(RotationError::Failed(
+                "the rotation task stopped before it finished this change (see the server log)"
+                    .to_owned(),
+            ))
+        })
     }
 
     /// Queues a change without waiting for it: the flow runs after the
@@ -152,6 +189,7 @@ impl RotationQueue {
                 paths,
                 actor,
                 done: None,
+                _ticket: self.gate.ticket(),
             })
             .map_err(|_| RotationError::Stopped)
     }
@@ -167,28 +205,68 @@ impl SubmitChanges for RotationQueue {
 }
 
 impl RotationWorker {
-    /// Runs the rotation flow for `state` on the current runtime until every
-    /// queue handle is dropped or the task is aborted.
+    /// Runs the rotation flow for `state` on the current runtime, supervised
+    /// as task `rotation` (restarted if it fails; `/healthz` says so
+    /// meanwhile), until the returned handle is aborted.
     pub fn spawn(self, state: AppState) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(run_task(state, self.rx))
+        let health = state.health.clone();
+        crate::supervise::supervise(health, "rotation", move || {
+            run_task(state.clone(), Arc::clone(&self.rx))
+        })
     }
 }
 
-async fn run_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run_task(state: AppState, rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>) {
+    let mut rx = rx.lock().await;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + COALESCE_WINDOW;
         while let Ok(Some(next)) = tokio::time::timeout_at(deadline, rx.recv()).await {
             batch.push(next);
         }
+        #[cfg(test)]
+        if state.faults.take(&state.faults.worker_panics) {
+            panic!("injected fault: rotation worker");
+        }
         let by_actor = attribute(&batch);
         let paths: BTreeSet<SecretPath> = by_actor.values().flatten().cloned().collect();
-        let result = run_flow(&state, &paths, &by_actor).await;
+        let result = run_isolated(&state, paths.clone(), by_actor).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
         }
         for done in batch.into_iter().filter_map(|request| request.done) {
             let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// Runs the flow for one batch in a task of its own, so that a bug that
+/// panics in it fails this batch (answered with an error, logged) and not
+/// the worker.
+async fn run_isolated(
+    state: &AppState,
+    paths: BTreeSet<SecretPath>,
+    by_actor: BTreeMap<&'static str, BTreeSet<SecretPath>>,
+) -> Result<SecretChangedAnswer, RotationError> {
+    let state = state.clone();
+    let mut flow = crate::supervise::AbortOnDrop(tokio::spawn(async move {
+        #[cfg(test)]
+        if state.faults.take(&state.faults.flow_panics) {
+            panic!("injected fault: rotation flow");
+        }
+        run_flow(&state, &paths, &by_actor).await
+    }));
+    match (&mut flow.0).await {
+        Ok(result) => result,
+        Err(e) => {
+            let how = if e.is_panic() {
+                "panicked"
+            } else {
+                "was cancelled"
+            };
+            Err(RotationError::Failed(format!(
+                "the rotation flow {how} unexpectedly; nothing more was done for this change (run `vigocli secrets set` again or restart vigosrv to retry)"
+            )))
         }
     }
 }
@@ -334,8 +412,9 @@ pub(crate) async fn catch_up(
     Ok(true)
 }
 
-/// Step 1 and 2: reload the server config and the repository, swapping in
-/// the new state only when everything resolved. One reload at a time.
+/// Step 1 and 2: reload the server config and resolve the secrets of the
+/// serving repository again, swapping in the new state only when everything
+/// resolved. One reload at a time (config reloads take the same lock).
 async fn reload(state: &AppState) -> Result<(), RotationError> {
     let _one_at_a_time = state.reloading.lock().await;
     reload_locked(state).await
@@ -352,9 +431,13 @@ async fn reload_locked(state: &AppState) -> Result<(), RotationError> {
     let resolved = vigo_config::resolve(&raw, &*state.provider)
         .await
         .map_err(|e| failed("reloading server config", &e))?;
-    let snapshot = RepoSnapshot::load(&raw.config_dir, &*state.provider)
+    // The serving repository, not `config_dir`: a half-finished edit on
+    // disk must not block a rotation (config reloads deploy edits).
+    let snapshot = state
+        .repo()
+        .refresh_secrets(&*state.provider)
         .await
-        .map_err(|e| failed("reloading config repository", &e))?;
+        .map_err(|e| failed("resolving the config repository's secrets", &e))?;
 
     if !resolved.database_dsn.ct_eq(&current.database_dsn) {
         let store = vigo_store::connect(&resolved.database_dsn)
@@ -559,6 +642,7 @@ mod tests {
                 .collect(),
             actor,
             done: None,
+            _ticket: RotationGate::default().ticket(),
         }
     }
 

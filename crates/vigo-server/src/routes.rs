@@ -1,21 +1,23 @@
 //! The HTTP routes (see `vigo_proto` for the whole table):
 //!
-//! - `GET /healthz` → `ok`; `GET /metrics` → Prometheus text
+//! - `GET /healthz` → `ok`, or 503 naming the background tasks that are not
+//!   running; `GET /metrics` → Prometheus text
 //! - envoy routes (`/v1/enroll`, `/v1/checkin`, `/v1/report`, `/v1/wait`):
 //!   see `envoy_api.rs`
 //! - `/v1/admin/secrets/{changed,history,who-uses}` (bearer token): see
 //!   `rotation.rs`
 //! - `/v1/admin/envoys...` (bearer token): see `admin_api.rs`
+//! - `/v1/admin/config/{reload,status}` (bearer token): see `deploy.rs`
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use vigo_secrets::SecretValue;
 
-use crate::{AppError, AppState, admin_api, envoy_api, rotation};
+use crate::{AppError, AppState, admin_api, deploy, envoy_api, rotation};
 
 /// The server's router with every route, bound to `state`.
 pub fn router(state: AppState) -> Router {
@@ -37,13 +39,31 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/envoys/{name}/revoke",
             post(admin_api::revoke_envoy),
         )
+        .route(
+            "/v1/admin/envoys/{name}/remove",
+            post(admin_api::remove_envoy),
+        )
         .merge(rotation::admin_routes())
+        .merge(deploy::admin_routes())
         .fallback(not_found)
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+/// `ok`, or 503 when a background task the server depends on (rotation,
+/// config reloads, check-in writes) is not running.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let down = state.health.problems();
+    if down.is_empty() {
+        (StatusCode::OK, "ok".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: background task not running: {}",
+                down.join(", ")
+            ),
+        )
+    }
 }
 
 /// Prometheus text exposition (no authentication: the metrics carry envoy

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use vigo_config::bootstrap::{self, KeyStep};
 use vigo_config::{RawConfig, SecretsBackend};
 
+use crate::gate::Ticket;
 use crate::rotation::{RotationWorker, reconcile_at_startup};
+use crate::supervise::supervise;
 use crate::{AppState, RepoSnapshot, ServerError, ServerSecrets, router, serve_tls};
 
 /// How often (in check-in flushes, one a second) histogram samples are
@@ -28,11 +30,19 @@ pub struct Server {
     rotation: RotationWorker,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
+    /// Holds check-ins until the start-up comparison of secret versions
+    /// has queued its changes (SPEC 4.5).
+    reconciling: Ticket,
 }
 
 impl Server {
     /// Runs every startup step for the config file at `config_file`.
     pub async fn start(config_file: &Path) -> Result<Self, ServerError> {
+        // SIGHUP reloads the config repository; from here on it never
+        // ends the process (its default action), even before serving.
+        if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; it would stop the server");
+        }
         let raw = RawConfig::load(config_file)?;
         tracing::info!(config = %raw.file.display(), backend = raw.secrets.name(), "starting");
 
@@ -78,6 +88,8 @@ impl Server {
         tracing::info!(
             config_dir = %raw.config_dir.display(),
             secrets = repo.secrets.len(),
+            revision = repo.revision.short(),
+            git_commit = repo.revision.git_commit.as_deref().unwrap_or("-"),
             "config repository loaded"
         );
 
@@ -88,11 +100,14 @@ impl Server {
                 source,
             })?;
         let (state, rotation) = AppState::new(config, provider, secrets, store, repo);
+        crate::deploy::record_startup(&state);
+        let reconciling = state.rotation.hold();
         Ok(Self {
             state,
             rotation,
             tls,
             listener,
+            reconciling,
         })
     }
 
@@ -112,29 +127,39 @@ impl Server {
 
     /// Serves HTTPS until `shutdown` completes, then ends held waits,
     /// finishes the requests in flight and returns. Alongside: the rotation
-    /// flow, the secret watchers and, once, the start-up reconciliation of
-    /// secret versions (SPEC 4.5).
+    /// flow, the config reloader (watcher and SIGHUP) and the check-in
+    /// writer — each supervised: restarted when it fails, `/healthz` 503
+    /// meanwhile — the secret watchers and, once, the start-up
+    /// reconciliation of secret versions (SPEC 4.5), which check-ins wait
+    /// for.
     pub async fn serve<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send,
     {
         tracing::info!(address = %self.local_addr(), "listening");
         let state = self.state.clone();
-        let upkeep = tokio::spawn({
+        let upkeep = supervise(self.state.health.clone(), "checkin-writer", {
             let state = self.state.clone();
-            async move {
-                let mut ticks = 0u64;
-                loop {
-                    tokio::time::sleep(crate::FLUSH_INTERVAL).await;
-                    state.flush_checkins().await;
-                    ticks += 1;
-                    if ticks.is_multiple_of(METRICS_UPKEEP_TICKS) {
-                        state.metrics.run_upkeep();
+            move || {
+                let state = state.clone();
+                async move {
+                    let mut ticks = 0u64;
+                    loop {
+                        tokio::time::sleep(crate::FLUSH_INTERVAL).await;
+                        state.flush_checkins().await;
+                        ticks += 1;
+                        if ticks.is_multiple_of(METRICS_UPKEEP_TICKS) {
+                            state.metrics.run_upkeep();
+                        }
                     }
                 }
             }
         });
         let rotation = self.rotation.spawn(self.state.clone());
+        let reloader = supervise(self.state.health.clone(), "config-reloader", {
+            let state = self.state.clone();
+            move || crate::deploy::run_reloader(state.clone())
+        });
         let (stop_watchers, watchers_stopped) = tokio::sync::oneshot::channel::<()>();
         let watchers = crate::spawn_watchers(
             self.state.clone(),
@@ -145,10 +170,12 @@ impl Server {
         );
         let reconcile = tokio::spawn({
             let state = self.state.clone();
+            let reconciling = self.reconciling;
             async move {
                 if let Err(e) = reconcile_at_startup(&state).await {
                     tracing::error!(error = %e, "start-up reconciliation of secret versions failed");
                 }
+                drop(reconciling);
             }
         });
         let waiters = self.state.clone();
@@ -160,6 +187,7 @@ impl Server {
         };
         serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
         upkeep.abort();
+        reloader.abort();
         reconcile.abort();
         let _ = stop_watchers.send(());
         let _ = watchers.await;

@@ -19,9 +19,11 @@ use vigo_store::{Backend, StoreHandle};
 
 use crate::catalogs::{CatalogCache, CompiledCatalog};
 use crate::checkins::CheckinBuffer;
+use crate::deploy::DeployState;
 use crate::metrics::Metrics;
 use crate::repo::RepoSnapshot;
 use crate::rotation::{RotationQueue, RotationWorker};
+use crate::supervise::Health;
 use crate::waiters::Waiters;
 
 /// The secrets the server itself uses (SPEC 4.2), loaded at start.
@@ -99,7 +101,35 @@ pub struct State {
     pub reports: crate::limits::ReportLimiter,
     /// Held while the config and repository are reloaded.
     pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// The supervised background tasks that are running (`/healthz`).
+    pub health: Health,
+    /// Deploys of the config repository: its folder, the last attempts.
+    pub(crate) deploy: DeployState,
+    /// Faults the unit tests inject into background tasks.
+    #[cfg(test)]
+    pub(crate) faults: Faults,
     catalogs: CatalogCache,
+}
+
+/// Faults the unit tests inject: each counter is how many times to fail.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Panics in the rotation worker's loop (caught by its supervisor).
+    pub(crate) worker_panics: std::sync::atomic::AtomicU32,
+    /// Panics in the flow of one batch (caught per batch).
+    pub(crate) flow_panics: std::sync::atomic::AtomicU32,
+}
+
+#[cfg(test)]
+impl Faults {
+    /// Whether to fail now (decrements `counter` when it is not zero).
+    pub(crate) fn take(&self, counter: &std::sync::atomic::AtomicU32) -> bool {
+        use std::sync::atomic::Ordering;
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 impl State {
@@ -206,6 +236,7 @@ impl AppState {
             Backend::Sqlite => Duration::from_secs(15),
         };
         let (rotation, worker) = RotationQueue::channel();
+        let deploy = DeployState::new(&config.raw.config_dir);
         let state = Self(Arc::new(State {
             config: RwLock::new(Arc::new(config)),
             provider,
@@ -218,6 +249,10 @@ impl AppState {
             checkins: CheckinBuffer::default(),
             reports: crate::limits::ReportLimiter::default(),
             reloading: tokio::sync::Mutex::new(()),
+            health: Health::default(),
+            deploy,
+            #[cfg(test)]
+            faults: Faults::default(),
             catalogs: CatalogCache::default(),
         }));
         (state, worker)

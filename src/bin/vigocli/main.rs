@@ -7,6 +7,7 @@
 
 mod admin;
 mod backend;
+mod config;
 mod envoys;
 mod hint;
 mod output;
@@ -74,6 +75,12 @@ enum Command {
     Check,
     /// Print the compiled catalog of an envoy (secrets as `[secret:path]`).
     Catalog(repo::CatalogArgs),
+    /// Deploy the config repository to the running server and show what it
+    /// serves.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
 }
 
 /// What every command gets besides its own arguments.
@@ -107,6 +114,7 @@ fn main() -> ExitCode {
                     Command::Envoys { command } => envoys::run(command, &globals).await,
                     Command::Check => repo::check(&globals).await,
                     Command::Catalog(args) => repo::catalog(&args, &globals).await,
+                    Command::Config { command } => config::run(command, &globals).await,
                 }
             })
         });
