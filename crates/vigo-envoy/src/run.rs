@@ -179,6 +179,12 @@ impl Envoy {
         &self.config.name
     }
 
+    /// Stops this envoy's applies from a signal handler (see
+    /// [`vigo_engine::CancelHandle`]).
+    pub fn cancel_handle(&self) -> vigo_engine::CancelHandle {
+        self.engine.cancel_handle()
+    }
+
     /// One cycle: enroll if needed, check in (asking for the full catalog
     /// when none is held), enforce the catalog, report when something
     /// changed or failed or a catalog arrived.

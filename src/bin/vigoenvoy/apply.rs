@@ -3,7 +3,7 @@
 //! Reads a revealed catalog file, applies it with the engine, prints one
 //! line per resource that changed, failed or was skipped, then the summary
 //! line. Exit 0 when nothing failed, [`EXIT_FAILED`] when a resource failed,
-//! 1 for bad input.
+//! 1 for bad input, 128 + the signal number when SIGTERM/SIGINT stopped it.
 
 use std::fs;
 use std::io::{IsTerminal, Write};
@@ -15,6 +15,8 @@ use serde::Deserialize;
 use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, ResourceResult, Scrubber, Status};
 use zeroize::Zeroizing;
+
+use crate::stop::Stop;
 
 /// Exit status when at least one resource failed.
 const EXIT_FAILED: u8 = 2;
@@ -49,9 +51,23 @@ pub(crate) fn run(args: &ApplyArgs, config: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(engine.apply(&catalog, ApplyOptions { noop: args.noop }));
-    print_report(&report)?;
-    Ok(if report.has_failures() {
+    // SIGTERM/SIGINT stop the apply (see `stop`): the running command's
+    // process group is killed and its secret file removed before exiting.
+    let (report, stop) = runtime.block_on(async {
+        let stop = Stop::install(engine.cancel_handle())?;
+        let report = tokio::select! {
+            report = engine.apply(&catalog, ApplyOptions { noop: args.noop }) => Some(report),
+            () = stop.deadline() => None,
+        };
+        anyhow::Ok((report, stop))
+    })?;
+    if let Some(report) = &report {
+        print_report(report)?;
+    }
+    if let Some(code) = stop.exit() {
+        return Ok(code);
+    }
+    Ok(if report.is_none_or(|r| r.has_failures()) {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS

@@ -6,6 +6,7 @@
 
 mod apply;
 mod run;
+mod stop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

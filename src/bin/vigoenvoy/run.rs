@@ -13,6 +13,7 @@ use anyhow::Context;
 use vigo_envoy::{Cycle, Envoy, EnvoyConfig};
 
 use crate::apply::print_report;
+use crate::stop::Stop;
 
 /// Exit status when a resource failed.
 const EXIT_FAILED: u8 = 2;
@@ -38,22 +39,41 @@ pub(crate) fn run(args: &RunArgs, config: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // SIGTERM/SIGINT stop an apply in progress (see `stop`): the running
+        // command's process group is killed and its secret file removed.
+        let cancel = envoy.cancel_handle();
+        let stop = Stop::install(cancel.clone())?;
         if !args.once {
             tracing::info!(envoy = %envoy.name(), "envoy started");
-            envoy
-                .run_forever(
-                    |report| {
-                        if let Err(e) = print_report(report) {
-                            tracing::warn!(error = %e, "printing the report failed");
-                        }
-                    },
-                    shutdown_signal(),
-                )
-                .await;
+            let forever = envoy.run_forever(
+                |report| {
+                    if let Err(e) = print_report(report) {
+                        tracing::warn!(error = %e, "printing the report failed");
+                    }
+                },
+                stop.requested(),
+            );
+            tokio::select! {
+                () = forever => {}
+                () = stop.deadline() => {}
+            }
             tracing::info!("envoy stopped");
-            return Ok(ExitCode::SUCCESS);
+            // Stopped between cycles: a clean stop. Stopped during an apply:
+            // not converged, say so.
+            let code = cancel.cut_short().then(|| stop.exit()).flatten();
+            return Ok(code.unwrap_or(ExitCode::SUCCESS));
         }
-        match envoy.run_once(args.noop).await? {
+        let cycle = tokio::select! {
+            cycle = envoy.run_once(args.noop) => cycle,
+            () = stop.deadline() => return Ok(stop.exit().unwrap_or(ExitCode::FAILURE)),
+        };
+        if let Some(code) = stop.exit() {
+            if let Ok(Cycle::Applied { report, .. }) = &cycle {
+                print_report(report)?;
+            }
+            return Ok(code);
+        }
+        match cycle? {
             Cycle::Unchanged { .. } => {
                 println!("catalog unchanged: nothing to apply");
                 Ok(ExitCode::SUCCESS)
@@ -68,22 +88,4 @@ pub(crate) fn run(args: &RunArgs, config: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without signal handlers the envoy runs until killed.
-        _ => std::future::pending().await,
-    }
 }

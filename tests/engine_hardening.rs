@@ -1,0 +1,236 @@
+//! `vigoenvoy apply` hardening over the real binary: a stop signal during
+//! an exec leaves no process and no secret file behind, a temporary file an
+//! interrupted write left is removed by the next apply, and a secret-bearing
+//! file is refused in a folder everyone can write to.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// Upper bound for waiting on something that should happen; not a
+/// performance expectation.
+const PATIENCE: Duration = Duration::from_secs(30);
+const CANARY: &str = "canary-envoy-h4rd-5521";
+
+/// A temporary folder with the catalog, the envoy's data folder and the
+/// files the catalog writes.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn secret_files(&self) -> PathBuf {
+        self.path("data").join("secret-files")
+    }
+
+    fn command(&self, resources: Value) -> Command {
+        let catalog = json!({
+            "envoy": "test1",
+            "resources": resources,
+            "secrets": {"app/pw": {"version": 1, "value": CANARY}},
+        });
+        let file = self.path("catalog.json");
+        fs::write(&file, serde_json::to_string_pretty(&catalog).unwrap()).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigoenvoy"));
+        command
+            .arg("--config")
+            .arg(self.path("no-envoy.yaml"))
+            .arg("apply")
+            .arg("--catalog")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(self.path("data"));
+        command
+    }
+
+    fn apply(&self, resources: Value) -> Output {
+        self.command(resources).output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for_exit(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("vigoenvoy did not exit after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn process_gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// An exec whose shell starts `sleep 30` in the background, writes its pid
+/// to `pid_file` and waits, with the secret in a transient file.
+fn slow_exec(pid_file: &Path) -> Value {
+    json!({
+        "name": "slow", "type": "exec", "timeout_secs": 300,
+        "secret_file": [{"secret": "app/pw"}],
+        "command": format!(
+            "test -s {{{{secret_file}}}} || exit 9; sleep 30 & echo $! > {}; wait",
+            pid_file.display()
+        ),
+    })
+}
+
+fn stop_during_exec(signal: Signal, expected_code: i32) {
+    let case = Case::new();
+    let pid_file = case.path("sleep.pid");
+    let marker = case.path("after-ran");
+    let mut child = case
+        .command(json!([
+            slow_exec(&pid_file),
+            {"name": "after", "type": "exec", "timeout_secs": 30,
+             "command": format!("touch {}", marker.display())},
+        ]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the exec to start its sleep", || {
+        fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let sleep_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        fs::read_dir(case.secret_files()).unwrap().count(),
+        1,
+        "the secret file should exist while the command runs"
+    );
+
+    let envoy_pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(envoy_pid, signal).unwrap();
+    let status = wait_for_exit(&mut child);
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(status.code(), Some(expected_code), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "failed   exec[slow]: interrupted: the envoy was told to stop; the command's process group was killed\n"
+        ) && stdout
+            .contains("failed   exec[after]: not applied: the envoy was told to stop\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("error: stopped by {}: ", signal.as_str())),
+        "{stderr}"
+    );
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+
+    wait_until("the exec's background sleep to die", || {
+        process_gone(sleep_pid)
+    });
+    let left: Vec<_> = fs::read_dir(case.secret_files())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "secret files left behind: {left:?}");
+    assert!(!marker.exists(), "a resource after the stop was applied");
+}
+
+#[test]
+fn issue_12_item_7_sigterm_during_apply_kills_the_command_group_and_removes_the_secret_file() {
+    stop_during_exec(Signal::SIGTERM, 143);
+}
+
+#[test]
+fn issue_12_item_7_sigint_during_apply_stops_it_the_same_way() {
+    stop_during_exec(Signal::SIGINT, 130);
+}
+
+#[test]
+fn issue_12_item_8_a_stale_temporary_file_is_removed_by_the_next_apply() {
+    let case = Case::new();
+    let folder = case.path("etc");
+    fs::create_dir(&folder).unwrap();
+    let target = folder.join("app.conf");
+    // What SIGKILL between the temporary file and the rename leaves behind.
+    let stale = folder.join(".app.conf.vigo-4194301-3");
+    fs::write(&stale, format!("password = {CANARY}")).unwrap();
+    fs::set_permissions(&stale, fs::Permissions::from_mode(0o600)).unwrap();
+    let output = case.apply(json!([{
+        "name": "app", "type": "file", "target_path": target, "mode": "0600",
+        "content": [{"text": "password = "}, {"secret": "app/pw"}],
+    }]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !stale.exists(),
+        "the stale temporary file survived the apply"
+    );
+    let names: Vec<_> = fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["app.conf"]);
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        format!("password = {CANARY}")
+    );
+}
+
+#[test]
+fn issue_12_item_6_a_secret_file_is_refused_in_a_folder_everyone_can_write() {
+    let case = Case::new();
+    let shared = case.path("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = shared.join("app.conf");
+    let output = case.apply(json!([{
+        "name": "app", "type": "file", "target_path": target, "mode": "0600",
+        "content": [{"text": "password = "}, {"secret": "app/pw"}],
+    }]));
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "failed   file[app]: refusing to write secret-bearing {}: folder {} is writable by every user (mode 1777); ",
+            target.display(),
+            shared.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!target.exists());
+}
