@@ -1,5 +1,6 @@
 //! `vigosrv`: the Vigo server. Parses flags, sets up logging, and runs the
-//! server from `vigo-server` until SIGTERM or SIGINT.
+//! server from `vigo-server` until SIGTERM or SIGINT (a graceful drain).
+//! SIGHUP loads the config repository again and never stops the server.
 //!
 //! Exit status: 0 after a clean shutdown, 1 when startup fails (the cause is
 //! logged as `ERROR server failed error="..."`), 2 for bad flags.
