@@ -106,7 +106,17 @@ fn acceptance(env: &Env) {
             .any(|l| l.starts_with(WEB1) && l.contains("pending")),
         "{listed}"
     );
-    let approved = cli_ok(dir, &["envoys", "approve", WEB1]);
+    // The operator approves the key the host printed.
+    let printed = all_output(&run);
+    let fingerprint = printed
+        .split("its key fingerprint is ")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .unwrap_or_else(|| panic!("no key fingerprint in:\n{printed}"));
+    let approved = cli_ok(
+        dir,
+        &["envoys", "approve", WEB1, "--fingerprint", fingerprint],
+    );
     assert!(approved.contains("approved"), "{approved}");
     let run = web1.run_once();
     assert!(
@@ -137,7 +147,7 @@ fn acceptance(env: &Env) {
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(
         lines[0],
-        "NAME              STATUS    LAST-CHECKIN          LAST-REPORT"
+        "NAME              STATUS    PENDING-KEY  LAST-CHECKIN          LAST-REPORT"
     );
     for name in [DB1, WEB1] {
         let line = lines
@@ -223,7 +233,7 @@ fn refusals(env: &Env) {
         assert_eq!(status, 409, "{body}");
         assert_eq!(
             body["message"],
-            "envoy 'db1.example.com' is already enrolled with another key; revoke it first"
+            "envoy 'db1.example.com' is already enrolled with another key; revoke and remove it first"
         );
         // ...while db1 itself asking again gets its certificate back.
         let (status, body) = db1.enroll(None).await;
@@ -297,9 +307,11 @@ fn refusals(env: &Env) {
         // A certificate signed by the Vigo CA but not the one on record
         // (db1's name with another key) is refused.
         let ca = ca_key(dir).await;
-        let (forged_key, forged_csr) = vigo_pki::generate_envoy_key_and_csr(DB1).unwrap();
+        let db1_name = vigo_secrets::EnvoyName::parse(DB1).unwrap();
+        let (forged_key, forged_csr) = vigo_pki::generate_envoy_key_and_csr(&db1_name).unwrap();
         let forged_cert =
-            vigo_pki::sign_envoy_csr(&ca, &forged_csr, DB1, Duration::from_secs(3600)).unwrap();
+            vigo_pki::sign_envoy_csr(&ca, &forged_csr, &db1_name, Duration::from_secs(3600))
+                .unwrap();
         let forged = ProtocolEnvoy::with_identity(dir, DB1, forged_key, forged_csr, forged_cert);
         let (status, body) = forged.checkin(None).await;
         assert_eq!(status, 403, "{body}");
@@ -503,7 +515,9 @@ struct ProtocolEnvoy {
 
 impl ProtocolEnvoy {
     fn new(dir: &TestDir, name: &str) -> Self {
-        let (key, csr) = vigo_pki::generate_envoy_key_and_csr(name)
+        let (key, csr) = vigo_secrets::EnvoyName::parse(name)
+            .map_err(|_| ())
+            .and_then(|name| vigo_pki::generate_envoy_key_and_csr(&name).map_err(|_| ()))
             .unwrap_or_else(|_| (SecretValue::from("none"), "not a request".to_owned()));
         Self {
             name: name.to_owned(),

@@ -247,7 +247,11 @@ mod tests {
             "SHA-256 of the SubjectPublicKeyInfo DER"
         );
         assert_eq!(fingerprint.len(), KEY_FINGERPRINT_LEN);
-        assert!(fingerprint.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        assert!(
+            fingerprint
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        );
 
         // The certificate issued for the request carries the same key.
         let ca = generate_ca("Vigo CA").unwrap();
@@ -273,8 +277,17 @@ mod tests {
             parse_fingerprint_prefix("9F:86:D0:81:88:4C:7D:65").as_deref(),
             Some("9f86d081884c7d65")
         );
-        assert_eq!(parse_fingerprint_prefix(" 9f86d081884c7d65 ").as_deref(), Some("9f86d081884c7d65"));
-        for bad in ["", "9f86d081884c7d6", "9f86d081884c7d6z", &format!("{full}0"), "sha256"] {
+        assert_eq!(
+            parse_fingerprint_prefix(" 9f86d081884c7d65 ").as_deref(),
+            Some("9f86d081884c7d65")
+        );
+        for bad in [
+            "",
+            "9f86d081884c7d6",
+            "9f86d081884c7d6z",
+            &format!("{full}0"),
+            "sha256",
+        ] {
             assert_eq!(parse_fingerprint_prefix(bad), None, "{bad}");
         }
     }

@@ -6,8 +6,9 @@
 //! | `GET /v1/admin/envoys` | → `Vec<`[`EnvoySummary`]`>` |
 //! | `GET /v1/admin/envoys/{name}` | → [`EnvoyDetail`] |
 //! | `POST /v1/admin/envoys/token` | → [`NewToken`] |
-//! | `POST /v1/admin/envoys/{name}/approve` | → [`EnvoySummary`] |
+//! | `POST /v1/admin/envoys/{name}/approve` | [`ApproveEnvoy`] → [`EnvoySummary`] |
 //! | `POST /v1/admin/envoys/{name}/revoke` | → [`EnvoySummary`] |
+//! | `POST /v1/admin/envoys/{name}/remove` | → [`RemovedEnvoys`] |
 //! | `POST /v1/admin/config/reload` | → [`ConfigReloadAnswer`] |
 //! | `GET /v1/admin/config/status` | → [`ConfigStatus`] |
 
@@ -51,6 +52,29 @@ pub struct EnvoySummary {
     /// Summary line of the last report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<String>,
+    /// While pending: SHA-256 of the requesting key (64 hex digits), which
+    /// the envoy prints while it waits and `approve` must name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_fingerprint: Option<String>,
+}
+
+/// The body of `POST /v1/admin/envoys/{name}/approve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveEnvoy {
+    /// The pending key's fingerprint as the envoy printed it, or a prefix
+    /// of at least 16 hex digits that no other pending key shares. Approval
+    /// is refused without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// The answer to `POST /v1/admin/envoys/{name}/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedEnvoys {
+    /// The envoys deleted: the name, and any revoked look-alike that
+    /// differed from it only in case.
+    pub removed: Vec<String>,
 }
 
 /// `vigocli envoys show NAME`.

@@ -27,7 +27,8 @@ pub const WAIT_HOLD_SECS: u64 = 55;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// Stable machine code: `unauthorized`, `forbidden`, `not_found`,
-    /// `bad_request`, `conflict`, `pending`, `internal`.
+    /// `bad_request`, `conflict` (e.g. a pending name requested with another
+    /// key), `pending`, `too_many_requests`, `internal`.
     pub code: String,
     /// One-line human explanation (never a secret, never an internal cause).
     pub message: String,

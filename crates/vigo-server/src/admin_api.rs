@@ -3,8 +3,14 @@
 //! - `GET /v1/admin/envoys` → `Vec<`[`EnvoySummary`]`>`
 //! - `GET /v1/admin/envoys/{name}` → [`EnvoyDetail`]
 //! - `POST /v1/admin/envoys/token` (`{"ttl_secs": N}` optional) → [`NewToken`]
-//! - `POST /v1/admin/envoys/{name}/approve` → [`EnvoySummary`]
+//! - `POST /v1/admin/envoys/{name}/approve` (`{"fingerprint": FP}`) → [`EnvoySummary`]
 //! - `POST /v1/admin/envoys/{name}/revoke` → [`EnvoySummary`]
+//! - `POST /v1/admin/envoys/{name}/remove` → [`RemovedEnvoys`]
+//!
+//! Names in the path are parsed as [`EnvoyName`]s (lower-cased), the only
+//! form the store holds. Approval names the pending key's fingerprint: a
+//! pending request is bound to the first key that asked, and the operator
+//! checks that it is the key the host printed.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,11 +20,12 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use vigo_proto::ResourceReport;
-use vigo_proto::admin::{EnvoyDetail, EnvoySummary, NewToken};
+use vigo_proto::admin::{ApproveEnvoy, EnvoyDetail, EnvoySummary, NewToken, RemovedEnvoys};
+use vigo_secrets::EnvoyName;
 use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
-use crate::envoy_api::{approve, parse_json, sign, token_hash};
+use crate::envoy_api::{PENDING_EXPIRY, approve, bound_fingerprint, parse_json, sign, token_hash};
 use crate::metrics::EnrollmentResult;
 use crate::{AppError, AppState, require_admin};
 
@@ -28,6 +35,9 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 /// Longest lifetime a token may be given.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// Shortest lifetime a token may be given: long enough to copy it to a host.
+pub(crate) const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+
 /// `GET /v1/admin/envoys`.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -35,6 +45,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<EnvoySummary>>, AppError> {
     require_admin(&state, &headers)?;
     state.flush_checkins().await;
+    expire_pending(&state).await?;
     let mut out = Vec::new();
     for record in state.store().list_envoys().await? {
         let last = match record.last_report_at {
@@ -53,9 +64,15 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoyDetail>, AppError> {
     require_admin(&state, &headers)?;
+    let name = envoy_name(&name)?;
     state.flush_checkins().await;
+    expire_pending(&state).await?;
     let record = known(&state, &name).await?;
-    let last = state.store().last_report(&name).await?;
+    // A name removed and enrolled again starts without the old reports.
+    let last = match record.last_report_at {
+        Some(_) => state.store().last_report(&name).await?,
+        None => None,
+    };
     let triggers = state.store().triggers_for(&name).await?;
     let queued_triggers = triggers
         .iter()
@@ -105,9 +122,10 @@ pub(crate) async fn token(
     let ttl = request
         .ttl_secs
         .map_or(DEFAULT_TOKEN_TTL, Duration::from_secs);
-    if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+    if ttl < MIN_TOKEN_TTL || ttl > MAX_TOKEN_TTL {
         return Err(AppError::BadRequest(format!(
-            "ttl_secs must be between 1 and {}",
+            "ttl_secs must be between {} (1m) and {} (30d)",
+            MIN_TOKEN_TTL.as_secs(),
             MAX_TOKEN_TTL.as_secs()
         )));
     }
@@ -128,33 +146,133 @@ pub(crate) async fn token(
     }))
 }
 
-/// `POST /v1/admin/envoys/{name}/approve`: signs the stored request.
+/// `POST /v1/admin/envoys/{name}/approve`: signs the stored request once
+/// the operator named its key's fingerprint.
 pub(crate) async fn approve_envoy(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    body: Bytes,
 ) -> Result<Json<EnvoySummary>, AppError> {
     require_admin(&state, &headers)?;
+    let name = envoy_name(&name)?;
+    let request: ApproveEnvoy = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveEnvoy::default()
+    } else {
+        parse_json(&body, "expected {\"fingerprint\": \"<hex>\"}")?
+    };
+    expire_pending(&state).await?;
     let record = known(&state, &name).await?;
     let record = match record.status {
         EnvoyStatus::Approved => record,
         EnvoyStatus::Revoked => {
             return Err(AppError::Conflict(format!(
-                "envoy '{name}' is revoked; it cannot be approved"
+                "envoy '{name}' is revoked; it cannot be approved (remove it with `vigocli envoys remove {name}` so it can enroll again)"
             )));
         }
         EnvoyStatus::Pending => {
-            let csr = record.csr_pem.as_deref().ok_or_else(|| {
-                AppError::Conflict(format!("envoy '{name}' has no certificate request"))
-            })?;
+            let (Some(csr), Some(bound)) = (record.csr_pem.as_deref(), bound_fingerprint(&record))
+            else {
+                return Err(AppError::Conflict(format!(
+                    "envoy '{name}' has no usable certificate request; remove it with `vigocli envoys remove {name}` and let the host ask again"
+                )));
+            };
+            check_fingerprint(&state, &name, &bound, request.fingerprint.as_deref()).await?;
             let cert = sign(&state, csr, &name)?;
             let approved = approve(&state, &name, &cert, Timestamp::now()).await?;
             state.metrics.enrollment(EnrollmentResult::Approved);
-            tracing::info!(envoy = %name, "envoy approved");
+            tracing::info!(envoy = %name, fingerprint = %bound, "envoy approved");
             approved
         }
     };
     Ok(Json(summary(&record, None)))
+}
+
+/// Approval goes ahead only when the operator's fingerprint is the pending
+/// key's (in full, or a prefix of at least 16 hex digits that no other
+/// pending key shares).
+async fn check_fingerprint(
+    state: &AppState,
+    name: &EnvoyName,
+    bound: &str,
+    given: Option<&str>,
+) -> Result<(), AppError> {
+    let Some(given) = given else {
+        return Err(AppError::BadRequest(format!(
+            "approving '{name}' needs the fingerprint of its key: the pending request's key is {bound}; check that the host printed the same (vigoenvoy prints it while it waits), then run `vigocli envoys approve {name} --fingerprint {bound}`"
+        )));
+    };
+    let Some(prefix) = vigo_pki::parse_fingerprint_prefix(given) else {
+        return Err(AppError::BadRequest(format!(
+            "the fingerprint must be {} to {} hex digits (the SHA-256 key fingerprint vigoenvoy prints, or its start)",
+            vigo_pki::MIN_FINGERPRINT_PREFIX,
+            vigo_pki::KEY_FINGERPRINT_LEN
+        )));
+    };
+    if !bound.starts_with(&prefix) {
+        tracing::warn!(envoy = %name, pending = %bound, given = %prefix, "approval refused: the fingerprint does not match the pending key");
+        return Err(AppError::Conflict(format!(
+            "the pending request of '{name}' comes from key {bound}, not {prefix}: if the host printed {prefix}, this request is not from it; remove it with `vigocli envoys remove {name}` and let the host ask again"
+        )));
+    }
+    if prefix.len() < vigo_pki::KEY_FINGERPRINT_LEN {
+        let others: Vec<String> = state
+            .store()
+            .list_envoys()
+            .await?
+            .iter()
+            .filter(|e| e.status == EnvoyStatus::Pending && e.name != name.as_str())
+            .filter(|e| bound_fingerprint(e).is_some_and(|fp| fp.starts_with(&prefix)))
+            .map(|e| e.name.clone())
+            .collect();
+        if !others.is_empty() {
+            return Err(AppError::Conflict(format!(
+                "the fingerprint {prefix} is ambiguous: the pending key of {} starts with it too; give the full fingerprint {bound} after checking it on the host",
+                others.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/admin/envoys/{name}/remove`: deletes a pending or revoked
+/// envoy so the name can enroll again.
+pub(crate) async fn remove_envoy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<RemovedEnvoys>, AppError> {
+    require_admin(&state, &headers)?;
+    let name = envoy_name(&name)?;
+    let removed = state
+        .store()
+        .remove_envoy(&name)
+        .await
+        .map_err(|e| match e {
+            StoreError::EnvoyNotFound { .. } => not_found(&name),
+            StoreError::EnvoyApproved { .. } => AppError::Conflict(e.to_string()),
+            other => other.into(),
+        })?;
+    tracing::info!(envoy = %name, removed = ?removed, "envoy removed");
+    state.waiters.wake(&name);
+    Ok(Json(RemovedEnvoys { removed }))
+}
+
+/// Deletes pending requests older than [`PENDING_EXPIRY`].
+async fn expire_pending(state: &AppState) -> Result<(), AppError> {
+    let expired = state
+        .store()
+        .expire_pending(Timestamp::now().saturating_sub(PENDING_EXPIRY))
+        .await?;
+    if !expired.is_empty() {
+        tracing::info!(envoys = ?expired, "pending enrollment requests expired after 7 days");
+    }
+    Ok(())
+}
+
+/// The envoy name in a route, in its one normalised form.
+fn envoy_name(raw: &str) -> Result<EnvoyName, AppError> {
+    EnvoyName::parse(raw).map_err(|e| AppError::BadRequest(e.to_string()))
 }
 
 /// `POST /v1/admin/envoys/{name}/revoke`.
@@ -164,6 +282,7 @@ pub(crate) async fn revoke_envoy(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoySummary>, AppError> {
     require_admin(&state, &headers)?;
+    let name = envoy_name(&name)?;
     state
         .store()
         .revoke_envoy(&name, Timestamp::now())
@@ -200,6 +319,10 @@ fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>) -> EnvoySummary {
         status: record.status.as_str().to_owned(),
         last_checkin: record.last_checkin_at.map(rfc3339),
         last_report: last.map(report_line),
+        pending_fingerprint: match record.status {
+            EnvoyStatus::Pending => bound_fingerprint(record),
+            _ => None,
+        },
     }
 }
 

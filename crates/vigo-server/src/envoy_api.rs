@@ -11,13 +11,14 @@
 //! envoy. An envoy therefore only ever receives its own catalog, and a
 //! revoked or replaced certificate is refused.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -26,11 +27,12 @@ use vigo_proto::{
     CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReportRequest, WAIT_HOLD_SECS,
     WaitResponse,
 };
-use vigo_secrets::SecretPath;
+use vigo_secrets::{EnvoyName, SecretPath};
 use vigo_store::{
     CatalogSent, CheckinRecord, EnvoyAuth, EnvoyRecord, EnvoyStatus, LastRunRecord, ReportSummary,
     StoreError, Timestamp,
 };
+use vigo_store::{EnrollmentRecorded, EnrollmentRequest, PendingLimits};
 use zeroize::Zeroizing;
 
 use crate::limits::MAX_REPORT_BYTES;
@@ -43,97 +45,174 @@ pub const ENVOY_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60
 /// Largest certificate request accepted.
 const MAX_CSR_BYTES: usize = 16 * 1024;
 
-/// Longest envoy name (a DNS name).
-const MAX_NAME_BYTES: usize = 253;
+/// Caps on pending requests made without a token: in all, and new ones per
+/// source address per minute.
+const PENDING_LIMITS: PendingLimits = PendingLimits {
+    total: 1_000,
+    per_source: 20,
+    window: Duration::from_secs(60),
+};
+
+/// How long a pending request waits for approval before it is deleted.
+pub(crate) const PENDING_EXPIRY: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 // --- enrollment ----------------------------------------------------------------
 
 /// `POST /v1/enroll`.
 pub(crate) async fn enroll(
     State(state): State<AppState>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Result<Json<EnrollResponse>, AppError> {
-    let result = enroll_inner(&state, &body).await;
+    let source = remote.map_or_else(|| "unknown".to_owned(), |r| r.0.0.ip().to_string());
+    let result = enroll_inner(&state, &body, &source).await;
     if result.is_err() {
         state.metrics.enrollment(EnrollmentResult::Refused);
     }
     result.map(Json)
 }
 
-async fn enroll_inner(state: &AppState, body: &Bytes) -> Result<EnrollResponse, AppError> {
+async fn enroll_inner(
+    state: &AppState,
+    body: &Bytes,
+    source: &str,
+) -> Result<EnrollResponse, AppError> {
     let request: EnrollRequest = parse_json(
         body,
         "expected {\"name\":\"host.example.com\",\"csr_pem\":\"...\",\"token\":\"...\"}",
     )?;
     // The token is a credential: keep it in a zeroizing buffer.
     let token = request.token.map(Zeroizing::new);
-    let name = request.name;
+    // The one normalised form: `DB1.EXAMPLE.COM` is `db1.example.com`.
+    let name = EnvoyName::parse(&request.name).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let csr = request.csr_pem;
-    check_envoy_name(&name)?;
     if csr.len() > MAX_CSR_BYTES {
         return Err(AppError::BadRequest(format!(
             "the certificate request is larger than {MAX_CSR_BYTES} bytes"
         )));
     }
-
-    let existing = state.store().envoy(&name).await?;
-    if let Some(record) = &existing {
-        match record.status {
-            EnvoyStatus::Revoked => {
-                return Err(AppError::Forbidden(format!(
-                    "envoy '{name}' is revoked; an operator must remove it before the name can enroll again"
-                )));
-            }
-            EnvoyStatus::Approved => return reissue(state, record, &csr),
-            EnvoyStatus::Pending => {}
-        }
-    }
-
-    // Signing checks the request (its self-signature, its key) before any
-    // token is spent or anything is stored.
-    let cert_pem = sign(state, &csr, &name)?;
+    // Checks the request's self-signature before anything is looked up,
+    // spent or stored.
+    let key_fingerprint = vigo_pki::csr_key_fingerprint(&csr).map_err(|e| {
+        AppError::BadRequest(format!(
+            "the certificate request was refused: {}",
+            error_chain(&e)
+        ))
+    })?;
     let now = Timestamp::now();
-    match token.as_deref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        Some(token) => {
-            state
-                .store()
-                .consume_token(&token_hash(token), &name, now)
-                .await
-                .map_err(|e| match e {
-                    StoreError::TokenRejected { reason } => {
-                        tracing::info!(envoy = %name, reason = ?reason, "enrollment token refused");
-                        AppError::Forbidden(format!("enrollment token refused: {reason}"))
-                    }
-                    other => other.into(),
-                })?;
-            state
-                .store()
-                .upsert_enrollment_request(&name, &csr, now)
-                .await?;
-            approve(state, &name, &cert_pem, now).await?;
-            state.metrics.enrollment(EnrollmentResult::Token);
-            tracing::info!(envoy = %name, "envoy enrolled with a token");
-            Ok(EnrollResponse::Approved { cert_pem })
-        }
-        None => {
-            let record = state
-                .store()
-                .upsert_enrollment_request(&name, &csr, now)
-                .await?;
-            if existing.is_none() {
+    state
+        .store()
+        .expire_pending(now.saturating_sub(PENDING_EXPIRY))
+        .await?;
+    let token = token.as_deref().map(|t| t.trim()).filter(|t| !t.is_empty());
+    let recorded = state
+        .store()
+        .record_enrollment_request(
+            &EnrollmentRequest {
+                name: &name,
+                csr_pem: &csr,
+                key_fingerprint: &key_fingerprint,
+                source,
+                at: now,
+            },
+            // A token authenticates the request: it is not capped.
+            if token.is_some() {
+                None
+            } else {
+                Some(&PENDING_LIMITS)
+            },
+        )
+        .await?;
+    let record = match recorded {
+        EnrollmentRecorded::Created(record) => {
+            if token.is_none() {
                 tracing::info!(
                     envoy = %name,
-                    "enrollment request waiting for `vigocli envoys approve`"
+                    fingerprint = %key_fingerprint,
+                    remote = %source,
+                    "enrollment request waiting for `vigocli envoys approve NAME --fingerprint FINGERPRINT`"
                 );
             }
-            // A concurrent approval may have landed in between.
-            if record.status == EnvoyStatus::Approved {
-                return reissue(state, &record, &csr);
-            }
-            state.metrics.enrollment(EnrollmentResult::Pending);
-            Ok(EnrollResponse::Pending)
+            record
         }
-    }
+        EnrollmentRecorded::Existing(record) => {
+            match record.status {
+                EnvoyStatus::Revoked => {
+                    return Err(AppError::Forbidden(format!(
+                        "envoy '{name}' is revoked; an operator must remove it (`vigocli envoys remove {name}`) before the name can enroll again"
+                    )));
+                }
+                EnvoyStatus::Approved => return reissue(state, &record, &csr),
+                EnvoyStatus::Pending => {}
+            }
+            if bound_fingerprint(&record).as_deref() != Some(key_fingerprint.as_str()) {
+                tracing::warn!(
+                    envoy = %name,
+                    remote = %source,
+                    fingerprint = %key_fingerprint,
+                    "refused an enrollment request for a pending name from another key"
+                );
+                return Err(AppError::Conflict(format!(
+                    "envoy '{name}' already has a pending enrollment request from another key; if that request is not this host's, an operator must remove it (`vigocli envoys remove {name}`)"
+                )));
+            }
+            record
+        }
+        EnrollmentRecorded::TotalLimit => {
+            tracing::warn!(envoy = %name, remote = %source, "enrollment refused: too many pending requests");
+            return Err(AppError::TooManyRequests {
+                message: format!(
+                    "too many enrollment requests are pending ({}); enroll with a token (`vigocli envoys token`) or ask an operator to approve or remove pending ones",
+                    PENDING_LIMITS.total
+                ),
+                retry_after_secs: PENDING_LIMITS.window.as_secs(),
+            });
+        }
+        EnrollmentRecorded::SourceLimit => {
+            tracing::warn!(envoy = %name, remote = %source, "enrollment refused: too many new requests from one address");
+            return Err(AppError::TooManyRequests {
+                message: format!(
+                    "more than {} new enrollment requests from {source} within a minute; try again later or enroll with a token",
+                    PENDING_LIMITS.per_source
+                ),
+                retry_after_secs: PENDING_LIMITS.window.as_secs(),
+            });
+        }
+    };
+
+    let Some(token) = token else {
+        state.metrics.enrollment(EnrollmentResult::Pending);
+        return Ok(EnrollResponse::Pending);
+    };
+    // The request is the one bound to the name (just made, or the same
+    // key asking again): the token approves it at once.
+    let cert_pem = sign(state, &csr, &name)?;
+    state
+        .store()
+        .consume_token(&token_hash(token), &name, now)
+        .await
+        .map_err(|e| match e {
+            StoreError::TokenRejected { reason } => {
+                tracing::info!(envoy = %name, reason = ?reason, "enrollment token refused");
+                AppError::Forbidden(format!("enrollment token refused: {reason}"))
+            }
+            other => other.into(),
+        })?;
+    approve(state, &record.name, &cert_pem, now).await?;
+    state.metrics.enrollment(EnrollmentResult::Token);
+    tracing::info!(envoy = %name, fingerprint = %key_fingerprint, "envoy enrolled with a token");
+    Ok(EnrollResponse::Approved { cert_pem })
+}
+
+/// The key fingerprint a stored request is bound to; computed from its CSR
+/// for requests stored before fingerprints were.
+pub(crate) fn bound_fingerprint(record: &EnvoyRecord) -> Option<String> {
+    record.key_fingerprint.clone().or_else(|| {
+        record
+            .csr_pem
+            .as_deref()
+            .and_then(|csr| vigo_pki::csr_key_fingerprint(csr).ok())
+    })
 }
 
 /// An approved envoy asking again: the same request gets its certificate
@@ -146,7 +225,7 @@ fn reissue(state: &AppState, record: &EnvoyRecord, csr: &str) -> Result<EnrollRe
         .is_some_and(|stored| stored.trim() == csr.trim());
     if !same {
         return Err(AppError::Conflict(format!(
-            "envoy '{}' is already enrolled with another key; revoke it first",
+            "envoy '{}' is already enrolled with another key; revoke and remove it first",
             record.name
         )));
     }
@@ -161,7 +240,7 @@ fn reissue(state: &AppState, record: &EnvoyRecord, csr: &str) -> Result<EnrollRe
 }
 
 /// Signs `csr` for `name` with the CA; a bad request is the client's error.
-pub(crate) fn sign(state: &AppState, csr: &str, name: &str) -> Result<String, AppError> {
+pub(crate) fn sign(state: &AppState, csr: &str, name: &EnvoyName) -> Result<String, AppError> {
     vigo_pki::sign_envoy_csr(&state.secrets.ca, csr, name, ENVOY_CERT_VALIDITY).map_err(|e| match e
     {
         vigo_pki::PkiError::CsrRejected { .. } | vigo_pki::PkiError::InvalidName { .. } => {
@@ -197,27 +276,6 @@ pub(crate) async fn approve(
         })
 }
 
-/// Envoy names are host names: a DNS name, not an IP address, no trailing
-/// dot, at most 253 bytes.
-fn check_envoy_name(name: &str) -> Result<(), AppError> {
-    let bad = |why: &str| {
-        Err(AppError::BadRequest(format!(
-            "invalid envoy name {name:?}: {why}"
-        )))
-    };
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return bad("it must be 1 to 253 characters long");
-    }
-    if name.ends_with('.') {
-        return bad("it must not end with '.'");
-    }
-    match rustls_pki_types::ServerName::try_from(name) {
-        Ok(rustls_pki_types::ServerName::DnsName(_)) => Ok(()),
-        Ok(_) => bad("it must be a host name, not an IP address"),
-        Err(_) => bad("use letters, digits, '-' and '.' as in a host name"),
-    }
-}
-
 /// SHA-256 of an enrollment token, lowercase hex: the only form stored.
 pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(aws_lc_rs::digest::digest(
@@ -242,6 +300,7 @@ pub(crate) async fn authenticate(
         ))
     })?;
     let refuse = |why: &str| Err(AppError::Forbidden(format!("envoy '{name}' {why}")));
+    // `name` is lower case (see `EnvoyName`): the only form the store holds.
     let Some(record) = state.store().envoy_auth(&name).await? else {
         return refuse("is not enrolled");
     };
@@ -579,21 +638,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_must_be_host_names() {
-        for good in ["db1.example.com", "web-2", "a.b.c"] {
-            assert!(check_envoy_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "10.0.0.1",
-            "db1.example.com.",
-            "db 1",
-            "*.example.com",
-            "../x",
-        ] {
-            assert!(check_envoy_name(bad).is_err(), "{bad}");
-        }
-        assert!(check_envoy_name(&"a".repeat(254)).is_err());
+    fn pending_limits_are_the_documented_ones() {
+        assert_eq!(PENDING_LIMITS.total, 1_000);
+        assert_eq!(PENDING_LIMITS.per_source, 20);
+        assert_eq!(PENDING_LIMITS.window, Duration::from_secs(60));
+        assert_eq!(PENDING_EXPIRY, Duration::from_secs(7 * 24 * 3600));
     }
 
     #[test]

@@ -1,15 +1,27 @@
 //! `vigocli envoys ...`: list and inspect envoys, and run enrollment
 //! (SPEC 6.2, 7) through the server's admin API.
+//!
+//! Approval names the pending key: `approve NAME --fingerprint FP` goes
+//! ahead only when FP (or a prefix of at least 16 hex digits) is the key
+//! fingerprint the host's `vigoenvoy` printed while it waits, so an operator
+//! never signs a key that someone else slipped in under the host's name.
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use vigo_proto::admin::{EnvoyDetail, EnvoySummary, NewToken};
+use vigo_proto::admin::{ApproveEnvoy, EnvoyDetail, EnvoySummary, NewToken, RemovedEnvoys};
+use vigo_secrets::EnvoyName;
 
 use crate::admin::AdminClient;
 use crate::output::{self, call, print_json};
 use crate::{Globals, Output, backend};
+
+/// Shortest `--ttl` for a token.
+const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// Longest `--ttl` for a token.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// The `envoys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -24,17 +36,28 @@ pub(crate) enum EnvoysCommand {
     /// Print a new one-time enrollment token (stdout); its expiry goes to
     /// stderr.
     Token {
-        /// How long the token stays valid (1h, 30m, 2d, ...).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
+        /// How long the token stays valid, 1m to 30d (1h, 30m, 2d, ...).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
     },
-    /// Approve a pending envoy: the server signs its certificate request.
+    /// Approve a pending envoy: the server signs its certificate request
+    /// once FP matches the key the host printed while it waits.
     Approve {
         /// The envoy's name.
         name: String,
+        /// The key fingerprint `vigoenvoy` printed on the host (64 hex
+        /// digits, or at least the first 16).
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
     },
     /// Revoke an envoy: the server refuses its certificate from now on.
     Revoke {
+        /// The envoy's name.
+        name: String,
+    },
+    /// Delete a pending or revoked envoy so the name can enroll again (an
+    /// approved one must be revoked first).
+    Remove {
         /// The envoy's name.
         name: String,
     },
@@ -42,6 +65,19 @@ pub(crate) enum EnvoysCommand {
 
 /// Runs one `envoys` subcommand.
 pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Result<()> {
+    // Flag mistakes are reported before anything is opened.
+    match &command {
+        EnvoysCommand::Token { ttl } => {
+            check_ttl(ttl)?;
+        }
+        EnvoysCommand::Approve {
+            fingerprint: Some(fingerprint),
+            ..
+        } => {
+            check_fingerprint(fingerprint)?;
+        }
+        _ => {}
+    }
     let opened = backend::open(&globals.config)?;
     let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
     match command {
@@ -61,7 +97,8 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
             }
         }
         EnvoysCommand::Token { ttl } => {
-            let body = serde_json::json!({ "ttl_secs": ttl.as_secs().max(1) });
+            let ttl = check_ttl(&ttl)?;
+            let body = serde_json::json!({ "ttl_secs": ttl.as_secs() });
             let token: NewToken = call(client.post("/v1/admin/envoys/token", &body).await)?;
             match globals.output {
                 Output::Json => print_json(&token)?,
@@ -74,9 +111,18 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
                 }
             }
         }
-        EnvoysCommand::Approve { name } => {
-            let route = format!("/v1/admin/envoys/{}/approve", checked_name(&name)?);
-            let envoy: EnvoySummary = call(client.post(&route, &serde_json::json!({})).await)?;
+        EnvoysCommand::Approve { name, fingerprint } => {
+            let name = checked_name(&name)?;
+            let Some(fingerprint) = fingerprint else {
+                let detail: EnvoyDetail =
+                    call(client.get(&format!("/v1/admin/envoys/{name}")).await)?;
+                bail!("{}", approve_refusal(&detail));
+            };
+            let route = format!("/v1/admin/envoys/{name}/approve");
+            let body = ApproveEnvoy {
+                fingerprint: Some(check_fingerprint(&fingerprint)?),
+            };
+            let envoy: EnvoySummary = call(client.post(&route, &body).await)?;
             match globals.output {
                 Output::Json => print_json(&envoy)?,
                 Output::Text => println!(
@@ -96,38 +142,91 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
                 ),
             }
         }
+        EnvoysCommand::Remove { name } => {
+            let route = format!("/v1/admin/envoys/{}/remove", checked_name(&name)?);
+            let removed: RemovedEnvoys = call(client.post(&route, &serde_json::json!({})).await)?;
+            match globals.output {
+                Output::Json => print_json(&removed)?,
+                Output::Text => {
+                    for name in &removed.removed {
+                        println!("Envoy \"{name}\" removed; the name can enroll again.");
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// Envoy names are host names; anything else never reaches a URL.
-fn checked_name(name: &str) -> anyhow::Result<&str> {
-    let plain = !name.is_empty()
-        && name.len() <= 253
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !plain {
-        bail!("invalid envoy name {name:?}: use a host name such as db1.example.com");
-    }
-    Ok(name)
+/// Envoy names are host names, in their one lower-case form (the same rule
+/// the server applies); anything else never reaches a URL.
+fn checked_name(name: &str) -> anyhow::Result<EnvoyName> {
+    Ok(EnvoyName::parse(name)?)
 }
 
-/// `NAME STATUS LAST-CHECKIN LAST-REPORT`, columns padded to fit.
+/// `--ttl` in the terms of the flag: a token lives 1m to 30d.
+fn check_ttl(text: &str) -> anyhow::Result<Duration> {
+    let Ok(ttl) = humantime::parse_duration(text) else {
+        bail!("--ttl {text:?} is not a duration; use one such as 30m, 1h or 2d");
+    };
+    if ttl < MIN_TOKEN_TTL || ttl > MAX_TOKEN_TTL {
+        bail!("--ttl must be between 1m and 30d (got {text})");
+    }
+    Ok(ttl)
+}
+
+/// `--fingerprint`, normalised: 16 to 64 hex digits (`:` and blanks are
+/// ignored, letters lower-cased).
+fn check_fingerprint(input: &str) -> anyhow::Result<String> {
+    match vigo_pki::parse_fingerprint_prefix(input) {
+        Some(fingerprint) => Ok(fingerprint),
+        None => bail!(
+            "--fingerprint must be the key fingerprint vigoenvoy prints (64 hex digits) or at least its first {} digits",
+            vigo_pki::MIN_FINGERPRINT_PREFIX
+        ),
+    }
+}
+
+/// Why `approve` without `--fingerprint` does nothing, with the fingerprint
+/// to compare.
+fn approve_refusal(detail: &EnvoyDetail) -> String {
+    let name = &detail.summary.name;
+    match &detail.summary.pending_fingerprint {
+        Some(fingerprint) => format!(
+            "approving needs --fingerprint: envoy '{name}' waits with key fingerprint {fingerprint}; check that vigoenvoy on the host printed the same, then run `vigocli envoys approve {name} --fingerprint {fingerprint}` (if it differs, the request is not the host's: `vigocli envoys remove {name}`)"
+        ),
+        None => format!(
+            "envoy '{name}' is {}, not pending: there is nothing to approve",
+            detail.summary.status
+        ),
+    }
+}
+
+/// `NAME STATUS PENDING-KEY LAST-CHECKIN LAST-REPORT`, columns padded to
+/// fit; PENDING-KEY is the full key fingerprint of a pending request.
 fn table(envoys: &[EnvoySummary]) -> String {
-    let rows: Vec<[&str; 4]> = envoys
+    let rows: Vec<[&str; 5]> = envoys
         .iter()
         .map(|e| {
             [
                 e.name.as_str(),
                 e.status.as_str(),
+                e.pending_fingerprint.as_deref().unwrap_or("-"),
                 e.last_checkin.as_deref().unwrap_or("-"),
                 e.last_report.as_deref().unwrap_or("-"),
             ]
         })
         .collect();
-    output::table(["NAME", "STATUS", "LAST-CHECKIN", "LAST-REPORT"], &rows)
+    output::table(
+        [
+            "NAME",
+            "STATUS",
+            "PENDING-KEY",
+            "LAST-CHECKIN",
+            "LAST-REPORT",
+        ],
+        &rows,
+    )
 }
 
 /// The text form of `envoys show`.
@@ -138,6 +237,9 @@ fn details(d: &EnvoyDetail) -> String {
     let mut line = |key: &str, value: String| out.push_str(&format!("{key:<19}{value}\n"));
     line("name:", s.name.clone());
     line("status:", s.status.clone());
+    if let Some(fingerprint) = &s.pending_fingerprint {
+        line("pending key:", fingerprint.clone());
+    }
     line("certificate:", or_dash(d.cert_fingerprint.as_deref()));
     line("last check-in:", or_dash(s.last_checkin.as_deref()));
     line("last report:", or_dash(s.last_report.as_deref()));
@@ -196,28 +298,68 @@ mod tests {
             status: "approved".to_owned(),
             last_checkin: checkin.map(str::to_owned),
             last_report: None,
+            pending_fingerprint: None,
         }
     }
 
     #[test]
     fn the_table_pads_columns() {
+        let mut pending = envoy("w", None);
+        pending.status = "pending".to_owned();
+        pending.pending_fingerprint = Some("ab".repeat(32));
         let text = table(&[
             envoy("db1.example.com", Some("2026-01-01T00:00:00Z")),
-            envoy("w", None),
+            pending,
         ]);
+        let key = "ab".repeat(32);
         assert_eq!(
             text,
-            "NAME             STATUS    LAST-CHECKIN          LAST-REPORT\n\
-             db1.example.com  approved  2026-01-01T00:00:00Z  -\n\
-             w                approved  -                     -\n"
+            format!(
+                "NAME             STATUS    PENDING-KEY{pad}  LAST-CHECKIN          LAST-REPORT\n\
+                 db1.example.com  approved  -{wide}  2026-01-01T00:00:00Z  -\n\
+                 w                pending   {key}  -                     -\n",
+                pad = " ".repeat(64 - 11),
+                wide = " ".repeat(63),
+            )
         );
     }
 
     #[test]
     fn names_that_are_not_host_names_are_refused() {
-        assert!(checked_name("db1.example.com").is_ok());
-        for bad in ["", "../token", "a/b", "x?y", ".hidden"] {
+        assert_eq!(
+            checked_name("DB1.Example.com").unwrap().as_str(),
+            "db1.example.com"
+        );
+        for bad in ["", "../token", "a/b", "x?y", ".hidden", "a_b"] {
             assert!(checked_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn issue_12_token_ttl_is_checked_in_flag_terms() {
+        for bad in ["0s", "500ms", "59s", "31d", "30d 1s"] {
+            let err = check_ttl(bad).unwrap_err().to_string();
+            assert_eq!(err, format!("--ttl must be between 1m and 30d (got {bad})"));
+        }
+        for (good, secs) in [("1m", 60), ("1h", 3600), ("30d", 30 * 86400)] {
+            assert_eq!(check_ttl(good).unwrap(), Duration::from_secs(secs));
+        }
+        assert!(
+            check_ttl("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("not a duration")
+        );
+    }
+
+    #[test]
+    fn issue_12_fingerprints_need_16_hex_digits() {
+        assert_eq!(
+            check_fingerprint("AB:CD:EF:01:23:45:67:89").unwrap(),
+            "abcdef0123456789"
+        );
+        for bad in ["abc", "xyz0123456789abcdef", ""] {
+            assert!(check_fingerprint(bad).is_err(), "{bad}");
         }
     }
 }
