@@ -522,3 +522,52 @@ pub(crate) fn psql(url: &str, sql: &str) {
         .expect("running psql");
     assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
 }
+
+impl ServerProcess {
+    /// Starts a prepared `vigosrv` command (extra environment, a shell
+    /// wrapper setting limits, ...) with its stderr collected, without
+    /// waiting.
+    pub(crate) fn from_command(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning vigosrv");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            log,
+            status: None,
+        }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would, and waits for the exit.
+    pub(crate) fn kill_now(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+/// Whether a `vigoenvoy run --once` found the host in sync: it printed only
+/// the summary line, with nothing changed, failed or skipped (every run
+/// checks every resource, SPEC 6.3).
+pub(crate) fn in_sync(output: &Output) -> bool {
+    let text = stdout(output);
+    text.lines().count() == 1 && text.contains(" resources: 0 changed, 0 failed, 0 skipped, ")
+}
