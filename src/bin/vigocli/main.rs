@@ -93,6 +93,12 @@ pub(crate) struct Globals {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: no core dump may hold a secret (see the
+    // security model in docs/operations.md).
+    if let Err(e) = vigo_process::harden() {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let format = cli.log_format.parse::<LogFormat>().unwrap_or_default();
     if let Err(e) = vigo_log::init(&cli.log_level, format) {

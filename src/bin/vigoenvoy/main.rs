@@ -55,6 +55,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: no core dump may hold a secret (see the
+    // security model in docs/operations.md).
+    if let Err(e) = vigo_process::harden() {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
+        return ExitCode::from(EXIT_ERROR);
+    }
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log_level, &cli.log_format) {
         eprintln!("error: {e}");

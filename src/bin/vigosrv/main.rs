@@ -32,6 +32,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: no core dump may hold a secret (see the
+    // security model in docs/operations.md).
+    if let Err(e) = vigo_process::harden() {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let format = args.log_format.parse::<LogFormat>().unwrap_or_default();
     if let Err(e) = vigo_log::init(&args.log_level, format) {
