@@ -1,7 +1,9 @@
-//! `vigoenvoy apply` hardening over the real binary: a stop signal during
-//! an exec leaves no process and no secret file behind, a temporary file an
-//! interrupted write left is removed by the next apply, and a secret-bearing
-//! file is refused in a folder everyone can write to.
+//! `vigoenvoy apply` and `run` hardening over the real binary: a stop
+//! signal during an exec leaves no process and no secret file behind, a
+//! temporary file an interrupted write left is removed by the next apply,
+//! and a secret-bearing file is refused in a folder everyone can write to.
+
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use support::{EnvoyHost, TestDir, cli_ok, stderr};
 
 /// Upper bound for waiting on something that should happen; not a
 /// performance expectation.
@@ -233,4 +236,73 @@ fn issue_12_item_6_a_secret_file_is_refused_in_a_folder_everyone_can_write() {
         "{stdout}"
     );
     assert!(!target.exists());
+}
+
+/// `vigoenvoy run --once`, then the first cycle of `vigoenvoy run`, each
+/// stopped by SIGTERM while the catalog's exec runs.
+#[test]
+fn issue_12_item_7_sigterm_during_run_once_and_the_first_run_cycle_stops_cleanly() {
+    let dir = TestDir::new();
+    let out = dir.cli(&["secrets", "bootstrap"]);
+    assert!(out.status.success(), "bootstrap: {}", stderr(&out));
+    let out = dir.cli(&["secrets", "set", "vigo/app/pw", CANARY]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid_file = dir.path().join("sleep.pid");
+    dir.write(
+        "config/nodes.vgo",
+        "envoys:\n  - match: \"app1.example.com\"\n    roles: [slow]\n",
+    );
+    dir.write(
+        "config/modules/slow.vgo",
+        &format!(
+            "resources:\n  - name: slow\n    type: exec\n    command: \"test -s {{{{secret_file}}}} || exit 9; sleep 30 & echo $! > {}; wait\"\n    secret_file: \"secret:vigo/app/pw\"\n    timeout: 300s\n",
+            pid_file.display()
+        ),
+    );
+    let _server = dir.start_server(&[]);
+    let token = cli_ok(&dir, &["envoys", "token"]);
+    let envoy = EnvoyHost::new(&dir, "app1.example.com", Some(token.trim()));
+    let secret_files = envoy.root.join("data").join("secret-files");
+
+    for run_args in [&["--once"][..], &[][..]] {
+        let _ = fs::remove_file(&pid_file);
+        let mut child = envoy
+            .command(&[], run_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the exec to start its sleep", || {
+            fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+        });
+        let sleep_pid: i32 = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(fs::read_dir(&secret_files).unwrap().count(), 1);
+        kill(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = wait_for_exit(&mut child);
+        let output = child.wait_with_output().unwrap();
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_eq!(status.code(), Some(143), "run {run_args:?}:\n{all}");
+        assert!(
+            all.contains("exec[slow]: interrupted: the envoy was told to stop")
+                && all.contains("error: stopped by SIGTERM: "),
+            "run {run_args:?}:\n{all}"
+        );
+        assert!(!all.contains(CANARY));
+        wait_until("the exec's background sleep to die", || {
+            process_gone(sleep_pid)
+        });
+        assert_eq!(
+            fs::read_dir(&secret_files).unwrap().count(),
+            0,
+            "run {run_args:?} left a secret file"
+        );
+    }
 }
