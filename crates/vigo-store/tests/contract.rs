@@ -1344,3 +1344,158 @@ async fn issue_11_the_last_run_comes_from_check_ins_and_reports(db: &TestDb) {
     assert_eq!((run.at, run.summary), (t(120), counts(1, 3)));
     assert_eq!(store.last_run("nobody").await.expect("read"), None);
 }
+
+// --- migration 0003 on a database from before it (issue 12) -------------------
+
+/// Rows a database written before names were normalised may hold: a
+/// mixed-case name alone, and names differing only in case.
+const LEGACY_ROWS: &str = "\
+INSERT INTO envoys (name, status, facts, enrolled_at, force_push) VALUES \
+  ('Web1.Example.com', 'approved', '{}', 1, FALSE), \
+  ('db1.example.com', 'approved', '{}', 1, FALSE), \
+  ('DB1.EXAMPLE.COM', 'pending', '{}', 2, FALSE), \
+  ('Mx.one', 'approved', '{}', 1, TRUE), \
+  ('MX.ONE', 'pending', '{}', 2, FALSE); \
+INSERT INTO triggers (envoy, resource, secret_path, queued_at, last_queued_at) \
+  VALUES ('Web1.Example.com', 'svc', 'vigo/api/key', 5, 5); \
+INSERT INTO deliveries (at, envoy, path, version) VALUES (6, 'Web1.Example.com', 'vigo/api/key', 1);";
+
+/// A copy of the migrations before 0003, to bring a database to that state.
+fn migrations_before_0003(backend: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("temporary folder");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(source).expect("migrations folder") {
+        let entry = entry.expect("migration file");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0003" {
+            std::fs::copy(entry.path(), copy.path().join(&name)).expect("copy migration");
+        }
+    }
+    copy
+}
+
+/// After 0003, on a database holding [`LEGACY_ROWS`].
+async fn check_names_after_0003(store: &StoreHandle) {
+    let names: Vec<(String, EnvoyStatus)> = store
+        .list_envoys()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.name, e.status))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("DB1.EXAMPLE.COM".to_owned(), EnvoyStatus::Revoked),
+            ("MX.ONE".to_owned(), EnvoyStatus::Revoked),
+            ("Mx.one".to_owned(), EnvoyStatus::Revoked),
+            ("db1.example.com".to_owned(), EnvoyStatus::Approved),
+            ("web1.example.com".to_owned(), EnvoyStatus::Approved),
+        ]
+    );
+    let triggers = store
+        .triggers_for("web1.example.com")
+        .await
+        .expect("triggers");
+    assert_eq!(triggers.len(), 1);
+    let deliveries = store
+        .deliveries(Some("web1.example.com"), None)
+        .await
+        .expect("deliveries");
+    assert_eq!(deliveries.len(), 1);
+    let mx = store.envoy("Mx.one").await.expect("read").expect("kept");
+    assert!(!mx.force_push && mx.revoked_at.is_some());
+
+    // `remove` in lower case clears the look-alikes, never an approved envoy.
+    assert_eq!(
+        store.remove_envoy("db1.example.com").await.expect("remove"),
+        ["DB1.EXAMPLE.COM"]
+    );
+    assert_eq!(
+        store.remove_envoy("mx.one").await.expect("remove"),
+        ["MX.ONE", "Mx.one"]
+    );
+    assert!(
+        store
+            .envoy("db1.example.com")
+            .await
+            .expect("read")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let file = folder.path().join("vigo.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .pragma("key", format!("\"x'{KEY}'\""));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open SQLite");
+    let before = migrations_before_0003("sqlite");
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .expect("read migrations")
+        .run(&mut conn)
+        .await
+        .expect("migrate to 0002");
+    sqlx::raw_sql(LEGACY_ROWS)
+        .execute(&mut conn)
+        .await
+        .expect("legacy rows");
+    conn.close().await.ok();
+
+    let dsn = SecretValue::new(format!("sqlite://{}?key={KEY}", file.display()));
+    let store = vigo_store::connect(&dsn).await.expect("migrate to 0003");
+    check_names_after_0003(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
+    let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
+        println!("skipped: VIGO_TEST_POSTGRES not set");
+        return;
+    };
+    let schema = format!("vigo_test_m3_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to VIGO_TEST_POSTGRES");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create test schema");
+    let separator = if admin_url.contains('?') { '&' } else { '?' };
+    let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let before = migrations_before_0003("postgres");
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .expect("read migrations")
+        .run(&mut conn)
+        .await
+        .expect("migrate to 0002");
+    sqlx::raw_sql(LEGACY_ROWS)
+        .execute(&mut conn)
+        .await
+        .expect("legacy rows");
+    conn.close().await.ok();
+
+    let store = vigo_store::connect(&SecretValue::new(url))
+        .await
+        .expect("migrate to 0003");
+    check_names_after_0003(&store).await;
+    store.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .expect("drop test schema");
+    admin.close().await.ok();
+}

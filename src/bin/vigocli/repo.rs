@@ -74,10 +74,12 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
     if let Some(first) = unresolved.first() {
         bail!("{first}");
     }
+    // The envoy's name as the server knows it: lower case (EnvoyName).
+    let name = vigo_secrets::EnvoyName::parse(&args.name)?;
     let compiled = repo
-        .compile(&args.name, &secrets)
+        .compile(&name, &secrets)
         .map_err(|d| anyhow::anyhow!("{d}"))
-        .with_context(|| format!("compiling the catalog of '{}'", args.name))?;
+        .with_context(|| format!("compiling the catalog of '{name}'"))?;
     if args.reveal {
         eprintln!(
             "warning: --reveal prints secret values; keep this output out of logs and tickets"
