@@ -351,6 +351,13 @@ fn upper_case_names(env: &Env) {
     ))
     .unwrap();
     assert_eq!(shown["name"], WEB1);
+    // The operator's view of a catalog is compiled for the same name.
+    let catalog: Value = serde_json::from_str(&cli_ok(
+        dir,
+        &["catalog", "WEB1.Example.COM", "--output", "json"],
+    ))
+    .unwrap();
+    assert_eq!(catalog["envoy"], WEB1, "{catalog}");
 
     // Revoked stays revoked in every spelling.
     cli_ok(dir, &["envoys", "revoke", WEB1]);
@@ -563,8 +570,7 @@ fn with_backend(database: Database, scenario: fn(&Env)) {
     let postgres = match database {
         Database::Sqlite => None,
         Database::Postgres => {
-            let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-                println!("skipped: VIGO_TEST_POSTGRES not set");
+            let Some(admin_url) = vigo_test_support::postgres_url() else {
                 return;
             };
             Some(PgSchema::create(&dir, admin_url))
