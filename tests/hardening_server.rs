@@ -47,8 +47,7 @@ impl Rig {
         std::fs::create_dir_all(&out).unwrap();
         cli_ok(&dir, &["secrets", "bootstrap"]);
         let schema = if postgres {
-            let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-                println!("skipped: VIGO_TEST_POSTGRES not set");
+            let Some(admin_url) = vigo_test_support::postgres_url() else {
                 return None;
             };
             Some(support::PgSchema::create(&dir, admin_url))

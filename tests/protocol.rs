@@ -456,8 +456,7 @@ fn with_backend(database: Database, scenario: fn(&Env)) {
     let postgres = match database {
         Database::Sqlite => None,
         Database::Postgres => {
-            let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-                println!("skipped: VIGO_TEST_POSTGRES not set");
+            let Some(admin_url) = vigo_test_support::postgres_url() else {
                 return;
             };
             Some(PgSchema::create(&dir, admin_url))

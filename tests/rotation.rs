@@ -451,8 +451,7 @@ fn sets_in_quick_succession_coalesce_into_one_rotation() {
 /// one reaches an envoy that checks in at another, with the new value.
 #[test]
 fn a_rotation_handled_by_one_replica_reaches_envoys_of_another() {
-    let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-        println!("skipped: VIGO_TEST_POSTGRES not set");
+    let Some(admin_url) = vigo_test_support::postgres_url() else {
         return;
     };
     let rig = Rig::new();

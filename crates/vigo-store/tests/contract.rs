@@ -56,8 +56,7 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-            println!("skipped: VIGO_TEST_POSTGRES not set");
+        let Some(admin_url) = vigo_test_support::postgres_url() else {
             return None;
         };
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -1458,8 +1457,7 @@ async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
-    let Ok(admin_url) = std::env::var("VIGO_TEST_POSTGRES") else {
-        println!("skipped: VIGO_TEST_POSTGRES not set");
+    let Some(admin_url) = vigo_test_support::postgres_url() else {
         return;
     };
     let schema = format!("vigo_test_m3_{}", std::process::id());

@@ -156,13 +156,12 @@ async fn postgres_connection_failure_hides_the_password() {
 
 #[tokio::test]
 async fn postgres_authentication_failure_hides_the_password() {
-    let Ok(base) = std::env::var("VIGO_TEST_POSTGRES") else {
-        println!("skipped: VIGO_TEST_POSTGRES not set");
+    let Some(base) = vigo_test_support::postgres_url() else {
         return;
     };
     // A role that does not exist fails however the server authenticates.
     let Some(rest) = base.split_once('@').map(|(_, rest)| rest) else {
-        println!("skipped: VIGO_TEST_POSTGRES has no user part");
+        vigo_test_support::skip_postgres("VIGO_TEST_POSTGRES has no user part");
         return;
     };
     let dsn = format!("postgres://vigo_no_such_role:Canary-Auth-77@{rest}");
