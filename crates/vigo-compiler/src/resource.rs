@@ -11,10 +11,10 @@ use vigo_secrets::{SecretPath, SecretRef};
 use vigo_template::{Output, Piece, RenderOptions, Template, TemplateError, Value};
 
 use crate::diagnostics::Diagnostic;
-use crate::yaml::{Pos, SourceFile, TextStart};
+use crate::yaml::{Node, Pos, SourceFile, TextStart};
 
 /// A resource as written in YAML: field name to value, each with position.
-pub(crate) type RawResource = Spanned<BTreeMap<String, Spanned<Json>>>;
+pub(crate) type RawResource = Spanned<BTreeMap<String, Spanned<Node>>>;
 
 /// The resource types and their own fields (besides the common ones).
 pub(crate) const TYPES: &[(&str, &[&str])] = &[
@@ -154,7 +154,11 @@ pub(crate) fn parse_resource(
     let start = Pos::of(&raw.referenced);
     let mut fields = Fields {
         file,
-        map: raw.value,
+        map: raw
+            .value
+            .iter()
+            .map(|(key, node)| (key.clone(), file.spanned_json(node)))
+            .collect(),
         resource: None,
         errors,
         failed: false,
@@ -455,7 +459,20 @@ impl Fields<'_> {
         self.abs_path(key)
     }
 
+    /// `mode`: octal digits, as a string or as a number written the same
+    /// way. A number is read back as written: YAML reads `0o644` as 420 and
+    /// `0x1A4` as 420 too, which as octal digits would be mode 0420.
     fn mode(&mut self) -> Option<Mode> {
+        if let Some(value) = self.map.get("mode")
+            && value.value.is_number()
+            && let Some(written) = self.file.scalar_text(value)
+        {
+            let written = written.to_owned();
+            self.map.insert(
+                "mode".to_owned(),
+                Spanned::new(Json::String(written), value.referenced, value.defined),
+            );
+        }
         let (raw, pos) = self.string("mode")?;
         match Mode::parse(&raw) {
             Ok(m) => Some(m),

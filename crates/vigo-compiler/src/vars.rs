@@ -8,20 +8,20 @@ use vigo_secrets::{PathError, SecretPath, SecretRef};
 use vigo_template::Value;
 
 use crate::diagnostics::Diagnostic;
-use crate::yaml::SourceFile;
+use crate::yaml::{Node, SourceFile};
 
 /// Vars by name.
 pub(crate) type Vars = BTreeMap<String, Value>;
 
 /// Vars as written in a file, each with its position.
-pub(crate) type RawVars = BTreeMap<String, Spanned<serde_json::Value>>;
+pub(crate) type RawVars = BTreeMap<String, Spanned<Node>>;
 
 /// Converts a file's `vars:` block; an invalid `secret:` path anywhere in a
 /// var is an error at that var.
 pub(crate) fn convert_vars(file: &SourceFile, raw: RawVars, errors: &mut Vec<Diagnostic>) -> Vars {
     let mut vars = Vars::new();
     for (name, value) in raw {
-        match to_value(&value.value) {
+        match to_value(&file.json(&value)) {
             Ok(v) => {
                 vars.insert(name, v);
             }

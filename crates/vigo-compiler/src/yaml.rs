@@ -1,6 +1,16 @@
 //! Reading `.vgo` files: YAML options, positions, and error conversion.
+//!
+//! Free-form values (vars, resource fields) are read as [`Node`]s, which
+//! keep the position of every scalar, and turned into JSON with the file's
+//! text at hand: a boolean must be spelled `true` or `false` (YAML 1.2's
+//! `True` and `FALSE` stay strings, as docs/modules.md says), and a field
+//! such as `mode` can read a number back as written (`0o644`, not 420).
 
-use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
 use serde_saphyr::{Location, Spanned};
 use vigo_template::TemplateError;
 
@@ -36,23 +46,12 @@ impl SourceFile {
         if self.text.trim().is_empty() {
             return Ok(T::default());
         }
-        let options = serde_saphyr::options! {
-            strict_booleans: true,
-            leading_zero_numbers_as_strings: true,
-            with_snippet: false,
-        };
-        serde_saphyr::from_str_with_options(&self.text, options).map_err(|e| {
+        serde_saphyr::from_str_with_options(&self.text, vigo_config::yaml::options()).map_err(|e| {
             let pos = e
                 .location()
                 .map(|l| Pos::of(&l))
                 .unwrap_or(Pos { line: 0, column: 0 });
-            let text = e.without_snippet().to_string();
-            // The position travels in the diagnostic itself; drop the
-            // library's own " at line N, column M" suffix.
-            let message = match text.rsplit_once(" at line ") {
-                Some((head, _)) => head.to_owned(),
-                None => text,
-            };
+            let message = vigo_config::yaml::error_message(&e);
             self.diagnostic(pos, None, message)
         })
     }
@@ -135,6 +134,131 @@ impl SourceFile {
             line,
             column: head[line_start..].chars().count() + 1,
         }
+    }
+}
+
+impl SourceFile {
+    /// The JSON form of a free-form value, with booleans as the docs define
+    /// them: only the plain scalars `true` and `false` are booleans; `True`,
+    /// `FALSE` and the like are the strings written.
+    pub(crate) fn json(&self, node: &Spanned<Node>) -> Json {
+        match &node.value {
+            Node::Null => Json::Null,
+            Node::Bool(b) => match self.scalar_text(node) {
+                Some(text) if text != "true" && text != "false" && !text.starts_with('!') => {
+                    Json::String(text.to_owned())
+                }
+                _ => Json::Bool(*b),
+            },
+            Node::Number(n) => Json::Number(n.clone()),
+            Node::String(s) => Json::String(s.clone()),
+            Node::List(items) => Json::Array(items.iter().map(|i| self.json(i)).collect()),
+            Node::Map(map) => {
+                Json::Object(map.iter().map(|(k, v)| (k.clone(), self.json(v))).collect())
+            }
+        }
+    }
+
+    /// [`SourceFile::json`], keeping the node's positions.
+    pub(crate) fn spanned_json(&self, node: &Spanned<Node>) -> Spanned<Json> {
+        Spanned::new(self.json(node), node.referenced, node.defined)
+    }
+
+    /// The text of a plain scalar as written (`0o644`, `True`), read from
+    /// where the value is defined (an alias reads its anchor's value);
+    /// `None` when the position is unknown.
+    pub(crate) fn scalar_text<T>(&self, value: &Spanned<T>) -> Option<&str> {
+        let offset = byte_offset(&value.defined).or_else(|| byte_offset(&value.referenced))?;
+        let mut text = self.text.get(offset..)?;
+        // An anchor (`&name value`) comes before the scalar.
+        if let Some(rest) = text.strip_prefix('&') {
+            let end = rest.find(char::is_whitespace)?;
+            text = rest[end..].trim_start_matches([' ', '\t']);
+        }
+        let end = text
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#'))
+            .unwrap_or(text.len());
+        Some(&text[..end])
+    }
+}
+
+/// A YAML value with the position of every node inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    List(Vec<Spanned<Node>>),
+    Map(BTreeMap<String, Spanned<Node>>),
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+        // As serde_json: a float JSON cannot hold (NaN, infinity) is null.
+        Ok(serde_json::Number::from_f64(v).map_or(Node::Null, Node::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
+        Ok(Node::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            items.push(item);
+        }
+        Ok(Node::List(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, Spanned<Node>>()? {
+            entries.insert(key, value);
+        }
+        Ok(Node::Map(entries))
     }
 }
 
@@ -226,7 +350,7 @@ mod tests {
         let f = file("a: 1\na: 2\n");
         let d = f.parse::<BTreeMap<String, u32>>().unwrap_err();
         assert_eq!(d.line, 2);
-        assert!(d.message.contains("duplicate"), "{}", d.message);
+        assert!(d.message.contains("written twice"), "{}", d.message);
         assert!(!d.message.contains(" at line "), "{}", d.message);
     }
 }

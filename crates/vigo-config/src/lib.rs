@@ -24,6 +24,7 @@ mod error;
 mod raw;
 mod resolve;
 pub mod well_known;
+pub mod yaml;
 
 pub use backend::open_provider;
 pub use error::ConfigError;

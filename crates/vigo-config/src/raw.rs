@@ -152,20 +152,16 @@ impl RawConfig {
     /// Validates `text` as the contents of `file` (an absolute path; relative
     /// paths in the text are resolved against its folder).
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let options = serde_saphyr::options! {
-            strict_booleans: true,
-            leading_zero_numbers_as_strings: true,
-        };
         let parsed: FileConfig = if text.trim().is_empty() {
             FileConfig::default()
         } else {
-            serde_saphyr::from_str_with_options(text, options).map_err(|err| {
+            serde_saphyr::from_str_with_options(text, crate::yaml::options()).map_err(|err| {
                 let location = err.location().unwrap_or(Location::UNKNOWN);
                 ConfigError::Parse {
                     file: file.to_owned(),
                     line: location.line(),
                     column: location.column(),
-                    message: parse_message(&err),
+                    message: crate::yaml::error_message(&err),
                 }
             })?
         };
@@ -211,19 +207,6 @@ impl RawConfig {
     /// Where the server writes the exported CA certificate.
     pub fn ca_cert_file(&self) -> PathBuf {
         self.data_dir.join("ca.crt")
-    }
-}
-
-/// The parser's message without its source snippet (the snippet would quote
-/// the file, and the position is already in [`ConfigError::Parse`]).
-fn parse_message(err: &serde_saphyr::Error) -> String {
-    let text = err.without_snippet().to_string();
-    let first = text.lines().next().unwrap_or_default().trim();
-    // serde-saphyr appends " at line L, column C"; the position is printed
-    // in front instead.
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_owned(),
-        None => first.to_owned(),
     }
 }
 
