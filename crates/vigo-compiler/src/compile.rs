@@ -371,7 +371,34 @@ fn command_line(
             }
         }
     }
+    if let Some(path) = literal_secret_reference(&line) {
+        errors.push(diagnostic(
+            module,
+            decl,
+            command.start.pos(),
+            format!(
+                "secret '{path}' would appear in the command line; pass it with stdin or secret_file"
+            ),
+        ));
+        return None;
+    }
     Some(line)
+}
+
+/// The first `secret:PATH` written into a command's text (literally, or in
+/// a var that is not a whole reference): the command would run with the
+/// reference itself, and whoever wrote it meant the value, which the taint
+/// rule keeps off command lines.
+fn literal_secret_reference(line: &str) -> Option<SecretPath> {
+    line.match_indices("secret:").find_map(|(at, prefix)| {
+        let rest = &line[at + prefix.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')))
+            .unwrap_or(rest.len());
+        // A sentence's full stop or a trailing slash is not part of a path.
+        let candidate = rest[..end].trim_end_matches(['.', '/']);
+        SecretPath::parse(candidate).ok()
+    })
 }
 
 fn secret_text(out: Output) -> SecretText {

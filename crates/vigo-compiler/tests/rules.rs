@@ -135,3 +135,43 @@ fn secret_content_defaults_to_0600_and_explicit_mode_wins() {
         .collect();
     assert_eq!(modes, ["0600", "0640"]);
 }
+
+/// A `secret:` reference written into a command's text would run with the
+/// reference itself; it is the taint rule's error, like a secret var.
+#[test]
+fn issue_12_item_18_a_literal_secret_reference_in_a_command_is_the_taint_error() {
+    for command in [
+        "\"set-password secret:vigo/grafana/admin_password\"",
+        "\"curl -u admin:secret:vigo/grafana/admin_password. http://x\"",
+        "\"echo '{{ .Envoy.Name }}' secret:vigo/grafana/admin_password\"",
+    ] {
+        let d = problems(&format!(
+            "resources:\n  - name: set-grafana-password\n    type: exec\n    command: {command}\n"
+        ));
+        assert_eq!(
+            d.to_string(),
+            "modules/m.vgo:4:15: resource 'set-grafana-password': secret 'vigo/grafana/admin_password' would appear in the command line; pass it with stdin or secret_file",
+            "{command}"
+        );
+    }
+    // Through a var that is not a whole reference, too.
+    let d = problems(
+        "vars:\n  cmd: \"x secret:vigo/k\"\nresources:\n  - name: x\n    type: exec\n    command: \"run {{ .Vars.cmd }}\"\n",
+    );
+    assert!(
+        d.to_string()
+            .ends_with("resource 'x': secret 'vigo/k' would appear in the command line; pass it with stdin or secret_file"),
+        "{d}"
+    );
+    // The word alone, or a non-path after it, is fine.
+    for command in [
+        "\"grep secret: /etc/x\"",
+        "\"echo secret:\"",
+        "\"echo secret:/x\"",
+    ] {
+        let d = problems(&format!(
+            "resources:\n  - name: x\n    type: exec\n    command: {command}\n"
+        ));
+        assert!(d.is_empty(), "{command}: {d}");
+    }
+}
