@@ -3,7 +3,7 @@
 //! **This is not a product and not a secrets store to run in production.**
 //! It exists so that Vigo's isopass client (`vigo_secrets::IsopassProvider`)
 //! can be developed and tested without a real isopass: it speaks the HTTP
-//! contract of SPEC 4.3 (bearer token, `GET`/`PUT /v1/secrets/{path}`,
+//! contract of docs/secrets.md, "The API Vigo speaks" (bearer token, `GET`/`PUT /v1/secrets/{path}`,
 //! `POST /v1/versions`) plus Vigo's extension for listing
 //! (`GET /v1/secrets?prefix=`) and deleting (`DELETE /v1/secrets/{path}`).
 //! Values are kept in memory and, with a data file, in plain JSON (mode
@@ -277,8 +277,9 @@ pub fn read_token_file(file: &Path) -> Result<Zeroizing<String>, StandinError> {
     Ok(text)
 }
 
-/// Whether `path` is a valid secret path (SPEC 4.1): `/`-separated segments
-/// of `[A-Za-z0-9._-]`, none empty, `.` or `..`, at most 256 bytes.
+/// Whether `path` is a valid secret path (docs/secrets.md, "References"):
+/// `/`-separated segments of `[A-Za-z0-9._-]`, none empty, `.` or `..`, at
+/// most 256 bytes.
 pub(crate) fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= 256

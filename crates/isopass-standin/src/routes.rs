@@ -1,5 +1,5 @@
-//! The HTTP routes: the isopass contract (SPEC 4.3) and Vigo's list/delete
-//! extension.
+//! The HTTP routes: the isopass contract and Vigo's list/delete extension
+//! (both in docs/secrets.md, "The API Vigo speaks").
 //!
 //! | request | answer |
 //! | --- | --- |

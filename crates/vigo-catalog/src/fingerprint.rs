@@ -1,4 +1,5 @@
-//! The catalog fingerprint of SPEC 6.3.
+//! The catalog fingerprint an envoy sends at check-in, so the server can
+//! answer "unchanged" (docs/ARCHITECTURE.md, "Check-in and rotation flow").
 //!
 //! An HMAC-SHA256, under the server's `vigo/server/hmac_key`, of the
 //! catalog's canonical JSON *with* its secret values. Values are included so

@@ -77,7 +77,7 @@ pub struct Resource {
     pub source: Option<String>,
 }
 
-/// The resource types of SPEC 5.1, tagged by `type`.
+/// The resource types of docs/modules.md, "Resources", tagged by `type`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResourceKind {

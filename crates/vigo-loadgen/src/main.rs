@@ -156,15 +156,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let pct = |p: f64| {
         // Rounding a percentile index; the product is within 0..count.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
         let i = ((count as f64 - 1.0) * p).round() as usize;
         latencies[i].as_secs_f64() * 1000.0
     };
-    #[allow(clippy::cast_precision_loss)]
     let rate = count as f64 / elapsed.as_secs_f64();
     println!(
         "{count} check-ins in {:.1}s with {} concurrent requests over {} envoys: {rate:.0} check-ins/s",

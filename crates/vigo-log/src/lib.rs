@@ -1,4 +1,4 @@
-//! Vigo's log output (SPEC 9): one line per event on stderr.
+//! Vigo's log output: one line per event on stderr.
 //!
 //! Two formats, chosen with `--log-format`:
 //! - [`LogFormat::Text`]: `LEVEL message key=value key2="a value"`, with the
