@@ -58,6 +58,27 @@ pub enum SecretError {
         hint: String,
     },
 
+    /// A symbolic link was found on the way to a secret file, below the
+    /// secrets folder. It is never followed: it could lead out of the folder.
+    #[error(
+        "{} is a symbolic link; the secrets folder must hold only real folders and files: replace it",
+        file.display()
+    )]
+    Symlink {
+        /// The link.
+        file: PathBuf,
+    },
+
+    /// Something other than a regular file (a FIFO, a socket, a device) is
+    /// where a secret file belongs.
+    #[error("{} is a {kind}, not a secret file; remove it", file.display())]
+    NotRegular {
+        /// The path.
+        file: PathBuf,
+        /// What is there (`FIFO`, `socket`, `device`).
+        kind: &'static str,
+    },
+
     /// A filesystem operation failed.
     #[error("{action} {}: {source}", file.display())]
     Io {

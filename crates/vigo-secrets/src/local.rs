@@ -98,6 +98,7 @@ impl Inner {
             return Err(not_found());
         }
         let file = self.file_for(path);
+        files::refuse_symlinks(&self.secrets_dir, &file)?;
         let bytes = files::read_whole(&file)?.ok_or_else(not_found)?;
         let cipher = format::cipher(self.key.bytes())?;
         let (value, version) = format::open(&cipher, path, bytes, &file)?;
@@ -111,6 +112,7 @@ impl Inner {
         let cipher = format::cipher(self.key.bytes())?;
         let file = self.file_for(path);
         let _lock = files::lock(&self.secrets_dir)?;
+        files::refuse_symlinks(&self.secrets_dir, &file)?;
         let version =
             match files::read_header(&file)? {
                 None => 1,
@@ -157,6 +159,7 @@ impl Inner {
             return Err(not_found());
         }
         let _lock = files::lock(&self.secrets_dir)?;
+        files::refuse_symlinks(&self.secrets_dir, &file)?;
         if files::remove(&file)? {
             Ok(())
         } else {
@@ -170,7 +173,9 @@ impl Inner {
             if files::is_reserved(path) {
                 continue;
             }
-            if let Some(header) = files::read_header(&self.file_for(path))? {
+            let file = self.file_for(path);
+            files::refuse_symlinks(&self.secrets_dir, &file)?;
+            if let Some(header) = files::read_header(&file)? {
                 found.insert(path.clone(), header.version);
             }
         }

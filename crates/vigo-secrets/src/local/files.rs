@@ -5,11 +5,17 @@
 //! linked) into place, and then the folder itself is flushed, so a crash at
 //! any point leaves the old file or the new one, never a torn one. Folders
 //! Vigo creates are 0700 at every level.
+//!
+//! No symbolic link below the secrets folder is ever followed (one could
+//! lead a read or a write out of it): every level is checked with `lstat`
+//! and the file itself is opened with `O_NOFOLLOW`. It is also opened with
+//! `O_NONBLOCK` and checked with `fstat`, so a FIFO or device put where a
+//! secret belongs is an error instead of a read that never returns.
 
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -41,6 +47,27 @@ pub(super) fn split_file_path(path: &Path) -> Result<(PathBuf, &OsStr), SecretEr
         _ => PathBuf::from("."),
     };
     Ok((dir, name))
+}
+
+/// Refuses a symbolic link at any level of `file` below `root` (the file
+/// itself included). Levels that do not exist yet are fine.
+pub(super) fn refuse_symlinks(root: &Path, file: &Path) -> Result<(), SecretError> {
+    let Ok(relative) = file.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(SecretError::Symlink { file: current });
+            }
+            Ok(_) => {}
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) => return Err(io_error("reading", &current, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure `dir` exists, creating each missing level with mode 0700.
@@ -174,6 +201,7 @@ pub(super) fn lock(secrets_dir: &Path) -> Result<WriteLock, SecretError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&path)
         .map_err(|e| io_error("opening lock file", &path, e))?;
     file.lock().map_err(|e| io_error("locking", &path, e))?;
@@ -232,18 +260,43 @@ pub(super) fn read_whole(file: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, Secr
     Ok(Some(bytes))
 }
 
-/// Opens a regular file; `None` if nothing, or a folder, is at `file`.
+/// Opens a regular file; `None` if nothing, or a folder, is at `file`. A
+/// symbolic link or any other kind of file there is an error; opening never
+/// blocks (a FIFO with no writer).
 fn open_secret_file(file: &Path) -> Result<Option<File>, SecretError> {
-    let handle = match File::open(file) {
+    let handle = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(file)
+    {
         Ok(h) => h,
         Err(e) if is_absent(&e) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(SecretError::Symlink {
+                file: file.to_path_buf(),
+            });
+        }
         Err(e) => return Err(io_error("reading", file, e)),
     };
-    let meta = handle
+    let file_type = handle
         .metadata()
-        .map_err(|e| io_error("reading", file, e))?;
-    if meta.is_dir() {
+        .map_err(|e| io_error("reading", file, e))?
+        .file_type();
+    if file_type.is_dir() {
         return Ok(None);
+    }
+    if !file_type.is_file() {
+        let kind = if file_type.is_fifo() {
+            "FIFO"
+        } else if file_type.is_socket() {
+            "socket"
+        } else {
+            "device"
+        };
+        return Err(SecretError::NotRegular {
+            file: file.to_path_buf(),
+            kind,
+        });
     }
     Ok(Some(handle))
 }

@@ -4,6 +4,7 @@
 
 mod behaviour;
 mod concurrency;
+mod links;
 mod tampering;
 mod vectors;
 
