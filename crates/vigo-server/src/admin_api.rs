@@ -254,7 +254,7 @@ pub(crate) async fn remove_envoy(
             other => other.into(),
         })?;
     tracing::info!(envoy = %name, removed = ?removed, "envoy removed");
-    state.waiters.wake(&name);
+    crate::fleet_wake::wake_everywhere(&state, &[name.as_str()]).await;
     Ok(Json(RemovedEnvoys { removed }))
 }
 
@@ -292,9 +292,9 @@ pub(crate) async fn revoke_envoy(
             other => other.into(),
         })?;
     tracing::info!(envoy = %name, "envoy revoked");
-    // Ends a wait it may hold; the re-check refuses nothing by itself, but
-    // its next request is refused.
-    state.waiters.wake(&name);
+    // Ends a wait it may hold, here or on another replica: the wait answers
+    // "check in now" and that request is refused.
+    crate::fleet_wake::wake_everywhere(&state, &[name.as_str()]).await;
     let record = known(&state, &name).await?;
     Ok(Json(summary(&record, None)))
 }

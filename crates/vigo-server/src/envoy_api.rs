@@ -602,24 +602,43 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, AppError>
 
 // --- wait ----------------------------------------------------------------------------
 
-/// `GET /v1/wait`.
+/// `GET /v1/wait`. The wait is registered under the certificate's name
+/// before the first look at the database, so a wake in between is not
+/// lost; that first look is the authentication itself (force-push and the
+/// count of queued triggers come with it), so an idle wait costs one query,
+/// or two when triggers are queued. After that the database is read only
+/// when something wakes the wait (`waiters.rs`, `fleet_wake.rs`).
 pub(crate) async fn wait(
     State(state): State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
 ) -> Result<Json<WaitResponse>, AppError> {
-    let envoy = authenticate(&state, peer.as_deref()).await?;
-    let name = envoy.name.as_str();
+    let peer = peer.as_deref();
+    let claimed = peer.and_then(|p| vigo_pki::envoy_name_from_cert(p.end_entity()).ok());
+    let Some(claimed) = claimed else {
+        // No certificate, or not an envoy's: the error authentication gives.
+        authenticate(&state, peer).await?;
+        return Err(AppError::Forbidden(
+            "the client certificate does not name an envoy".to_owned(),
+        ));
+    };
+    let name = claimed.as_str();
+    let mut authenticated = false;
     let checkin_now = state
         .waiters
         .wait(name, Duration::from_secs(WAIT_HOLD_SECS), || {
-            let store = state.store();
-            let name = envoy.name.clone();
+            let first = !std::mem::replace(&mut authenticated, true);
+            let state = &state;
             async move {
-                if store.force_push(&name).await? {
-                    return Ok::<_, StoreError>(true);
+                if first {
+                    let envoy = authenticate(state, peer).await?;
+                    if envoy.force_push {
+                        return Ok::<_, AppError>(true);
+                    }
+                    if envoy.queued_triggers == 0 {
+                        return Ok(false);
+                    }
                 }
-                let triggers = store.triggers_for(&name).await?;
-                Ok(triggers.iter().any(|t| t.delivered_at.is_none()))
+                Ok(state.store().checkin_due(name).await?)
             }
         })
         .await?;

@@ -156,6 +156,12 @@ impl Server {
             }
         });
         let rotation = self.rotation.spawn(self.state.clone());
+        // Wake-ups from other replicas (PostgreSQL) and the one sweep of
+        // held waits.
+        let fleet_wake = supervise(self.state.health.clone(), "wake-listener", {
+            let state = self.state.clone();
+            move || crate::fleet_wake::run(state.clone())
+        });
         let reloader = supervise(self.state.health.clone(), "config-reloader", {
             let state = self.state.clone();
             move || crate::deploy::run_reloader(state.clone())
@@ -187,6 +193,7 @@ impl Server {
         };
         serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
         upkeep.abort();
+        fleet_wake.abort();
         reloader.abort();
         reconcile.abort();
         let _ = stop_watchers.send(());

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use vigo_compiler::Diagnostics;
 use vigo_config::{ConfigError, ServerConfig, fetch_secret, well_known};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::{SecretPath, SecretProvider, SecretValue};
-use vigo_store::{Backend, StoreHandle};
+use vigo_store::StoreHandle;
 
 use crate::catalogs::{CatalogCache, CompiledCatalog};
 use crate::checkins::CheckinBuffer;
@@ -89,7 +88,8 @@ pub struct State {
     /// [`State::repo`], replace it with [`State::replace_repo`].
     pub repo: RwLock<Arc<RepoSnapshot>>,
     /// Envoys holding `GET /v1/wait`; wake one after setting force-push or
-    /// queueing triggers for it.
+    /// queueing triggers for it (other replicas learn it from the store's
+    /// notification, see `fleet_wake.rs`).
     pub waiters: Waiters,
     /// The Prometheus metrics of this server.
     pub metrics: Metrics,
@@ -220,10 +220,8 @@ pub struct AppState(Arc<State>);
 impl AppState {
     /// Bundles the resolved config, the backend, the server's secrets, the
     /// database and the config repository; the returned worker runs the
-    /// rotation flow once spawned with [`RotationWorker::spawn`]. Waits re-check the database
-    /// every 2 s on PostgreSQL (other replicas may change it) and every
-    /// 15 s on the embedded database (only this process writes it, and it
-    /// wakes its own waiters).
+    /// rotation flow once spawned with [`RotationWorker::spawn`]. Held
+    /// waits are woken, never polled (`waiters.rs`, `fleet_wake.rs`).
     pub fn new(
         config: ServerConfig,
         provider: Arc<dyn SecretProvider>,
@@ -231,10 +229,6 @@ impl AppState {
         store: StoreHandle,
         repo: RepoSnapshot,
     ) -> (Self, RotationWorker) {
-        let recheck = match store.backend() {
-            Backend::Postgres => Duration::from_secs(2),
-            Backend::Sqlite => Duration::from_secs(15),
-        };
         let (rotation, worker) = RotationQueue::channel();
         let deploy = DeployState::new(&config.raw.config_dir);
         let state = Self(Arc::new(State {
@@ -243,7 +237,7 @@ impl AppState {
             secrets,
             store: RwLock::new(store),
             repo: RwLock::new(Arc::new(repo)),
-            waiters: Waiters::new(recheck),
+            waiters: Waiters::new(),
             metrics: Metrics::new(),
             rotation,
             checkins: CheckinBuffer::default(),

@@ -1,11 +1,13 @@
 //! The wake-up registry behind `GET /v1/wait` (SPEC 4.5).
 //!
-//! An envoy holds a wait open; whoever sets force-push or queues triggers
-//! for it in this process calls [`Waiters::wake`] so the envoy checks in at
-//! once. The database stays the source of truth: a waiter re-checks it every
-//! [`Waiters::recheck`] as well, so a change made by another server replica
-//! sharing PostgreSQL is noticed too, and a wake that raced with the first
-//! check is never lost.
+//! An envoy holds a wait open; it costs nothing while nothing concerns the
+//! envoy: no timer, no database read. Whoever sets force-push, queues
+//! triggers, or revokes or removes an envoy in this process calls
+//! [`Waiters::wake`], and the wait asks the database once whether the envoy
+//! should check in now. Changes made by another replica sharing PostgreSQL
+//! arrive as notifications (`fleet_wake.rs`), which wake the same way; one
+//! periodic sweep per process (one query for all held waits) is the safety
+//! net for a notification that was lost.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,22 +23,21 @@ use tokio::time::Instant;
 pub struct Waiters {
     envoys: Mutex<HashMap<String, Arc<Notify>>>,
     shutdown: watch::Sender<bool>,
-    recheck: Duration,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Waiters {
-    /// A registry whose waits re-check the database every `recheck`.
-    pub fn new(recheck: Duration) -> Self {
+    /// An empty registry.
+    pub fn new() -> Self {
         Self {
             envoys: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
-            recheck,
         }
-    }
-
-    /// How often a held wait re-checks the database.
-    pub fn recheck(&self) -> Duration {
-        self.recheck
     }
 
     /// Wakes every wait `envoy` holds in this process (none: nothing
@@ -45,6 +46,25 @@ impl Waiters {
         if let Some(notify) = self.lock().get(envoy) {
             notify.notify_waiters();
         }
+    }
+
+    /// Wakes the waits held here for any of `envoys`; returns how many
+    /// envoys that was.
+    pub fn wake_many<S: AsRef<str>>(&self, envoys: &[S]) -> usize {
+        let held = self.lock();
+        let mut woken = 0;
+        for envoy in envoys {
+            if let Some(notify) = held.get(envoy.as_ref()) {
+                notify.notify_waiters();
+                woken += 1;
+            }
+        }
+        woken
+    }
+
+    /// The envoys holding a wait right now.
+    pub fn held(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Ends every wait now and every later one at once (server shutdown).
@@ -64,9 +84,9 @@ impl Waiters {
 
     /// Holds up to `hold` until `due` says the envoy should check in.
     ///
-    /// `due` is asked at once, after every wake and every
-    /// [`Waiters::recheck`]. Returns `Ok(true)` as soon as it says yes,
-    /// `Ok(false)` after `hold` or on shutdown, and its first error.
+    /// The wait is registered first; `due` is then asked at once and after
+    /// every wake, never on a timer. Returns `Ok(true)` as soon as it says
+    /// yes, `Ok(false)` after `hold` or on shutdown, and its first error.
     pub async fn wait<E, F, Fut>(&self, envoy: &str, hold: Duration, mut due: F) -> Result<bool, E>
     where
         F: FnMut() -> Fut,
@@ -88,14 +108,12 @@ impl Waiters {
             if due().await? {
                 return Ok(true);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(false);
             }
-            let pause = self.recheck.min(deadline - now);
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(false),
                 _ = shutdown.changed() => {}
             }
         }
@@ -156,7 +174,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_due_envoy_returns_at_once() {
-        let waiters = Waiters::new(LONG);
+        let waiters = Waiters::new();
         let answer = waiters
             .wait("db1", LONG, || async { Ok::<_, ()>(true) })
             .await;
@@ -165,9 +183,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn nothing_due_ends_after_the_hold() {
-        let waiters = Waiters::new(Duration::from_secs(2));
+    async fn issue_14_nothing_due_is_asked_once_and_ends_after_the_hold() {
+        let waiters = Waiters::new();
         let asked = AtomicU32::new(0);
+        let started = Instant::now();
         let answer = waiters
             .wait("db1", Duration::from_secs(55), || {
                 asked.fetch_add(1, Ordering::Relaxed);
@@ -175,14 +194,42 @@ mod tests {
             })
             .await;
         assert_eq!(answer, Ok(false));
-        // Once at the start, then every 2 s up to and at the deadline.
-        assert_eq!(asked.load(Ordering::Relaxed), 29);
+        // Once at the start and never again: no polling while held.
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        assert_eq!(started.elapsed(), Duration::from_secs(55));
         assert!(waiters.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
+    async fn issue_14_wake_many_wakes_only_held_names() {
+        let waiters = Arc::new(Waiters::new());
+        let asked = Arc::new(AtomicU32::new(0));
+        let task = {
+            let waiters = Arc::clone(&waiters);
+            let asked = Arc::clone(&asked);
+            tokio::spawn(async move {
+                waiters
+                    .wait("db1", LONG, || {
+                        let n = asked.fetch_add(1, Ordering::SeqCst);
+                        async move { Ok::<_, ()>(n >= 1) }
+                    })
+                    .await
+            })
+        };
+        while waiters.is_empty() || asked.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(waiters.held(), vec!["db1".to_owned()]);
+        assert_eq!(waiters.wake_many(&["web1", "web2"]), 0);
+        assert_eq!(waiters.wake_many(&["web1", "db1"]), 1);
+        assert_eq!(task.await.unwrap(), Ok(true));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        assert!(waiters.held().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_wake_makes_the_waiter_ask_again() {
-        let waiters = Arc::new(Waiters::new(LONG));
+        let waiters = Arc::new(Waiters::new());
         let flag = Arc::new(AtomicBool::new(false));
         let task = {
             let waiters = Arc::clone(&waiters);
@@ -208,7 +255,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_every_wait() {
-        let waiters = Arc::new(Waiters::new(LONG));
+        let waiters = Arc::new(Waiters::new());
         let task = {
             let waiters = Arc::clone(&waiters);
             tokio::spawn(async move {
@@ -233,7 +280,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn errors_end_the_wait() {
-        let waiters = Waiters::new(LONG);
+        let waiters = Waiters::new();
         let answer = waiters
             .wait("db1", LONG, || async { Err::<bool, _>("db down") })
             .await;

@@ -25,6 +25,7 @@ mod postgres;
 mod queries;
 mod sqlite;
 mod store;
+mod wake;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub use model::{
     LastRunRecord, ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
 pub use store::{Store, StoreHandle};
+pub use wake::{LISTENER_APPLICATION_NAME, MAX_PAYLOAD_BYTES, MAX_PAYLOADS, Wake, WakeListener};
 
 /// Opens the database named by `dsn` and brings its schema up to date.
 /// Calling it again on the same database is harmless.

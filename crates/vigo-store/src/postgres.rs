@@ -24,7 +24,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The [`Store`](crate::Store) over PostgreSQL.
 pub(crate) struct PostgresStore {
     pub(crate) pool: PgPool,
-    target: String,
+    pub(crate) target: String,
+    /// The DSN's credentials, to scrub from the wake listener's errors.
+    pub(crate) secrets: Vec<zeroize::Zeroizing<String>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -61,6 +63,10 @@ impl PostgresStore {
                 backend: Backend::Postgres,
                 reason: scrub(&error.to_string(), &secrets),
             })?;
-        Ok(Self { pool, target })
+        Ok(Self {
+            pool,
+            target,
+            secrets,
+        })
     }
 }

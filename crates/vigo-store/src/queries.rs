@@ -652,6 +652,10 @@ macro_rules! impl_store {
                         .map_err(StoreError::query("set force-push"))?;
                     updated += done.rows_affected();
                 }
+                if on {
+                    // Delivered at commit: other replicas wake these waits.
+                    <$db as crate::wake::NotifyInTx>::notify_wake(&mut tx, names).await?;
+                }
                 tx.commit().await.map_err(StoreError::query("set force-push"))?;
                 Ok(updated)
             }
@@ -1167,6 +1171,9 @@ macro_rules! impl_store {
                         .map_err(StoreError::query("commit rotation"))?;
                 }
                 crate::fault::point("store.rotation.after_force_push").await?;
+                let woken: Vec<&str> = outcome.envoys.iter().map(String::as_str).collect();
+                // Delivered at commit: other replicas wake these waits.
+                <$db as crate::wake::NotifyInTx>::notify_wake(&mut tx, &woken).await?;
                 tx.commit().await.map_err(StoreError::query("commit rotation"))?;
                 Ok(outcome)
             }
@@ -1257,6 +1264,40 @@ macro_rules! impl_store {
                 tx.commit()
                     .await
                     .map_err(StoreError::query("record catalog sent"))
+            }
+
+            async fn checkin_due(&self, name: &str) -> Result<bool, StoreError> {
+                let due: Option<bool> = sqlx::query_scalar(
+                    "SELECT (e.status <> 'approved' OR e.force_push = TRUE OR EXISTS \
+                     (SELECT 1 FROM triggers t WHERE t.envoy = e.name AND t.delivered_at IS NULL)) \
+                     AS due FROM envoys e WHERE e.name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("read whether an envoy is due"))?;
+                // Removed meanwhile: its next request learns it.
+                Ok(due.unwrap_or(true))
+            }
+
+            async fn checkin_due_envoys(&self) -> Result<Vec<String>, StoreError> {
+                sqlx::query_scalar(
+                    "SELECT name FROM envoys WHERE force_push = TRUE OR status <> 'approved' \
+                     UNION SELECT envoy FROM triggers WHERE delivered_at IS NULL",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("list the envoys due to check in"))
+            }
+
+            async fn notify_wake(&self, names: &[&str]) -> Result<(), StoreError> {
+                self.send_wake(names).await
+            }
+
+            async fn wake_listener(
+                &self,
+            ) -> Result<Option<crate::wake::WakeListener>, StoreError> {
+                self.listen_wake().await
             }
 
             async fn queued_trigger_counts(&self) -> Result<Vec<(String, u32)>, StoreError> {

@@ -21,6 +21,7 @@ use crate::model::{
     AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord,
     LastRunRecord, ReportRecord, ReportSummary, Timestamp, Trigger,
 };
+use crate::wake::WakeListener;
 
 /// A shared store, as returned by [`connect`](crate::connect).
 pub type StoreHandle = Arc<dyn Store>;
@@ -278,4 +279,28 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// How many resources have queued triggers, for every envoy that is not
     /// revoked (zero included), sorted by name.
     async fn queued_trigger_counts(&self) -> Result<Vec<(String, u32)>, StoreError>;
+
+    // --- held waits (see `wake.rs`) -----------------------------------------
+
+    /// Whether a wait held by `name` should answer "check in now": its
+    /// force-push is set, one of its triggers is undelivered, or it is no
+    /// longer approved (or known), so its next request learns why. One query.
+    async fn checkin_due(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Every envoy for which [`checkin_due`](Store::checkin_due) holds
+    /// (unknown ones aside), in one query: the periodic safety net over all
+    /// held waits.
+    async fn checkin_due_envoys(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Tells the other replicas sharing the database to re-check the waits
+    /// they hold for `names` (PostgreSQL `NOTIFY`, split under the payload
+    /// limit); nothing on SQLite. For changes made outside
+    /// [`commit_rotation`](Store::commit_rotation) and
+    /// [`set_force_push`](Store::set_force_push), which notify inside their
+    /// transaction.
+    async fn notify_wake(&self, names: &[&str]) -> Result<(), StoreError>;
+
+    /// A connection of its own listening for the other replicas' wake-ups
+    /// (PostgreSQL); `None` on SQLite, where only this process writes.
+    async fn wake_listener(&self) -> Result<Option<WakeListener>, StoreError>;
 }
