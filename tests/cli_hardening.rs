@@ -4,12 +4,13 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestDir, bin, free_port};
+use support::{TestDir, all_output, bin, cli_ok, free_port, stderr, stdout};
 
 /// `nobody`: who a root test runs the binaries as, so that the owner of
 /// `/proc/PID` tells whether the process is dumpable.
@@ -135,4 +136,213 @@ fn issue_12_item_10_vigosrv_turns_core_dumps_off() {
     if !is_root() {
         assert!(not_dumpable(server.pid()), "vigosrv is dumpable");
     }
+}
+
+/// A test folder with bootstrapped secrets, a module whose file holds
+/// `vigo/app/pw`, and that secret set to `value`.
+fn repo_with_secret(value: &str) -> TestDir {
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    dir.write(
+        "config/nodes.vgo",
+        "envoys:\n  - match: \"*\"\n    roles: [app]\n",
+    );
+    dir.write(
+        "config/modules/app.vgo",
+        "resources:\n  - name: conf\n    type: file\n    target_path: /etc/app.conf\n    content: \"secret:vigo/app/pw\"\n",
+    );
+    let out = dir.cli_with_stdin(&["secrets", "set", "vigo/app/pw", "-"], value.as_bytes());
+    assert!(out.status.success(), "{}", all_output(&out));
+    dir
+}
+
+/// Runs `vigocli args` with a stdout pipe whose reader is already gone.
+fn with_closed_stdout(dir: &TestDir, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    dir.vigocli()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn issue_12_item_13_vigocli_exits_quietly_when_its_reader_goes_away() {
+    let dir = repo_with_secret("v");
+    for args in [
+        &["secrets", "list"][..],
+        &["--output", "json", "secrets", "list"],
+        &["catalog", "h1"],
+        &["check"],
+    ] {
+        let out = with_closed_stdout(&dir, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn issue_12_item_14_reveal_into_a_file_makes_it_private_first() {
+    let canary = "canary-reveal-83c1f0";
+    let dir = repo_with_secret(canary);
+    let target = dir.path().join("catalog.txt");
+    let file = std::fs::File::create(&target).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let out = dir
+        .vigocli()
+        .args(["catalog", "h1", "--reveal"])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::fs::metadata(&target).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the revealed catalog is readable by others");
+    assert!(std::fs::read_to_string(&target).unwrap().contains(canary));
+    assert!(
+        stderr(&out).contains(
+            "note: standard output is a file; its mode is now 0600 because it holds secret values"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Without --reveal nothing secret is printed and the mode is left alone.
+    let plain = dir.path().join("plain.txt");
+    let file = std::fs::File::create(&plain).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let out = dir
+        .vigocli()
+        .args(["catalog", "h1"])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&plain).unwrap().mode() & 0o7777, 0o644);
+}
+
+#[test]
+fn issue_12_item_15_an_empty_value_is_refused_unless_allowed() {
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    for input in [&b""[..], b"\n"] {
+        let out = dir.cli_with_stdin(&["secrets", "set", "vigo/app/x", "-"], input);
+        assert!(!out.status.success());
+        assert_eq!(
+            stderr(&out),
+            "error: the value for 'vigo/app/x' is empty; nothing was stored (pass --allow-empty to store an empty value)\n"
+        );
+    }
+    let out = dir.cli(&["secrets", "set", "vigo/app/x", ""]);
+    assert!(!out.status.success());
+    let out = dir.cli(&["secrets", "get", "vigo/app/x"]);
+    assert!(!out.status.success(), "an empty value was stored");
+    let out = dir.cli_with_stdin(&["secrets", "set", "--allow-empty", "vigo/app/x", "-"], b"");
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_eq!(stdout(&dir.cli(&["secrets", "get", "vigo/app/x"])), "\n");
+}
+
+/// Whether the terminal of the `vigocli` whose command line holds `marker`
+/// has echo off (`stty -a` says `-echo`).
+fn echo_is_off(marker: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        if comm.trim() != "vigocli" || !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let Ok(tty) = std::fs::read_link(dir.join("fd/0")) else {
+            continue;
+        };
+        let Ok(out) = Command::new("stty").arg("-F").arg(&tty).arg("-a").output() else {
+            continue;
+        };
+        let settings = String::from_utf8_lossy(&out.stdout);
+        return settings.split_whitespace().any(|flag| flag == "-echo");
+    }
+    false
+}
+
+/// Quotes `arg` for `sh -c`.
+fn sh_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
+}
+
+#[test]
+fn issue_12_item_15_a_value_typed_on_a_terminal_is_not_echoed() {
+    use std::io::Read;
+    let canary = "canary-typed-4e2a9b";
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let command = [
+        bin("vigocli").display().to_string(),
+        "--config".to_owned(),
+        dir.config().display().to_string(),
+        "secrets".to_owned(),
+        "set".to_owned(),
+        "vigo/app/typed".to_owned(),
+        "-".to_owned(),
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    // `script` runs the command on a new pseudo-terminal and copies what
+    // the terminal shows to its stdout.
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running script(1)");
+    let mut screen = child.stdout.take().unwrap();
+    // Type only once the prompt is shown (echo is decided as input arrives).
+    let mut shown = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&shown).contains("(not echoed): ") {
+        assert!(
+            Instant::now() < deadline,
+            "no prompt: {}",
+            String::from_utf8_lossy(&shown)
+        );
+        let mut buf = [0u8; 256];
+        let n = screen.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&shown));
+        shown.extend_from_slice(&buf[..n]);
+    }
+    // rpassword shows the prompt, then turns echo off: wait for that.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !echo_is_off("vigo/app/typed") {
+        assert!(Instant::now() < deadline, "echo was never turned off");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut keyboard = child.stdin.take().unwrap();
+    keyboard
+        .write_all(format!("{canary}\r").as_bytes())
+        .unwrap();
+    keyboard.flush().unwrap();
+    screen.read_to_end(&mut shown).unwrap();
+    let status = child.wait().unwrap();
+    drop(keyboard);
+    let screen = String::from_utf8_lossy(&shown);
+    assert!(status.success(), "{screen}");
+    assert!(
+        screen.contains("Value for vigo/app/typed (not echoed): "),
+        "{screen}"
+    );
+    assert!(!screen.contains(canary), "the value was echoed: {screen}");
+    assert_eq!(
+        stdout(&dir.cli(&["secrets", "get", "vigo/app/typed"])),
+        format!("{canary}\n")
+    );
 }

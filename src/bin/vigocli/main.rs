@@ -99,6 +99,7 @@ fn main() -> ExitCode {
         eprintln!("error: {:#}", anyhow::Error::new(e));
         return ExitCode::FAILURE;
     }
+    output::exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let format = cli.log_format.parse::<LogFormat>().unwrap_or_default();
     if let Err(e) = vigo_log::init(&cli.log_level, format) {
@@ -126,6 +127,8 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`vigocli envoys list | head -1`).
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", vigo_server::error_chain(e.as_ref()));
             if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<Hinted>()) {

@@ -1,8 +1,10 @@
 //! Printing: JSON documents and padded text tables.
 
 use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::admin::AdminError;
@@ -40,6 +42,64 @@ pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[&str; N]]) -> St
         out.push('\n');
     }
     out
+}
+
+/// Makes a closed stdout end the process quietly with status 0.
+///
+/// Rust ignores SIGPIPE, so writing to a pipe whose reader has gone
+/// (`vigocli envoys list | head -1`) fails with `EPIPE`, and `print!`
+/// panics on it. Restoring SIGPIPE's default action would need `unsafe`;
+/// instead this panic hook recognises that one panic and exits as a
+/// SIGPIPE'd filter would, without a message (as ripgrep does). Every other
+/// panic goes to the default hook.
+pub(crate) fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether `error` is a write to a stdout whose reader has gone.
+pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                .is_some_and(|kind| kind == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Before secret values are printed: when stdout is a regular file
+/// (`vigocli catalog NAME --reveal > file`), makes it private (0600) and
+/// says so on stderr, or refuses when that is not possible. A shell creates
+/// the file with the umask's mode, usually world-readable.
+pub(crate) fn make_stdout_file_private() -> anyhow::Result<()> {
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("inspecting standard output")?;
+    let file = std::fs::File::from(fd);
+    let metadata = file.metadata().context("inspecting standard output")?;
+    if !metadata.is_file() {
+        return Ok(());
+    }
+    if metadata.permissions().mode() & 0o7777 != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .context(
+                "standard output is a file, and making it private (mode 0600) before writing secret values failed; write to a file you own",
+            )?;
+    }
+    eprintln!(
+        "note: standard output is a file; its mode is now 0600 because it holds secret values"
+    );
+    Ok(())
 }
 
 /// Turns an admin API failure into the one-line error the operator sees.

@@ -81,6 +81,7 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
         .map_err(|d| anyhow::anyhow!("{d}"))
         .with_context(|| format!("compiling the catalog of '{name}'"))?;
     if args.reveal {
+        crate::output::make_stdout_file_private()?;
         eprintln!(
             "warning: --reveal prints secret values; keep this output out of logs and tickets"
         );

@@ -11,7 +11,7 @@
 //! (e.g. 401) a `warning:` line on stderr says what it answered.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -33,13 +33,17 @@ use crate::{Globals, Output};
 pub(crate) enum SecretsCommand {
     /// Store a secret, then notify the server. VALUE `-` reads the value
     /// from stdin (one trailing newline is dropped), keeping it out of `ps`
-    /// and shell history.
+    /// and shell history; on a terminal it asks for it without echo.
     Set {
         /// The secret's path, e.g. vigo/grafana/admin-password.
         path: String,
         /// The value, or `-` to read it from stdin.
         #[arg(allow_hyphen_values = true)]
         value: String,
+        /// Store an empty value (refused otherwise: it is usually a mistake,
+        /// such as an empty pipe or Enter pressed at the prompt).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Print a secret's value.
     Get {
@@ -79,13 +83,26 @@ pub(crate) enum SecretsCommand {
 /// Runs one `secrets` subcommand.
 pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::Result<()> {
     match command {
-        SecretsCommand::Set { path, value } => {
+        SecretsCommand::Set {
+            path,
+            value,
+            allow_empty,
+        } => {
             let path = parse_path(&path)?;
             let value = if value == "-" {
-                read_stdin_value()?
+                if std::io::stdin().is_terminal() {
+                    read_terminal_value(&path)?
+                } else {
+                    read_stdin_value()?
+                }
             } else {
                 SecretValue::new(value)
             };
+            if value.expose_secret().is_empty() && !allow_empty {
+                bail!(
+                    "the value for '{path}' is empty; nothing was stored (pass --allow-empty to store an empty value)"
+                );
+            }
             set(&path, &value, globals).await
         }
         SecretsCommand::Get { path } => get(&parse_path(&path)?, globals).await,
@@ -99,6 +116,14 @@ pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::R
 
 fn parse_path(path: &str) -> anyhow::Result<SecretPath> {
     Ok(SecretPath::parse(path)?)
+}
+
+/// Asks for the value on the terminal, without echo.
+fn read_terminal_value(path: &SecretPath) -> anyhow::Result<SecretValue> {
+    let value = rpassword::prompt_password(format!("Value for {path} (not echoed): "))
+        .context("reading the value from the terminal")?;
+    // The String moves into the SecretValue, which wipes it when dropped.
+    Ok(SecretValue::new(value))
 }
 
 /// Reads the whole of stdin as the value, dropping one trailing newline.
