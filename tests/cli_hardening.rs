@@ -346,3 +346,48 @@ fn issue_12_item_15_a_value_typed_on_a_terminal_is_not_echoed() {
         format!("{canary}\n")
     );
 }
+
+/// The `error:` line of `text`, checked to say each of its parts once.
+fn error_line_says_each_cause_once(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{text}"))
+        .to_owned();
+    for part in line.trim_start_matches("error: ").split(": ") {
+        assert_eq!(
+            line.matches(part).count(),
+            1,
+            "{part:?} is repeated in {line:?}"
+        );
+    }
+    line
+}
+
+#[test]
+fn issue_12_item_20_a_missing_file_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("envoy.yaml");
+    let out = Command::new(bin("vigoenvoy"))
+        .arg("--config")
+        .arg(&missing)
+        .args(["run", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let line = error_line_says_each_cause_once(&stderr(&out));
+    assert!(line.contains("No such file or directory"), "{line}");
+}
+
+#[test]
+fn issue_12_item_20_an_enrollment_refusal_is_printed_once() {
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let _server = dir.start_server(&[]);
+    let envoy = support::EnvoyHost::new(&dir, "web1.example.com", Some("not-a-valid-token"));
+    let out = envoy.run_once();
+    assert!(!out.status.success());
+    let line = error_line_says_each_cause_once(&stderr(&out));
+    assert!(line.contains("enrolling: "), "{line}");
+}

@@ -41,13 +41,13 @@ struct RawConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading {}: {source}", file.display())]
+    #[error("reading {}: {cause}", file.display())]
     Read {
         /// The config file.
         file: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate source, so that a
+        /// printed chain does not repeat it).
+        cause: std::io::Error,
     },
     /// The YAML is malformed or has unknown keys (the message has the
     /// position).
@@ -74,7 +74,7 @@ impl EnvoyConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_owned(),
-            source,
+            cause: source,
         })?;
         let options = serde_saphyr::options! {
             strict_booleans: true,

@@ -48,15 +48,15 @@ pub enum EnrollOutcome {
 #[non_exhaustive]
 pub enum IdentityError {
     /// A file in the data folder could not be read or written.
-    #[error("{action} {}: {source}", file.display())]
+    #[error("{action} {}: {cause}", file.display())]
     Io {
         /// What the envoy was doing.
         action: &'static str,
         /// The file.
         file: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate source, so that a
+        /// printed chain does not repeat it).
+        cause: std::io::Error,
     },
     /// A file is there but unsafe or unusable.
     #[error("{}: {problem}", file.display())]
@@ -68,10 +68,24 @@ pub enum IdentityError {
     },
     /// Key or request generation failed.
     #[error("making the envoy key: {0}")]
-    Pki(#[from] vigo_pki::PkiError),
+    Pki(vigo_pki::PkiError),
     /// The server refused or could not be reached.
     #[error("enrolling: {0}")]
-    Session(#[from] SessionError),
+    Session(SessionError),
+}
+
+// Not `#[from]`: that would also make the inner error the source, and
+// `vigoenvoy`'s `{:#}` printed every refusal twice on one line.
+impl From<vigo_pki::PkiError> for IdentityError {
+    fn from(e: vigo_pki::PkiError) -> Self {
+        Self::Pki(e)
+    }
+}
+
+impl From<SessionError> for IdentityError {
+    fn from(e: SessionError) -> Self {
+        Self::Session(e)
+    }
 }
 
 impl Identity {
@@ -174,7 +188,7 @@ impl Identity {
                 return Err(IdentityError::Io {
                     action: "removing",
                     file,
-                    source,
+                    cause: source,
                 });
             }
         }
@@ -189,7 +203,7 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), IdentityError> {
     let io = |action, source| IdentityError::Io {
         action,
         file: dir.to_owned(),
-        source,
+        cause: source,
     };
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -219,7 +233,7 @@ fn read_text(file: &Path) -> Result<String, IdentityError> {
     std::fs::read_to_string(file).map_err(|source| IdentityError::Io {
         action: "reading",
         file: file.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -240,7 +254,7 @@ fn check_private_mode(file: &Path) -> Result<(), IdentityError> {
         .map_err(|source| IdentityError::Io {
             action: "reading",
             file: file.to_owned(),
-            source,
+            cause: source,
         })?
         .permissions()
         .mode();
@@ -262,7 +276,7 @@ fn write_file(file: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError>
     vigo_fs::replace_file(file, bytes, mode).map_err(|source| IdentityError::Io {
         action: "writing",
         file: file.to_owned(),
-        source,
+        cause: source,
     })
 }
 

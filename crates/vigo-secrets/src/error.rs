@@ -79,16 +79,16 @@ pub enum SecretError {
         kind: &'static str,
     },
 
-    /// A filesystem operation failed.
-    #[error("{action} {}: {source}", file.display())]
+    /// A filesystem operation failed. The OS error is part of the message
+    /// and not a separate source, so a chain never prints it twice.
+    #[error("{action} {}: {cause}", file.display())]
     Io {
         /// What Vigo was doing (`reading`, `writing`, ...).
         action: &'static str,
         /// The file or folder involved.
         file: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The remote backend could not be reached.

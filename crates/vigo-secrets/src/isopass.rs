@@ -391,7 +391,7 @@ fn read_ca_file(file: &Path) -> Result<Vec<Certificate>, SecretError> {
             SecretError::Io {
                 action: "reading isopass ca_file",
                 file: file.to_path_buf(),
-                source,
+                cause: source,
             }
         }
     })?;

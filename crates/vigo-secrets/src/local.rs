@@ -65,6 +65,13 @@ impl LocalProvider {
         Ok(!files::walk(secrets_dir)?.is_empty())
     }
 
+    /// Whether a file named `name` (a file name, not a path) is one of the
+    /// backend's own: a temporary file of a write in progress or the write
+    /// lock. A watcher of `secrets_dir` ignores them.
+    pub fn is_internal_file(name: &str) -> bool {
+        name.starts_with(files::TEMP_PREFIX) || name == files::LOCK_FILE
+    }
+
     /// The folder holding the secret files.
     pub fn secrets_dir(&self) -> &Path {
         &self.inner.secrets_dir
@@ -201,7 +208,7 @@ impl LocalProvider {
             Err(_) => Err(SecretError::Io {
                 action: "accessing",
                 file: self.inner.secrets_dir.clone(),
-                source: io::Error::other("the runtime is shutting down"),
+                cause: io::Error::other("the runtime is shutting down"),
             }),
         }
     }

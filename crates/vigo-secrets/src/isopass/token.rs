@@ -33,7 +33,7 @@ pub(super) fn read_token(file: &Path) -> Result<SecretValue, SecretError> {
             return Err(SecretError::Io {
                 action: "reading isopass token file",
                 file: file.to_path_buf(),
-                source,
+                cause: source,
             });
         }
     };
@@ -41,7 +41,7 @@ pub(super) fn read_token(file: &Path) -> Result<SecretValue, SecretError> {
     let metadata = opened.metadata().map_err(|source| SecretError::Io {
         action: "reading isopass token file",
         file: file.to_path_buf(),
-        source,
+        cause: source,
     })?;
     check_metadata(file, &metadata, nix::unistd::getuid().as_raw())?;
 
@@ -52,7 +52,7 @@ pub(super) fn read_token(file: &Path) -> Result<SecretValue, SecretError> {
         .map_err(|source| SecretError::Io {
             action: "reading isopass token file",
             file: file.to_path_buf(),
-            source,
+            cause: source,
         })?;
     let token = raw.trim_ascii();
     if token.is_empty() {

@@ -40,7 +40,7 @@ pub(super) fn split_file_path(path: &Path) -> Result<(PathBuf, &OsStr), SecretEr
     let name = path.file_name().ok_or_else(|| SecretError::Io {
         action: "writing",
         file: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
+        cause: io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
     })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -369,7 +369,7 @@ fn io_error(action: &'static str, file: &Path, source: io::Error) -> SecretError
     SecretError::Io {
         action,
         file: file.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 

@@ -180,7 +180,7 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> SecretError
     SecretError::Io {
         action,
         file: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
