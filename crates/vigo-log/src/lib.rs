@@ -18,7 +18,11 @@
 //!
 //! [`init`] installs the global subscriber; [`subscriber`] builds one that
 //! writes anywhere, for tests and for [`tracing::subscriber::with_default`].
+//! [`LogArgs`] declares the `--log-level`/`--log-format` flags of every
+//! binary; [`error_chain`] prints an error and its causes on one line.
 
+mod args;
+mod chain;
 mod format;
 
 use std::str::FromStr;
@@ -28,6 +32,8 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use args::LogArgs;
+pub use chain::error_chain;
 pub use format::{EventFormat, SpanFields, quote_value};
 
 /// The accepted `--log-level` values, most severe first.

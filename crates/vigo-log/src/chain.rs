@@ -1,0 +1,52 @@
+//! [`error_chain`]: an error and its causes on one line, the form the
+//! binaries print and the server logs.
+
+use std::error::Error;
+
+/// Joins an error and its sources with `": "`, the one-line form the
+/// binaries print (`loading server config: resolving secret 'vigo/db/dsn':
+/// file not found`). A source whose text the line already ends with is
+/// skipped: some errors print their cause inline and also return it as
+/// their source.
+pub fn error_chain(err: &(dyn Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !text.is_empty() && !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = source.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inline);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inline: {0}")]
+    struct Inline(#[source] std::io::Error);
+
+    #[test]
+    fn chain_skips_causes_already_printed() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(error_chain(&Outer(Inline(io))), "outer: inline: gone");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading 'a.yaml'")]
+    struct Reading(#[source] std::io::Error);
+
+    #[test]
+    fn chain_joins_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(error_chain(&Reading(io)), "reading 'a.yaml': gone");
+    }
+}
