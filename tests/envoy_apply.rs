@@ -106,7 +106,7 @@ fn noop_changes_nothing_and_says_what_would_change() {
     assert_eq!(
         stdout(&out),
         format!(
-            "changed  file[conf]: would write {target} (mode 0644)\n\
+            "changed  file[conf]: would create missing {target} (mode 0644)\n\
              changed  exec[touch]: would run `touch {}`\n\
              2 resources: 2 changed, 0 failed, 0 skipped, 0 unchanged\n",
             case.p("ran")
