@@ -20,13 +20,19 @@ pub struct CertNames {
 /// `:`, the form `openssl x509 -fingerprint -sha256` prints.
 pub fn cert_fingerprint_sha256(cert_pem: &str) -> Result<String, PkiError> {
     let der = pem_to_der(cert_pem, "certificate")?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    Ok(der_fingerprint_sha256(&der))
+}
+
+/// [`cert_fingerprint_sha256`] of a certificate already in DER form (as TLS
+/// presents a client's).
+pub fn der_fingerprint_sha256(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let pairs: Vec<String> = digest
         .as_ref()
         .iter()
         .map(|byte| format!("{byte:02X}"))
         .collect();
-    Ok(pairs.join(":"))
+    pairs.join(":")
 }
 
 /// The subject common name and DNS names of a certificate given as PEM or
@@ -145,6 +151,7 @@ mod tests {
             .map(|b| format!("{b:02X}"))
             .collect();
         assert_eq!(fp.replace(':', ""), expected);
+        assert_eq!(der_fingerprint_sha256(&der), fp, "DER and PEM agree");
         assert_eq!(cert_fingerprint_sha256(&ca.cert_pem).unwrap(), fp);
         assert_ne!(
             cert_fingerprint_sha256(&generate_ca("Vigo CA").unwrap().cert_pem).unwrap(),

@@ -37,7 +37,9 @@ pub use enrollment::{
     parse_fingerprint_prefix, sign_envoy_csr,
 };
 pub use error::PkiError;
-pub use inspect::{CertNames, cert_fingerprint_sha256, cert_names, envoy_name_from_cert};
+pub use inspect::{
+    CertNames, cert_fingerprint_sha256, cert_names, der_fingerprint_sha256, envoy_name_from_cert,
+};
 pub use tls::{client_tls_config, server_tls_config};
 
 /// Validity of the CA certificate: ten years.

@@ -309,19 +309,11 @@ pub(crate) async fn authenticate(
         EnvoyStatus::Revoked => return refuse("is revoked"),
         EnvoyStatus::Pending => return refuse("is not approved"),
     }
-    let presented = der_fingerprint(der);
+    let presented = vigo_pki::der_fingerprint_sha256(der);
     if record.cert_fingerprint.as_deref() != Some(presented.as_str()) {
         return refuse("presented a certificate that is no longer valid for it; enroll again");
     }
     Ok(record)
-}
-
-/// SHA-256 of a DER certificate in the form the store keeps
-/// (`vigo_pki::cert_fingerprint_sha256`: upper-case hex pairs joined by `:`).
-fn der_fingerprint(der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let pairs: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    pairs.join(":")
 }
 
 // --- check-in ------------------------------------------------------------------------
@@ -669,18 +661,6 @@ mod tests {
         assert_eq!(
             token_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn der_fingerprint_matches_the_pem_form() {
-        let ca = vigo_pki::generate_ca("Vigo CA").unwrap();
-        let der = rustls_pki_types::pem::PemObject::from_pem_slice(ca.cert_pem.as_bytes())
-            .map(|d: rustls_pki_types::CertificateDer<'static>| d)
-            .unwrap();
-        assert_eq!(
-            der_fingerprint(&der),
-            vigo_pki::cert_fingerprint_sha256(&ca.cert_pem).unwrap()
         );
     }
 }
