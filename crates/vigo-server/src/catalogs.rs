@@ -3,8 +3,10 @@
 //! Most check-ins are "unchanged": the envoy sends the fingerprint of the
 //! catalog it holds and the server only has to compare. Compiling once per
 //! envoy and snapshot (and fingerprinting once) keeps that path cheap. The
-//! cache belongs to one snapshot: replacing the snapshot (a config reload or
-//! a rotation) empties it.
+//! entry keeps the compiler's [`SecretIndex`] too, so the rotation flow and
+//! `who-uses` find who uses a secret without compiling again. The cache
+//! belongs to one snapshot: replacing the snapshot (a config reload or a
+//! rotation) empties it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,19 +14,28 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use vigo_catalog::{Catalog, Fingerprint};
-use vigo_compiler::Diagnostics;
-use vigo_secrets::SecretValue;
+use vigo_compiler::{Diagnostics, SecretIndex};
+use vigo_secrets::{SecretPath, SecretValue};
 
 use crate::metrics::Metrics;
 use crate::repo::RepoSnapshot;
 
-/// One envoy's compiled catalog and its fingerprint.
+/// One envoy's compiled catalog, its fingerprint and its secret index.
 #[derive(Debug)]
 pub struct CompiledCatalog {
     /// The catalog, secret values included.
     pub catalog: Catalog,
     /// `catalog.fingerprint(hmac_key)`.
     pub fingerprint: Fingerprint,
+    /// Which resources use or watch each secret path.
+    pub index: SecretIndex,
+}
+
+impl CompiledCatalog {
+    /// Whether any resource uses or watches `path`.
+    pub fn references(&self, path: &SecretPath) -> bool {
+        self.index.uses.contains_key(path) || self.index.watches.contains_key(path)
+    }
 }
 
 /// The cache.
@@ -63,6 +74,7 @@ impl CatalogCache {
         let entry = Arc::new(CompiledCatalog {
             catalog: compiled.catalog,
             fingerprint,
+            index: compiled.index,
         });
         let mut entries = self.lock();
         if Weak::ptr_eq(&entries.snapshot, &Arc::downgrade(snapshot)) {

@@ -299,7 +299,6 @@ async fn run_flow(
     actors: &BTreeMap<&'static str, BTreeSet<SecretPath>>,
 ) -> Result<SecretChangedAnswer, RotationError> {
     reload(state).await?;
-    let snapshot = state.repo();
     let store = state.store();
     let now = Timestamp::now();
 
@@ -330,7 +329,9 @@ async fn run_flow(
         if envoy.status != EnvoyStatus::Approved {
             continue;
         }
-        let compiled = match snapshot.repo.compile(&envoy.name, &snapshot.secrets) {
+        // The cached catalog of the reloaded snapshot: its secret index says
+        // who uses what, and the check-in that follows finds it compiled.
+        let compiled = match state.catalog(&envoy.name) {
             Ok(compiled) => compiled,
             Err(diagnostics) => {
                 tracing::warn!(envoy = %envoy.name, error = %diagnostics, "catalog does not compile; no triggers queued for it");
@@ -342,8 +343,7 @@ async fn run_flow(
             ..EnvoyRotation::default()
         };
         for path in paths {
-            if compiled.index.uses.contains_key(path) || compiled.index.watches.contains_key(path)
-            {
+            if compiled.references(path) {
                 rotation.references.push(path.clone());
             }
             for resource in compiled.index.watches.get(path).into_iter().flatten() {
@@ -586,7 +586,6 @@ async fn who_uses(
 ) -> Result<Json<WhoUses>, AppError> {
     require_admin(&state, &headers)?;
     let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let snapshot = state.repo();
     let envoys = state
         .store()
         .list_envoys()
@@ -597,7 +596,7 @@ async fn who_uses(
         if envoy.status != EnvoyStatus::Approved {
             continue;
         }
-        let Ok(compiled) = snapshot.repo.compile(&envoy.name, &snapshot.secrets) else {
+        let Ok(compiled) = state.catalog(&envoy.name) else {
             continue;
         };
         let uses: Vec<String> = compiled
