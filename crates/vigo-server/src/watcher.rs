@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigo_config::{RawConfig, SecretsBackend};
-use vigo_secrets::{SecretError, SecretPath, SecretProvider};
+use vigo_secrets::{LocalProvider, SecretError, SecretPath, SecretProvider};
 
 use crate::AppState;
 
@@ -62,11 +62,6 @@ pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// How far the poll interval grows while polls fail, relative to the
 /// configured one.
 const BACKOFF_FACTOR: u32 = 10;
-
-/// The backend's temporary files and write lock (`vigo_secrets` local
-/// layout): never secrets.
-const TEMP_PREFIX: &str = ".tmp-";
-const LOCK_FILE: &str = ".lock";
 
 /// Where the watchers hand a change: the rotation flow's queue
 /// (`RotationQueue::submit(paths, Actor::Watcher)`).
@@ -425,10 +420,10 @@ fn is_secret_change(event: &Event) -> bool {
     kind_counts && (event.paths.is_empty() || event.paths.iter().any(|p| !is_backend_file(p)))
 }
 
-/// The backend's temporary files and its lock file.
+/// The backend's temporary files and its lock file: never secrets.
 fn is_backend_file(path: &Path) -> bool {
     let name = path.file_name().and_then(OsStr::to_str).unwrap_or("");
-    name.starts_with(TEMP_PREFIX) || name == LOCK_FILE
+    LocalProvider::is_internal_file(name)
 }
 
 /// The next wake-up of the file watcher; never completes without one.
