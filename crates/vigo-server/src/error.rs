@@ -1,7 +1,6 @@
 //! Errors: [`ServerError`] for startup and serving, [`AppError`] for HTTP
-//! answers, and [`error_chain`] to print either on one line.
+//! answers; `vigo_log::error_chain` prints either on one line.
 
-use std::error::Error;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -11,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use vigo_config::ConfigError;
 use vigo_pki::PkiError;
 use vigo_proto::ApiError;
+
+use crate::error_chain;
 
 /// Why the server could not start or stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -67,25 +68,6 @@ impl From<ConfigError> for ServerError {
     fn from(e: ConfigError) -> Self {
         Self::Config(e)
     }
-}
-
-/// Joins an error and its sources with `": "`, the one-line form the
-/// binaries print (`loading server config: resolving secret 'vigo/db/dsn':
-/// file not found`). A source whose text the line already ends with is
-/// skipped: some errors print their cause inline and also return it as
-/// their source.
-pub fn error_chain(err: &(dyn Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        let text = source.to_string();
-        if !text.is_empty() && !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        next = source.source();
-    }
-    line
 }
 
 /// An HTTP error answer with a stable JSON body ([`ApiError`]).
@@ -200,20 +182,6 @@ impl From<vigo_store::StoreError> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] Inline);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("inline: {0}")]
-    struct Inline(#[source] std::io::Error);
-
-    #[test]
-    fn chain_skips_causes_already_printed() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(error_chain(&Outer(Inline(io))), "outer: inline: gone");
-    }
 
     #[test]
     fn missing_secret_reads_as_specified() {

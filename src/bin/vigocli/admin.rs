@@ -109,7 +109,7 @@ impl AdminClient {
             .await
             .map_err(|e| AdminError::Unreachable {
                 addr: self.addr,
-                cause: vigo_server::error_chain(&e),
+                cause: vigo_log::error_chain(&e),
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -120,7 +120,7 @@ impl AdminClient {
             .json::<R>()
             .await
             .map_err(|e| AdminError::BadAnswer {
-                cause: vigo_server::error_chain(&e),
+                cause: vigo_log::error_chain(&e),
             })
     }
 }

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vigo_log::LogFormat;
 
 use crate::hint::Hinted;
 
@@ -31,15 +30,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
     config: PathBuf,
 
-    /// Lowest level to log on stderr.
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "info",
-          value_parser = clap::builder::PossibleValuesParser::new(vigo_log::LEVELS))]
-    log_level: String,
-
-    /// Shape of log lines on stderr.
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text",
-          value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]
-    log_format: String,
+    #[command(flatten)]
+    log: vigo_log::LogArgs,
 
     /// Shape of the data printed on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -101,8 +93,7 @@ fn main() -> ExitCode {
     }
     output::exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
-    let format = cli.log_format.parse::<LogFormat>().unwrap_or_default();
-    if let Err(e) = vigo_log::init(&cli.log_level, format) {
+    if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -130,7 +121,7 @@ fn main() -> ExitCode {
         // The reader of stdout went away (`vigocli envoys list | head -1`).
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", vigo_server::error_chain(e.as_ref()));
+            eprintln!("error: {}", vigo_log::error_chain(e.as_ref()));
             if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<Hinted>()) {
                 eprintln!("hint: {}", hint.hint());
             }

@@ -213,7 +213,7 @@ async fn notify(
 ) -> Result<(), NotifyFailure> {
     let client = AdminClient::new(raw, provider)
         .await
-        .map_err(|e| NotifyFailure::Refused(vigo_server::error_chain(e.as_ref())))?;
+        .map_err(|e| NotifyFailure::Refused(vigo_log::error_chain(e.as_ref())))?;
     let change = SecretChanged {
         path: path.clone(),
         version: Some(version),

@@ -20,8 +20,6 @@ use crate::stop::Stop;
 
 /// Exit status when at least one resource failed.
 const EXIT_FAILED: u8 = 2;
-/// Data folder when neither `--data-dir` nor the config names one.
-const DEFAULT_DATA_DIR: &str = "/var/lib/vigoenvoy";
 
 /// Options of `vigoenvoy apply`.
 #[derive(Debug, clap::Args)]
@@ -141,7 +139,7 @@ fn data_dir_from_config(config: &Path) -> anyhow::Result<PathBuf> {
     let text = match fs::read_to_string(config) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(PathBuf::from(DEFAULT_DATA_DIR));
+            return Ok(PathBuf::from(vigo_envoy::DEFAULT_DATA_DIR));
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", config.display())),
     };
@@ -150,7 +148,7 @@ fn data_dir_from_config(config: &Path) -> anyhow::Result<PathBuf> {
     Ok(match parsed.data_dir {
         Some(dir) if dir.is_relative() => config.parent().unwrap_or(Path::new("/")).join(dir),
         Some(dir) => dir,
-        None => PathBuf::from(DEFAULT_DATA_DIR),
+        None => PathBuf::from(vigo_envoy::DEFAULT_DATA_DIR),
     })
 }
 

@@ -28,18 +28,8 @@ struct Cli {
         default_value = "/etc/vigo/envoy.yaml"
     )]
     config: PathBuf,
-    /// Lowest level of log lines written to stderr.
-    #[arg(
-        long,
-        global = true,
-        value_name = "LEVEL",
-        default_value = "info",
-        value_parser = vigo_log::LEVELS
-    )]
-    log_level: String,
-    /// Shape of log lines.
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    log: vigo_log::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +52,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     let cli = Cli::parse();
-    if let Err(e) = init_logging(&cli.log_level, &cli.log_format) {
+    if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_ERROR);
     }
@@ -77,8 +67,4 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-fn init_logging(level: &str, format: &str) -> Result<(), vigo_log::LogError> {
-    vigo_log::init(level, format.parse()?)
 }

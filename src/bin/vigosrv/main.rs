@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vigo_log::LogFormat;
-use vigo_server::{Server, error_chain, shutdown_signal};
+use vigo_log::error_chain;
+use vigo_server::{Server, shutdown_signal};
 
 /// The Vigo configuration-management server.
 #[derive(Debug, Parser)]
@@ -20,15 +20,8 @@ struct Args {
     #[arg(long, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
     config: PathBuf,
 
-    /// Lowest level to log.
-    #[arg(long, value_name = "LEVEL", default_value = "info",
-          value_parser = clap::builder::PossibleValuesParser::new(vigo_log::LEVELS))]
-    log_level: String,
-
-    /// Shape of log lines on stderr.
-    #[arg(long, value_name = "FORMAT", default_value = "text",
-          value_parser = clap::builder::PossibleValuesParser::new(["text", "json"]))]
-    log_format: String,
+    #[command(flatten)]
+    log: vigo_log::LogArgs,
 }
 
 fn main() -> ExitCode {
@@ -39,8 +32,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args = Args::parse();
-    let format = args.log_format.parse::<LogFormat>().unwrap_or_default();
-    if let Err(e) = vigo_log::init(&args.log_level, format) {
+    if let Err(e) = args.log.init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
