@@ -44,7 +44,7 @@ use vigo_proto::admin::{
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyStatus, Timestamp};
 
-use crate::admin_api::rfc3339;
+use crate::api::admin::rfc3339;
 use crate::repo::{RepoError, Revision};
 use crate::rotation::Actor;
 use crate::{AppError, AppState, RepoSnapshot, error_chain, require_admin};

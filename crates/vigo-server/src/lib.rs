@@ -20,7 +20,7 @@
 //! - [`ServerError`] (startup), [`AppError`] (stable JSON error answers) and
 //!   [`error_chain`] (the one-line form of an error and its causes).
 
-mod admin_api;
+mod api;
 mod catalogs;
 mod checkins;
 mod deploy;
@@ -33,14 +33,13 @@ mod listener;
 pub mod metrics;
 mod repo;
 mod rotation;
-mod routes;
 mod startup;
 mod state;
 mod supervise;
 mod waiters;
 mod watcher;
 
-pub use admin_api::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
+pub use api::admin::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use catalogs::CompiledCatalog;
 pub use checkins::{CheckinBuffer, FLUSH_INTERVAL};
 pub use deploy::{RELOAD_QUIET, ReloadOutcome, ReloadSource, reload};
@@ -54,7 +53,7 @@ pub use listener::{ListenerLimits, PeerCertificate, serve_tls, serve_tls_with_li
 pub use metrics::Metrics;
 pub use repo::{RepoError, RepoSnapshot, Revision};
 pub use rotation::{Actor, COALESCE_WINDOW, RotationError, RotationQueue, RotationWorker};
-pub use routes::{require_admin, router};
+pub use api::{require_admin, router};
 pub use startup::{Server, shutdown_signal};
 pub use state::{AppState, ServerSecrets, State};
 pub use supervise::{FIRST_RESTART_PAUSE, Health, LONGEST_RESTART_PAUSE, supervise};

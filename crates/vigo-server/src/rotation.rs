@@ -44,7 +44,7 @@ use vigo_proto::admin::{
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyRotation, EnvoyStatus, RotationClaim, Timestamp};
 
-use crate::admin_api::rfc3339;
+use crate::api::admin::rfc3339;
 use crate::gate::{RotationGate, Ticket};
 use crate::watcher::SubmitChanges;
 use crate::{AppError, AppState, require_admin};

@@ -17,7 +17,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use vigo_secrets::SecretValue;
 
-use crate::{AppError, AppState, admin_api, deploy, envoy_api, rotation};
+use crate::{AppError, AppState, deploy, envoy_api, rotation};
+
+pub(crate) mod admin;
 
 /// The server's router with every route, bound to `state`.
 pub fn router(state: AppState) -> Router {
@@ -28,20 +30,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkin", post(envoy_api::checkin))
         .route("/v1/report", post(envoy_api::report))
         .route("/v1/wait", get(envoy_api::wait))
-        .route("/v1/admin/envoys", get(admin_api::list))
-        .route("/v1/admin/envoys/token", post(admin_api::token))
-        .route("/v1/admin/envoys/{name}", get(admin_api::show))
+        .route("/v1/admin/envoys", get(admin::list))
+        .route("/v1/admin/envoys/token", post(admin::token))
+        .route("/v1/admin/envoys/{name}", get(admin::show))
         .route(
             "/v1/admin/envoys/{name}/approve",
-            post(admin_api::approve_envoy),
+            post(admin::approve_envoy),
         )
         .route(
             "/v1/admin/envoys/{name}/revoke",
-            post(admin_api::revoke_envoy),
+            post(admin::revoke_envoy),
         )
         .route(
             "/v1/admin/envoys/{name}/remove",
-            post(admin_api::remove_envoy),
+            post(admin::remove_envoy),
         )
         .merge(rotation::admin_routes())
         .merge(deploy::admin_routes())
