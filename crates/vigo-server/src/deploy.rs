@@ -28,26 +28,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State as AxumState;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vigo_compiler::Diagnostic;
-use vigo_proto::admin::{
-    ConfigAttempt, ConfigFailure, ConfigProblem, ConfigReloadAnswer, ConfigRevision, ConfigStatus,
-};
+use vigo_proto::admin::ConfigProblem;
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyStatus, Timestamp};
 
-use crate::api::admin::rfc3339;
 use crate::repo::{RepoError, Revision};
 use crate::rotation::Actor;
-use crate::{AppError, AppState, RepoSnapshot, error_chain, require_admin};
+use crate::{AppState, RepoSnapshot, error_chain};
 
 /// Quiet time after the last change under `config_dir` before the watcher
 /// reloads.
@@ -112,19 +104,25 @@ pub(crate) struct DeployState {
     watching: AtomicBool,
 }
 
+/// The loads `vigocli config status` reports.
 #[derive(Debug, Clone)]
-struct DeployRecord {
-    loaded_by: ReloadSource,
-    last_attempt: Option<(Timestamp, ReloadSource, bool)>,
-    last_failure: Option<Failure>,
+pub(crate) struct DeployRecord {
+    /// What loaded the serving snapshot.
+    pub(crate) loaded_by: ReloadSource,
+    /// The last reload tried: when, by what, whether it succeeded.
+    pub(crate) last_attempt: Option<(Timestamp, ReloadSource, bool)>,
+    /// The last reload that failed.
+    pub(crate) last_failure: Option<Failure>,
 }
 
+/// A reload that failed.
 #[derive(Debug, Clone)]
-struct Failure {
-    at: Timestamp,
-    by: ReloadSource,
-    hash: String,
-    problems: Vec<ConfigProblem>,
+pub(crate) struct Failure {
+    pub(crate) at: Timestamp,
+    pub(crate) by: ReloadSource,
+    /// The content hash of the revision that failed.
+    pub(crate) hash: String,
+    pub(crate) problems: Vec<ConfigProblem>,
 }
 
 impl DeployState {
@@ -150,6 +148,11 @@ impl DeployState {
     /// not changed by a reload of `vigosrv.yaml`).
     pub(crate) fn config_dir(&self) -> &Path {
         &self.config_dir
+    }
+
+    /// A copy of what is remembered about the loads.
+    pub(crate) fn record(&self) -> DeployRecord {
+        self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DeployRecord> {
@@ -526,78 +529,6 @@ async fn settle(events: &mut mpsc::Receiver<()>, quiet: Duration, limit: Duratio
             // burst began: the burst is over.
             _ => return Some(()),
         }
-    }
-}
-
-// --- admin routes ----------------------------------------------------------------------
-
-/// `POST /v1/admin/config/reload` and `GET /v1/admin/config/status`.
-pub(crate) fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/config/reload", post(reload_route))
-        .route("/v1/admin/config/status", get(status_route))
-}
-
-async fn reload_route(
-    AxumState(state): AxumState<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ConfigReloadAnswer>, AppError> {
-    require_admin(&state, &headers)?;
-    let outcome = reload(&state, ReloadSource::Cli).await;
-    let serving = revision_of(&state.repo().revision);
-    Ok(Json(match outcome {
-        ReloadOutcome::Reloaded { changed } => ConfigReloadAnswer {
-            ok: true,
-            serving,
-            changed_envoys: changed,
-            errors: Vec::new(),
-        },
-        ReloadOutcome::Skipped => ConfigReloadAnswer {
-            ok: true,
-            serving,
-            changed_envoys: Vec::new(),
-            errors: Vec::new(),
-        },
-        ReloadOutcome::Failed(errors) => ConfigReloadAnswer {
-            ok: false,
-            serving,
-            changed_envoys: Vec::new(),
-            errors,
-        },
-    }))
-}
-
-async fn status_route(
-    AxumState(state): AxumState<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ConfigStatus>, AppError> {
-    require_admin(&state, &headers)?;
-    let serving = revision_of(&state.repo().revision);
-    let record = state.deploy.lock().clone();
-    Ok(Json(ConfigStatus {
-        config_dir: state.deploy.config_dir().display().to_string(),
-        watching: state.deploy.watching(),
-        serving,
-        loaded_by: record.loaded_by.as_str().to_owned(),
-        last_attempt: record.last_attempt.map(|(at, by, ok)| ConfigAttempt {
-            at: rfc3339(at),
-            by: by.as_str().to_owned(),
-            ok,
-        }),
-        last_failure: record.last_failure.map(|f| ConfigFailure {
-            at: rfc3339(f.at),
-            by: f.by.as_str().to_owned(),
-            hash: f.hash,
-            errors: f.problems,
-        }),
-    }))
-}
-
-fn revision_of(revision: &Revision) -> ConfigRevision {
-    ConfigRevision {
-        hash: revision.hash.clone(),
-        git_commit: revision.git_commit.clone(),
-        loaded_at: rfc3339(revision.loaded_at),
     }
 }
 

@@ -40,12 +40,12 @@ mod waiters;
 mod watcher;
 
 pub use api::admin::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
+pub use api::{require_admin, router};
 pub use catalogs::CompiledCatalog;
 pub use checkins::{CheckinBuffer, FLUSH_INTERVAL};
 pub use deploy::{RELOAD_QUIET, ReloadOutcome, ReloadSource, reload};
 pub use envoy_api::ENVOY_CERT_VALIDITY;
 pub use error::{AppError, ServerError};
-pub(crate) use vigo_log::error_chain;
 pub use fleet_wake::{FIRST_RETRY, LONGEST_RETRY, SWEEP_INTERVAL};
 pub use gate::{ROTATION_WAIT, RotationGate, Ticket};
 pub use limits::{MAX_REPORT_BYTES, REPORT_BURST, REPORT_REFILL, ReportLimiter};
@@ -53,9 +53,9 @@ pub use listener::{ListenerLimits, PeerCertificate, serve_tls, serve_tls_with_li
 pub use metrics::Metrics;
 pub use repo::{RepoError, RepoSnapshot, Revision};
 pub use rotation::{Actor, COALESCE_WINDOW, RotationError, RotationQueue, RotationWorker};
-pub use api::{require_admin, router};
 pub use startup::{Server, shutdown_signal};
 pub use state::{AppState, ServerSecrets, State};
 pub use supervise::{FIRST_RESTART_PAUSE, Health, LONGEST_RESTART_PAUSE, supervise};
+pub(crate) use vigo_log::error_chain;
 pub use waiters::Waiters;
 pub use watcher::{FILE_DEBOUNCE, MAX_POLL_BACKOFF, SubmitChanges, WatchPlan, spawn_watchers};

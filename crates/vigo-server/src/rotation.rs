@@ -30,24 +30,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Query, State as AxumState};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use vigo_config::RawConfig;
-use vigo_proto::admin::{
-    History, HistoryEntry, SecretChanged, SecretChangedAnswer, SecretUser, WhoUses,
-};
+use vigo_proto::admin::SecretChangedAnswer;
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyRotation, EnvoyStatus, RotationClaim, Timestamp};
 
-use crate::api::admin::rfc3339;
+use crate::AppState;
 use crate::gate::{RotationGate, Ticket};
 use crate::watcher::SubmitChanges;
-use crate::{AppError, AppState, require_admin};
 
 /// How long the flow waits for further changes before acting on the first.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(700);
@@ -489,144 +480,6 @@ pub(crate) async fn reconcile_at_startup(state: &AppState) -> Result<(), Rotatio
 fn join_paths<'a>(paths: impl IntoIterator<Item = &'a SecretPath>) -> String {
     let names: Vec<&str> = paths.into_iter().map(SecretPath::as_str).collect();
     names.join(",")
-}
-
-/// The admin routes of secrets: changed, history, who-uses.
-pub(crate) fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/secrets/changed", post(secret_changed))
-        .route("/v1/admin/secrets/history", get(history))
-        .route("/v1/admin/secrets/who-uses", get(who_uses))
-}
-
-/// The CLI stored a secret: queue it for the flow and answer at once (the
-/// flow waits [`COALESCE_WINDOW`] for more changes, so a script's `set`s one
-/// after another coalesce; its outcome is logged and recorded in the audit
-/// log).
-async fn secret_changed(
-    AxumState(state): AxumState<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<SecretChangedAnswer>, AppError> {
-    require_admin(&state, &headers)?;
-    let change: SecretChanged = serde_json::from_slice(&body).map_err(|e| {
-        AppError::BadRequest(format!(
-            "expected a JSON body {{\"path\":\"a/b\",\"version\":N}}: {e}"
-        ))
-    })?;
-    match change.version {
-        Some(version) => tracing::info!(path = %change.path, version, "secret changed"),
-        None => tracing::info!(path = %change.path, "secret changed"),
-    }
-    state
-        .rotation
-        .enqueue(BTreeSet::from([change.path]), Actor::Cli)
-        .map_err(|e| AppError::Internal(format!("rotation not queued: {e}")))?;
-    Ok(Json(SecretChangedAnswer::default()))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PrefixQuery {
-    #[serde(default)]
-    prefix: Option<String>,
-}
-
-async fn history(
-    AxumState(state): AxumState<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<PrefixQuery>,
-) -> Result<Json<History>, AppError> {
-    require_admin(&state, &headers)?;
-    let store = state.store();
-    let internal = |e: vigo_store::StoreError| AppError::Internal(e.to_string());
-    let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
-    let mut entries: Vec<(Timestamp, HistoryEntry)> = Vec::new();
-    for change in store.secret_history(prefix).await.map_err(internal)? {
-        entries.push((
-            change.at,
-            HistoryEntry {
-                at: rfc3339(change.at),
-                event: change.event.as_str().to_owned(),
-                path: change.path,
-                version: change.version,
-                by: change.actor,
-            },
-        ));
-    }
-    for delivery in store.deliveries(None, None).await.map_err(internal)? {
-        if prefix.is_some_and(|p| !delivery.path.has_prefix(p)) {
-            continue;
-        }
-        entries.push((
-            delivery.at,
-            HistoryEntry {
-                at: rfc3339(delivery.at),
-                event: "delivered".to_owned(),
-                path: delivery.path,
-                version: delivery.version,
-                by: delivery.envoy,
-            },
-        ));
-    }
-    entries.sort_by_key(|(at, _)| *at);
-    Ok(Json(History {
-        entries: entries.into_iter().map(|(_, e)| e).collect(),
-    }))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PathQuery {
-    path: String,
-}
-
-async fn who_uses(
-    AxumState(state): AxumState<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<PathQuery>,
-) -> Result<Json<WhoUses>, AppError> {
-    require_admin(&state, &headers)?;
-    let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let envoys = state
-        .store()
-        .list_envoys()
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let mut users = Vec::new();
-    for envoy in envoys {
-        if envoy.status != EnvoyStatus::Approved {
-            continue;
-        }
-        let Ok(compiled) = state.catalog(&envoy.name) else {
-            continue;
-        };
-        let uses: Vec<String> = compiled
-            .index
-            .uses
-            .get(&path)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let watches: Vec<String> = compiled
-            .index
-            .watches
-            .get(&path)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        if !uses.is_empty() || !watches.is_empty() {
-            users.push(SecretUser {
-                envoy: envoy.name,
-                uses,
-                watches,
-            });
-        }
-    }
-    Ok(Json(WhoUses {
-        path,
-        envoys: users,
-    }))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! pending request is bound to the first key that asked, and the operator
 //! checks that it is the key the host printed.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -25,9 +25,10 @@ use vigo_secrets::EnvoyName;
 use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
+use super::{require_admin, rfc3339};
 use crate::envoy_api::{PENDING_EXPIRY, approve, bound_fingerprint, parse_json, sign, token_hash};
 use crate::metrics::EnrollmentResult;
-use crate::{AppError, AppState, require_admin};
+use crate::{AppError, AppState};
 
 /// Lifetime of an enrollment token unless the request says otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
@@ -378,11 +379,6 @@ fn resource_reports(report: &ReportRecord) -> Vec<ResourceReport> {
             secret_triggered: r["name"].as_str().is_some_and(|n| applied.contains(&n)),
         })
         .collect()
-}
-
-pub(crate) fn rfc3339(at: Timestamp) -> String {
-    let time: SystemTime = at.to_system_time();
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 #[cfg(test)]

@@ -17,9 +17,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use vigo_secrets::SecretValue;
 
-use crate::{AppError, AppState, deploy, envoy_api, rotation};
+use vigo_store::Timestamp;
+
+use crate::{AppError, AppState, envoy_api};
 
 pub(crate) mod admin;
+mod config;
+mod secrets;
 
 /// The server's router with every route, bound to `state`.
 pub fn router(state: AppState) -> Router {
@@ -37,16 +41,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/envoys/{name}/approve",
             post(admin::approve_envoy),
         )
-        .route(
-            "/v1/admin/envoys/{name}/revoke",
-            post(admin::revoke_envoy),
-        )
-        .route(
-            "/v1/admin/envoys/{name}/remove",
-            post(admin::remove_envoy),
-        )
-        .merge(rotation::admin_routes())
-        .merge(deploy::admin_routes())
+        .route("/v1/admin/envoys/{name}/revoke", post(admin::revoke_envoy))
+        .route("/v1/admin/envoys/{name}/remove", post(admin::remove_envoy))
+        .merge(secrets::routes())
+        .merge(config::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -95,4 +93,9 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppErr
     } else {
         Err(AppError::Unauthorized)
     }
+}
+
+/// `at` as RFC 3339 UTC to the second, the form admin answers carry.
+pub(crate) fn rfc3339(at: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(at.to_system_time()).to_string()
 }
