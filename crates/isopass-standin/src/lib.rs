@@ -117,7 +117,7 @@ pub enum StandinError {
         reason: String,
     },
     /// The listening socket could not be opened.
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Bind {
         /// The requested address.
         addr: SocketAddr,
@@ -125,8 +125,9 @@ pub enum StandinError {
         #[source]
         source: io::Error,
     },
-    /// A file operation failed.
-    #[error("{action} {}: {source}", file.display())]
+    /// A file operation failed. Like `Bind`, the message leaves the OS
+    /// error to the source: print it with [`error_line`].
+    #[error("{action} {}", file.display())]
     Io {
         /// What the stand-in was doing.
         action: &'static str,
@@ -277,6 +278,20 @@ pub fn read_token_file(file: &Path) -> Result<Zeroizing<String>, StandinError> {
     Ok(text)
 }
 
+/// An error and its causes on one line, each said once (`reading the token
+/// file /x: No such file or directory (os error 2)`): the stand-in's
+/// messages leave the OS error to their source.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        line.push_str(": ");
+        line.push_str(&source.to_string());
+        next = source.source();
+    }
+    line
+}
+
 /// Whether `path` is a valid secret path (docs/secrets.md, "References"):
 /// `/`-separated segments of `[A-Za-z0-9._-]`, none empty, `.` or `..`, at
 /// most 256 bytes.
@@ -346,6 +361,40 @@ mod tests {
             read_token_file(&file),
             Err(StandinError::Token { .. })
         ));
+    }
+
+    #[test]
+    fn issue_13_io_error_says_the_os_error_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-token");
+        let err = read_token_file(&missing).unwrap_err();
+        let os_error = io::Error::from(io::ErrorKind::NotFound).to_string();
+        assert!(!err.to_string().contains(&os_error), "{err}");
+        let line = error_line(&err);
+        assert_eq!(
+            line,
+            format!(
+                "reading the token file {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn issue_13_bind_error_says_the_os_error_once() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let options = StandinOptions {
+            listen: taken.local_addr().unwrap(),
+            token: Zeroizing::new("tok".to_owned()),
+            transport: Transport::InsecureLoopback,
+            data_file: None,
+        };
+        let err = spawn(options).await.unwrap_err();
+        assert!(matches!(err, StandinError::Bind { .. }), "{err}");
+        let line = error_line(&err);
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(line.matches(&cause).count(), 1, "{line}");
+        assert_eq!(line, format!("{err}: {cause}"));
     }
 
     #[test]

@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", isopass_standin::error_line(&*e));
             ExitCode::FAILURE
         }
     }

@@ -108,11 +108,12 @@ pub enum ConfigError {
     },
 
     /// Making a certificate failed.
-    #[error("generating the {what}: {cause}")]
+    #[error("generating the {what}")]
     Certificate {
         /// Which certificate.
         what: &'static str,
         /// What failed.
+        #[source]
         cause: PkiError,
     },
 
@@ -144,4 +145,38 @@ pub enum ConfigError {
         /// The OS error.
         cause: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_certificate_error_says_the_pki_cause_once() {
+        let err = ConfigError::Certificate {
+            what: "CA certificate",
+            cause: PkiError::Random,
+        };
+        let cause = PkiError::Random.to_string();
+        assert!(
+            !err.to_string().contains(&cause),
+            "message repeats its source: {err}"
+        );
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some(cause.as_str()));
+        let line = anyhow_like(&err);
+        assert_eq!(line, format!("generating the CA certificate: {cause}"));
+    }
+
+    /// The error and its sources joined with ": ", as `{:#}` prints them.
+    fn anyhow_like(err: &(dyn std::error::Error + 'static)) -> String {
+        let mut line = err.to_string();
+        let mut next = err.source();
+        while let Some(source) = next {
+            line.push_str(": ");
+            line.push_str(&source.to_string());
+            next = source.source();
+        }
+        line
+    }
 }

@@ -10,18 +10,20 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum PkiError {
     /// Generating a key pair failed (the crypto library refused).
-    #[error("generating an ECDSA P-256 key pair failed: {source}")]
+    #[error("generating an ECDSA P-256 key pair failed")]
     KeyGeneration {
         /// The underlying error.
+        #[source]
         source: rcgen::Error,
     },
 
     /// Building or signing a certificate or request failed.
-    #[error("signing the {what} failed: {source}")]
+    #[error("signing the {what} failed")]
     Signing {
         /// What was being signed.
         what: &'static str,
         /// The underlying error.
+        #[source]
         source: rcgen::Error,
     },
 
@@ -99,18 +101,94 @@ pub enum PkiError {
     },
 
     /// rustls refused to build a configuration.
-    #[error("building the {what} TLS configuration failed: {source}")]
+    #[error("building the {what} TLS configuration failed")]
     Tls {
         /// Which configuration ("server", "client").
         what: &'static str,
         /// The underlying error.
+        #[source]
         source: rustls::Error,
     },
 
     /// The client certificate verifier could not be built.
-    #[error("building the client certificate verifier failed: {source}")]
+    #[error("building the client certificate verifier failed")]
     ClientVerifier {
         /// The underlying error.
+        #[source]
         source: rustls::server::VerifierBuilderError,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its causes joined the way `{:#}` (anyhow) and
+    /// `error_chain` print them, without any de-duplication.
+    fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+        let mut line = err.to_string();
+        let mut next = err.source();
+        while let Some(source) = next {
+            line.push_str(": ");
+            line.push_str(&source.to_string());
+            next = source.source();
+        }
+        line
+    }
+
+    fn assert_cause_once(err: &PkiError, cause: &str) {
+        let line = chain(err);
+        assert_eq!(
+            line.matches(cause).count(),
+            1,
+            "cause not said once: {line}"
+        );
+        assert!(
+            !err.to_string().contains(cause),
+            "message repeats its source: {err}"
+        );
+    }
+
+    #[test]
+    fn issue_13_errors_with_a_source_say_it_once() {
+        let rcgen_cause = rcgen::Error::RingKeyRejected("key rejected by test".into());
+        let cause = rcgen_cause.to_string();
+        assert_cause_once(
+            &PkiError::KeyGeneration {
+                source: rcgen_cause,
+            },
+            &cause,
+        );
+        let rcgen_cause = rcgen::Error::RingKeyRejected("key rejected by test".into());
+        let err = PkiError::Signing {
+            what: "CA certificate",
+            source: rcgen_cause,
+        };
+        assert_eq!(
+            chain(&err),
+            format!("signing the CA certificate failed: {cause}")
+        );
+        assert_cause_once(&err, &cause);
+
+        let rustls_cause = rustls::Error::General("no usable certificate in test".into());
+        let cause = rustls_cause.to_string();
+        let err = PkiError::Tls {
+            what: "server",
+            source: rustls_cause,
+        };
+        assert_eq!(
+            chain(&err),
+            format!("building the server TLS configuration failed: {cause}")
+        );
+        assert_cause_once(&err, &cause);
+
+        let verifier_cause = rustls::server::VerifierBuilderError::NoRootAnchors;
+        let cause = verifier_cause.to_string();
+        assert_cause_once(
+            &PkiError::ClientVerifier {
+                source: verifier_cause,
+            },
+            &cause,
+        );
+    }
 }

@@ -61,7 +61,7 @@ pub enum StoreError {
     },
 
     /// A query failed.
-    #[error("database {operation} failed: {source}")]
+    #[error("database {operation} failed")]
     Query {
         /// What the store was doing, e.g. `approve envoy`.
         operation: &'static str,
@@ -138,5 +138,32 @@ impl StoreError {
             what: "secret path",
             detail: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_query_error_says_its_cause_once() {
+        let source = sqlx::Error::Protocol("unexpected message from test".into());
+        let cause = source.to_string();
+        let err = StoreError::Query {
+            operation: "approve envoy",
+            source,
+        };
+        assert!(
+            !err.to_string().contains(&cause),
+            "message repeats its source: {err}"
+        );
+        let mut line = err.to_string();
+        let mut next = std::error::Error::source(&err);
+        while let Some(source) = next {
+            line.push_str(": ");
+            line.push_str(&source.to_string());
+            next = source.source();
+        }
+        assert_eq!(line, format!("database approve envoy failed: {cause}"));
     }
 }
