@@ -126,7 +126,7 @@ pub enum StandinError {
         source: io::Error,
     },
     /// A file operation failed. Like `Bind`, the message leaves the OS
-    /// error to the source: print it with [`error_line`].
+    /// error to the source (`vigo_log::error_chain` prints both).
     #[error("{action} {}", file.display())]
     Io {
         /// What the stand-in was doing.
@@ -278,20 +278,6 @@ pub fn read_token_file(file: &Path) -> Result<Zeroizing<String>, StandinError> {
     Ok(text)
 }
 
-/// An error and its causes on one line, each said once (`reading the token
-/// file /x: No such file or directory (os error 2)`): the stand-in's
-/// messages leave the OS error to their source.
-pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        line.push_str(": ");
-        line.push_str(&source.to_string());
-        next = source.source();
-    }
-    line
-}
-
 /// Whether `path` is a valid secret path (docs/secrets.md, "References"):
 /// `/`-separated segments of `[A-Za-z0-9._-]`, none empty, `.` or `..`, at
 /// most 256 bytes.
@@ -370,7 +356,7 @@ mod tests {
         let err = read_token_file(&missing).unwrap_err();
         let os_error = io::Error::from(io::ErrorKind::NotFound).to_string();
         assert!(!err.to_string().contains(&os_error), "{err}");
-        let line = error_line(&err);
+        let line = vigo_log::error_chain(&err);
         assert_eq!(
             line,
             format!(
@@ -391,10 +377,9 @@ mod tests {
         };
         let err = spawn(options).await.unwrap_err();
         assert!(matches!(err, StandinError::Bind { .. }), "{err}");
-        let line = error_line(&err);
         let cause = std::error::Error::source(&err).unwrap().to_string();
-        assert_eq!(line.matches(&cause).count(), 1, "{line}");
-        assert_eq!(line, format!("{err}: {cause}"));
+        assert!(!err.to_string().contains(&cause), "{err}");
+        assert_eq!(vigo_log::error_chain(&err), format!("{err}: {cause}"));
     }
 
     #[test]

@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", isopass_standin::error_line(&*e));
+            eprintln!("error: {}", vigo_log::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

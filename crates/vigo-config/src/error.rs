@@ -164,19 +164,7 @@ mod tests {
         );
         let source = std::error::Error::source(&err).map(ToString::to_string);
         assert_eq!(source.as_deref(), Some(cause.as_str()));
-        let line = anyhow_like(&err);
+        let line = format!("{err}: {}", source.unwrap_or_default());
         assert_eq!(line, format!("generating the CA certificate: {cause}"));
-    }
-
-    /// The error and its sources joined with ": ", as `{:#}` prints them.
-    fn anyhow_like(err: &(dyn std::error::Error + 'static)) -> String {
-        let mut line = err.to_string();
-        let mut next = err.source();
-        while let Some(source) = next {
-            line.push_str(": ");
-            line.push_str(&source.to_string());
-            next = source.source();
-        }
-        line
     }
 }

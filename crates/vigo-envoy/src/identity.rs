@@ -67,19 +67,11 @@ pub enum IdentityError {
         problem: String,
     },
     /// Key or request generation failed.
-    #[error("making the envoy key: {0}")]
-    Pki(vigo_pki::PkiError),
+    #[error("making the envoy key")]
+    Pki(#[from] vigo_pki::PkiError),
     /// The server refused or could not be reached.
     #[error("enrolling: {0}")]
     Session(SessionError),
-}
-
-// Not `#[from]`: that would also make the inner error the source, and
-// `vigoenvoy`'s `{:#}` printed every refusal twice on one line.
-impl From<vigo_pki::PkiError> for IdentityError {
-    fn from(e: vigo_pki::PkiError) -> Self {
-        Self::Pki(e)
-    }
 }
 
 impl From<SessionError> for IdentityError {

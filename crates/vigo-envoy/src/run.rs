@@ -118,7 +118,7 @@ pub enum RunError {
         fingerprint: String,
     },
     /// The CA certificate could not be read.
-    #[error("reading the server CA {}: {source}", file.display())]
+    #[error("reading the server CA {}", file.display())]
     CaCert {
         /// The file.
         file: std::path::PathBuf,

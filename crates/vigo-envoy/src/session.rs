@@ -72,7 +72,7 @@ impl Session {
         identity: Option<&CertifiedKey>,
     ) -> Result<Self, SessionError> {
         let tls = vigo_pki::client_tls_config(ca_pem, identity)
-            .map_err(|e| SessionError::Tls(e.to_string()))?;
+            .map_err(|e| SessionError::Tls(vigo_log::error_chain(&e)))?;
         let mut tls = (*tls).clone();
         // reqwest is built without HTTP/2; offer only what it speaks.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -81,7 +81,7 @@ impl Session {
             .https_only(true)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| SessionError::Tls(e.to_string()))?;
+            .map_err(|e| SessionError::Tls(vigo_log::error_chain(&e)))?;
         Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             client,

@@ -123,17 +123,10 @@ pub enum PkiError {
 mod tests {
     use super::*;
 
-    /// The error and its causes joined the way `{:#}` (anyhow) and
-    /// `error_chain` print them, without any de-duplication.
-    fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-        let mut line = err.to_string();
-        let mut next = err.source();
-        while let Some(source) = next {
-            line.push_str(": ");
-            line.push_str(&source.to_string());
-            next = source.source();
-        }
-        line
+    /// The error and its one cause as `{:#}` (anyhow) prints them.
+    fn chain(err: &PkiError) -> String {
+        let cause = std::error::Error::source(err).map(ToString::to_string);
+        format!("{err}: {}", cause.unwrap_or_default())
     }
 
     fn assert_cause_once(err: &PkiError, cause: &str) {
