@@ -22,7 +22,7 @@ use crate::repo::RepoSnapshot;
 
 /// One envoy's compiled catalog, its fingerprint and its secret index.
 #[derive(Debug)]
-pub struct CompiledCatalog {
+pub(crate) struct CompiledCatalog {
     /// The catalog, secret values included.
     pub catalog: Catalog,
     /// `catalog.fingerprint(hmac_key)`.
@@ -33,7 +33,7 @@ pub struct CompiledCatalog {
 
 impl CompiledCatalog {
     /// Whether any resource uses or watches `path`.
-    pub fn references(&self, path: &SecretPath) -> bool {
+    pub(crate) fn references(&self, path: &SecretPath) -> bool {
         self.index.uses.contains_key(path) || self.index.watches.contains_key(path)
     }
 }

@@ -15,17 +15,17 @@ use std::time::Duration;
 use vigo_store::{CheckinRecord, Store, StoreError};
 
 /// How often buffered check-ins are written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The check-ins not yet written, newest per envoy.
 #[derive(Debug, Default)]
-pub struct CheckinBuffer {
+pub(crate) struct CheckinBuffer {
     pending: Mutex<HashMap<String, CheckinRecord>>,
 }
 
 impl CheckinBuffer {
     /// Keeps `record`, replacing an older one of the same envoy.
-    pub fn push(&self, record: CheckinRecord) {
+    pub(crate) fn push(&self, record: CheckinRecord) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match pending.get(&record.name) {
             Some(held) if held.at > record.at => {}
@@ -38,7 +38,7 @@ impl CheckinBuffer {
     /// Writes everything buffered in one transaction. On failure the
     /// records are dropped (they are only times and facts; the next
     /// check-in brings fresh ones) and the error is returned.
-    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
+    pub(crate) async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
         let batch: Vec<CheckinRecord> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             pending.drain().map(|(_, record)| record).collect()
@@ -62,6 +62,7 @@ mod tests {
             facts: serde_json::json!({ "at": at }),
             catalog_fingerprint: None,
             at: Timestamp::from_unix_millis(at),
+            last_run: None,
         }
     }
 

@@ -43,7 +43,7 @@ use crate::{AppState, RepoSnapshot, error_chain};
 
 /// Quiet time after the last change under `config_dir` before the watcher
 /// reloads.
-pub const RELOAD_QUIET: Duration = Duration::from_millis(400);
+pub(crate) const RELOAD_QUIET: Duration = Duration::from_millis(400);
 
 /// The longest the watcher waits for quiet before reloading anyway.
 const RELOAD_QUIET_LIMIT: Duration = Duration::from_secs(5);
@@ -57,7 +57,7 @@ const MAX_PROBLEMS: usize = 200;
 
 /// What asked for a load of the config repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadSource {
+pub(crate) enum ReloadSource {
     /// The server's start.
     Startup,
     /// A change under `config_dir`.
@@ -70,7 +70,7 @@ pub enum ReloadSource {
 
 impl ReloadSource {
     /// The name used in logs and `config status`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Startup => "startup",
             Self::Watcher => "watcher",
@@ -82,7 +82,7 @@ impl ReloadSource {
 
 /// The outcome of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReloadOutcome {
+pub(crate) enum ReloadOutcome {
     /// The new revision serves; these approved envoys' catalogs changed.
     Reloaded {
         /// Envoys whose catalog fingerprint changed.
@@ -177,7 +177,7 @@ pub(crate) fn record_startup(state: &AppState) {
 }
 
 /// Loads `config_dir` again (see the module docs) and logs the outcome.
-pub async fn reload(state: &AppState, source: ReloadSource) -> ReloadOutcome {
+pub(crate) async fn reload(state: &AppState, source: ReloadSource) -> ReloadOutcome {
     let _one_at_a_time = state.reloading.lock().await;
     let dir = state.deploy.config_dir().to_owned();
     let serving = state.repo();

@@ -302,7 +302,7 @@ async fn issue_11_a_check_in_waits_for_a_queued_rotation() {
     // A check-in arriving now passes the gate only after the flow queued
     // its trigger (it waits out the coalescing window).
     let started = Instant::now();
-    assert!(state.rotation.settled(crate::ROTATION_WAIT).await);
+    assert!(state.rotation.settled(crate::gate::ROTATION_WAIT).await);
     assert!(started.elapsed() >= crate::COALESCE_WINDOW);
     assert_eq!(state.store().triggers_for(WEB1).await.unwrap().len(), 1);
     assert!(state.store().force_push(WEB1).await.unwrap());

@@ -76,7 +76,7 @@ impl From<ConfigError> for ServerError {
 /// mistakes are not logged as errors.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum AppError {
+pub(crate) enum AppError {
     /// Missing or wrong bearer token (401).
     Unauthorized,
     /// An envoy route was called without a client certificate (401).

@@ -29,13 +29,13 @@ use vigo_store::{StoreError, StoreHandle, Wake, WakeListener};
 use crate::{AppState, error_chain};
 
 /// How often the held waits are re-checked with one query.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Pause before connecting the listener again after a failed attempt.
-pub const FIRST_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(250);
 
 /// Longest pause between attempts while the database stays down.
-pub const LONGEST_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
 /// Wakes the waits held here for `names` and tells the other replicas, for
 /// a change whose store call does not notify by itself (revoke, remove).

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 /// How long a check-in waits for queued rotations before it is answered
 /// with the last good state (the rotation's triggers stay queued and reach
 /// the envoy at its next check-in).
-pub const ROTATION_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const ROTATION_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Tickets {
@@ -32,7 +32,7 @@ struct Tickets {
 
 /// Issues tickets and lets check-ins wait for them; cheap to clone.
 #[derive(Clone)]
-pub struct RotationGate {
+pub(crate) struct RotationGate {
     tickets: Arc<watch::Sender<Tickets>>,
 }
 
@@ -46,7 +46,7 @@ impl Default for RotationGate {
 
 impl RotationGate {
     /// A new ticket, open until dropped.
-    pub fn ticket(&self) -> Ticket {
+    pub(crate) fn ticket(&self) -> Ticket {
         let mut id = 0;
         self.tickets.send_modify(|t| {
             id = t.next;
@@ -61,7 +61,7 @@ impl RotationGate {
 
     /// Waits until every ticket issued before this call is done, at most
     /// `limit`. Returns whether they all were done in time.
-    pub async fn settled(&self, limit: Duration) -> bool {
+    pub(crate) async fn settled(&self, limit: Duration) -> bool {
         if self.open() == 0 {
             return true;
         }
@@ -75,7 +75,7 @@ impl RotationGate {
     }
 
     /// Tickets not done yet.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.tickets.borrow().open.len()
     }
 }
@@ -89,7 +89,7 @@ impl fmt::Debug for RotationGate {
 }
 
 /// One queued piece of rotation work; done when dropped.
-pub struct Ticket {
+pub(crate) struct Ticket {
     tickets: Arc<watch::Sender<Tickets>>,
     id: u64,
 }

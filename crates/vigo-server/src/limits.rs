@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The largest report body accepted (1 MiB); a larger one is answered 413.
-pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 /// Reports an envoy may send in a burst.
 pub const REPORT_BURST: u32 = 20;
@@ -20,7 +20,7 @@ pub const REPORT_REFILL: Duration = Duration::from_secs(5);
 /// never comes near it; one stuck in a loop cannot grow the database
 /// faster than the refill rate.
 #[derive(Debug)]
-pub struct ReportLimiter {
+pub(crate) struct ReportLimiter {
     burst: u32,
     refill: Duration,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -40,7 +40,7 @@ impl Default for ReportLimiter {
 
 impl ReportLimiter {
     /// A limiter allowing `burst` reports at once and one per `refill` after.
-    pub fn new(burst: u32, refill: Duration) -> Self {
+    pub(crate) fn new(burst: u32, refill: Duration) -> Self {
         Self {
             burst: burst.max(1),
             refill: refill.max(Duration::from_millis(1)),
@@ -50,7 +50,7 @@ impl ReportLimiter {
 
     /// Takes a token for `envoy` at `now`: `Ok(())` when the report may be
     /// stored, otherwise `Err(wait)`, the time until the next token.
-    pub fn admit(&self, envoy: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn admit(&self, envoy: &str, now: Instant) -> Result<(), Duration> {
         let burst = f64::from(self.burst);
         let per_sec = 1.0 / self.refill.as_secs_f64();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

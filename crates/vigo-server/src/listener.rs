@@ -63,7 +63,7 @@ const CERTIFIED_REQUEST_TIMEOUT: Duration = Duration::from_secs(vigo_proto::WAIT
 
 /// The listener's limits; see the module doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerLimits {
+pub(crate) struct ListenerLimits {
     /// Time to complete the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time to send a request's headers (HTTP/1.1), counted from the end
@@ -98,7 +98,7 @@ impl ListenerLimits {
     /// process's open-file limit. Test builds (`test-hooks`) read overrides
     /// from `VIGO_TEST_LISTENER` (`handshake_ms=..,header_ms=..,idle_ms=..,
     /// request_ms=..,max_connections=..,max_per_address=..`).
-    pub fn for_this_process() -> Self {
+    pub(crate) fn for_this_process() -> Self {
         let mut limits = Self::default();
         if let Some(files) = open_file_limit() {
             limits.max_connections = usize::try_from(files.saturating_sub(RESERVED_FDS))
@@ -154,26 +154,21 @@ fn open_file_limit() -> Option<u64> {
 /// The verified client certificate chain of the connection a request came
 /// on (end-entity first). Absent when the client presented none.
 #[derive(Debug, Clone)]
-pub struct PeerCertificate {
+pub(crate) struct PeerCertificate {
     chain: Arc<[CertificateDer<'static>]>,
 }
 
 impl PeerCertificate {
     /// The client's own certificate (DER).
-    pub fn end_entity(&self) -> &CertificateDer<'static> {
+    pub(crate) fn end_entity(&self) -> &CertificateDer<'static> {
         &self.chain[0]
-    }
-
-    /// The whole chain the client presented.
-    pub fn chain(&self) -> &[CertificateDer<'static>] {
-        &self.chain
     }
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
 /// stops accepting, lets in-flight requests finish (up to 30 s) and returns.
 /// Limits: [`ListenerLimits::for_this_process`].
-pub async fn serve_tls<F>(
+pub(crate) async fn serve_tls<F>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
@@ -186,7 +181,7 @@ pub async fn serve_tls<F>(
 }
 
 /// [`serve_tls`] with explicit limits.
-pub async fn serve_tls_with_limits<F>(
+pub(crate) async fn serve_tls_with_limits<F>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,

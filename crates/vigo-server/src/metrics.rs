@@ -18,35 +18,35 @@ use metrics_exporter_prometheus::{
 use vigo_store::{Store, StoreError};
 
 /// `vigo_checkins_total{result}`: check-ins answered, by answer.
-pub const CHECKINS: &str = "vigo_checkins_total";
+pub(crate) const CHECKINS: &str = "vigo_checkins_total";
 /// `vigo_compile_seconds`: time to compile one envoy's catalog (a
 /// histogram with [`COMPILE_BUCKETS`]).
-pub const COMPILE_SECONDS: &str = "vigo_compile_seconds";
+pub(crate) const COMPILE_SECONDS: &str = "vigo_compile_seconds";
 /// `vigo_catalog_bytes`: size of each catalog answer sent (a histogram with
 /// [`CATALOG_BUCKETS`]).
-pub const CATALOG_BYTES: &str = "vigo_catalog_bytes";
+pub(crate) const CATALOG_BYTES: &str = "vigo_catalog_bytes";
 /// `vigo_queued_triggers{envoy}`: resources with rotation triggers waiting
 /// for an envoy, read from the store at each scrape.
-pub const QUEUED_TRIGGERS: &str = "vigo_queued_triggers";
+pub(crate) const QUEUED_TRIGGERS: &str = "vigo_queued_triggers";
 /// `vigo_enrollments_total{result}`: enrollment requests, by outcome.
-pub const ENROLLMENTS: &str = "vigo_enrollments_total";
+pub(crate) const ENROLLMENTS: &str = "vigo_enrollments_total";
 /// `vigo_rotation_lag_seconds{envoy}`: queue-to-applied time of an envoy's
 /// last cleared triggers.
-pub const ROTATION_LAG: &str = "vigo_rotation_lag_seconds";
+pub(crate) const ROTATION_LAG: &str = "vigo_rotation_lag_seconds";
 /// `vigo_config_reload_success`: 1 when the last load of the config
 /// repository succeeded, 0 when it failed (the last good one serves).
-pub const CONFIG_RELOAD_SUCCESS: &str = "vigo_config_reload_success";
+pub(crate) const CONFIG_RELOAD_SUCCESS: &str = "vigo_config_reload_success";
 /// `vigo_config_last_reload_timestamp_seconds`: unix time of the last load
 /// attempt of the config repository (at start, then each reload).
-pub const CONFIG_LAST_RELOAD: &str = "vigo_config_last_reload_timestamp_seconds";
+pub(crate) const CONFIG_LAST_RELOAD: &str = "vigo_config_last_reload_timestamp_seconds";
 
 /// Upper bounds (seconds) of the `vigo_compile_seconds` buckets.
-pub const COMPILE_BUCKETS: &[f64] = &[
+pub(crate) const COMPILE_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// Upper bounds (bytes) of the `vigo_catalog_bytes` buckets.
-pub const CATALOG_BUCKETS: &[f64] = &[
+pub(crate) const CATALOG_BUCKETS: &[f64] = &[
     256.0,
     1_024.0,
     4_096.0,
@@ -60,7 +60,7 @@ pub const CATALOG_BUCKETS: &[f64] = &[
 
 /// How a check-in was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckinResult {
+pub(crate) enum CheckinResult {
     /// The short "unchanged" answer.
     Unchanged,
     /// The full catalog.
@@ -69,7 +69,7 @@ pub enum CheckinResult {
 
 /// How an enrollment request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnrollmentResult {
+pub(crate) enum EnrollmentResult {
     /// Signed at once with a valid token.
     Token,
     /// Stored as pending, waiting for approval.
@@ -95,7 +95,7 @@ impl EnrollmentResult {
 }
 
 /// A per-server metrics recorder and its renderer.
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     /// The envoys `vigo_queued_triggers` was last set for from the store.
@@ -104,7 +104,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A fresh recorder with every metric described.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // Histograms, not summaries: bucket counts only ever grow, so they
         // add up across scrapes and replicas (a summary's quantiles cover a
         // sliding window and can contradict each other).
@@ -140,7 +140,7 @@ impl Metrics {
     }
 
     /// Counts a check-in answer.
-    pub fn checkin(&self, result: CheckinResult) {
+    pub(crate) fn checkin(&self, result: CheckinResult) {
         let label = match result {
             CheckinResult::Unchanged => "unchanged",
             CheckinResult::Catalog => "catalog",
@@ -149,12 +149,12 @@ impl Metrics {
     }
 
     /// Records one catalog compilation.
-    pub fn compile_time(&self, took: Duration) {
+    pub(crate) fn compile_time(&self, took: Duration) {
         self.record(|| histogram!(COMPILE_SECONDS).record(took.as_secs_f64()));
     }
 
     /// Records the size of a catalog answer.
-    pub fn catalog_bytes(&self, bytes: usize) {
+    pub(crate) fn catalog_bytes(&self, bytes: usize) {
         // Precision loss above 2^53 bytes is irrelevant here.
         #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
@@ -162,7 +162,7 @@ impl Metrics {
     }
 
     /// Sets the number of triggers queued for `envoy`.
-    pub fn queued_triggers(&self, envoy: &str, count: usize) {
+    pub(crate) fn queued_triggers(&self, envoy: &str, count: usize) {
         #[allow(clippy::cast_precision_loss)]
         let count = count as f64;
         let envoy = envoy.to_owned();
@@ -170,19 +170,19 @@ impl Metrics {
     }
 
     /// Counts an enrollment outcome.
-    pub fn enrollment(&self, result: EnrollmentResult) {
+    pub(crate) fn enrollment(&self, result: EnrollmentResult) {
         self.record(|| counter!(ENROLLMENTS, "result" => result.label()).increment(1));
     }
 
     /// Sets the rotation lag of `envoy`.
-    pub fn rotation_lag(&self, envoy: &str, lag: Duration) {
+    pub(crate) fn rotation_lag(&self, envoy: &str, lag: Duration) {
         let envoy = envoy.to_owned();
         self.record(|| gauge!(ROTATION_LAG, "envoy" => envoy).set(lag.as_secs_f64()));
     }
 
     /// Records a load attempt of the config repository that ended at
     /// `at_unix_secs`.
-    pub fn config_reload(&self, ok: bool, at_unix_secs: f64) {
+    pub(crate) fn config_reload(&self, ok: bool, at_unix_secs: f64) {
         self.record(|| {
             gauge!(CONFIG_RELOAD_SUCCESS).set(if ok { 1.0 } else { 0.0 });
             gauge!(CONFIG_LAST_RELOAD).set(at_unix_secs);
@@ -193,7 +193,7 @@ impl Metrics {
     /// the store (zero included), so an envoy that is down still shows the
     /// triggers waiting for it. A gauge of an envoy no longer listed drops
     /// to zero.
-    pub async fn refresh_queued_triggers(&self, store: &dyn Store) -> Result<(), StoreError> {
+    pub(crate) async fn refresh_queued_triggers(&self, store: &dyn Store) -> Result<(), StoreError> {
         let counts = store.queued_trigger_counts().await?;
         let mut known = self
             .trigger_envoys
@@ -213,7 +213,7 @@ impl Metrics {
     /// [`render`](Metrics::render) after
     /// [`refresh_queued_triggers`](Metrics::refresh_queued_triggers); a
     /// store failure is logged and the last known counts are rendered.
-    pub async fn render_with_store(&self, store: &dyn Store) -> String {
+    pub(crate) async fn render_with_store(&self, store: &dyn Store) -> String {
         if let Err(e) = self.refresh_queued_triggers(store).await {
             tracing::warn!(error = %crate::error_chain(&e), "metrics: cannot read queued triggers");
         }
@@ -222,12 +222,12 @@ impl Metrics {
 
     /// Drains histogram samples into their buckets; call regularly so
     /// they do not grow between scrapes.
-    pub fn run_upkeep(&self) {
+    pub(crate) fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.run_upkeep();
         self.handle.render()
     }

@@ -16,7 +16,7 @@ use vigo_store::Timestamp;
 
 /// A loaded config repository and the secrets it references.
 #[derive(Debug, Clone, Default)]
-pub struct RepoSnapshot {
+pub(crate) struct RepoSnapshot {
     /// The validated repository (shared by the snapshots a rotation makes
     /// from it: a rotation re-resolves secrets, never re-reads files).
     pub repo: Arc<ConfigRepo>,
@@ -31,7 +31,7 @@ pub struct RepoSnapshot {
 /// the git commit when `config_dir` is inside a git checkout, and when it
 /// was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
+pub(crate) struct Revision {
     /// Lower-case hex SHA-256 of the repository's files.
     pub hash: String,
     /// The commit `HEAD` names, when `config_dir` is in a git checkout.
@@ -52,7 +52,7 @@ impl Default for Revision {
 
 impl Revision {
     /// The revision of `config_dir` as it is on disk now.
-    pub fn read(config_dir: &Path) -> Self {
+    pub(crate) fn read(config_dir: &Path) -> Self {
         Self {
             hash: content_hash(&repo_files(config_dir)),
             git_commit: git_commit(config_dir),
@@ -61,7 +61,7 @@ impl Revision {
     }
 
     /// The first 12 hex digits of the hash, for log lines and tables.
-    pub fn short(&self) -> &str {
+    pub(crate) fn short(&self) -> &str {
         self.hash.get(..12).unwrap_or(&self.hash)
     }
 }
@@ -185,7 +185,7 @@ impl RepoSnapshot {
     ///
     /// A missing `config_dir` or `nodes.vgo` is an empty repository (every
     /// envoy gets an empty catalog), logged as a warning.
-    pub async fn load(config_dir: &Path, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
+    pub(crate) async fn load(config_dir: &Path, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
         Self::load_revision(config_dir, provider, Revision::read(config_dir)).await
     }
 
@@ -217,7 +217,7 @@ impl RepoSnapshot {
     /// The same repository and revision with every secret it references
     /// resolved again (a rotation): `config_dir` is not read, so an edit in
     /// progress there never blocks a rotation.
-    pub async fn refresh_secrets(&self, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
+    pub(crate) async fn refresh_secrets(&self, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
         let secrets = resolve(&self.repo, provider).await?;
         Ok(Self {
             repo: Arc::clone(&self.repo),
@@ -227,7 +227,7 @@ impl RepoSnapshot {
     }
 
     /// The version of each resolved secret (numbers only).
-    pub fn versions(&self) -> BTreeMap<SecretPath, u64> {
+    pub(crate) fn versions(&self) -> BTreeMap<SecretPath, u64> {
         self.secrets
             .iter()
             .map(|(path, secret)| (path.clone(), secret.version))

@@ -46,7 +46,7 @@ pub const COALESCE_WINDOW: Duration = Duration::from_millis(700);
 /// Who reported a change, for the audit log; ordered from the most direct
 /// source to the least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Actor {
+pub(crate) enum Actor {
     /// `vigocli secrets set` (the admin API).
     Cli,
     /// The start-up comparison of versions.
@@ -68,7 +68,7 @@ impl Actor {
 /// Why the flow could not run; the last good state keeps serving.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum RotationError {
+pub(crate) enum RotationError {
     /// Reloading the server config, the repository or the database failed;
     /// the text names the path or step (never a value).
     #[error("{0}")]
@@ -105,7 +105,7 @@ impl std::fmt::Debug for Request {
 /// The queue into the rotation task; every part of the server that learns
 /// of a change submits it here.
 #[derive(Debug, Clone)]
-pub struct RotationQueue {
+pub(crate) struct RotationQueue {
     tx: mpsc::UnboundedSender<Request>,
     gate: RotationGate,
 }
@@ -114,7 +114,7 @@ pub struct RotationQueue {
 /// [`RotationWorker::spawn`]. The receiver outlives a failed task, so the
 /// restarted one serves the same queue.
 #[derive(Debug)]
-pub struct RotationWorker {
+pub(crate) struct RotationWorker {
     rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
 }
 
@@ -147,7 +147,7 @@ impl RotationQueue {
     }
 
     /// Queues a change and waits until the batch holding it has been acted on.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         paths: BTreeSet<SecretPath>,
         actor: Actor,
@@ -174,7 +174,7 @@ impl RotationQueue {
     /// Queues a change without waiting for it: the flow runs after the
     /// coalescing window, so a script rotating several secrets one `set`
     /// after another still gives one batch. Its outcome is logged.
-    pub fn enqueue(&self, paths: BTreeSet<SecretPath>, actor: Actor) -> Result<(), RotationError> {
+    pub(crate) fn enqueue(&self, paths: BTreeSet<SecretPath>, actor: Actor) -> Result<(), RotationError> {
         self.tx
             .send(Request {
                 paths,
@@ -199,7 +199,7 @@ impl RotationWorker {
     /// Runs the rotation flow for `state` on the current runtime, supervised
     /// as task `rotation` (restarted if it fails; `/healthz` says so
     /// meanwhile), until the returned handle is aborted.
-    pub fn spawn(self, state: AppState) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn(self, state: AppState) -> tokio::task::JoinHandle<()> {
         let health = state.health.clone();
         crate::supervise::supervise(health, "rotation", move || {
             run_task(state.clone(), Arc::clone(&self.rx))

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use vigo_config::bootstrap::{self, KeyStep};
 use vigo_config::{RawConfig, SecretsBackend};
+use vigo_secrets::SecretValue;
 
 use crate::gate::Ticket;
 use crate::rotation::{RotationWorker, reconcile_at_startup};
@@ -121,8 +122,14 @@ impl Server {
     }
 
     /// The shared state the handlers see.
-    pub fn state(&self) -> &AppState {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The admin API's bearer token (`vigo/admin/token`), as loaded.
+    pub fn admin_token(&self) -> &SecretValue {
+        &self.state.secrets.admin_token
     }
 
     /// Serves HTTPS until `shutdown` completes, then ends held waits,

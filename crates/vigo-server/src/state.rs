@@ -27,7 +27,7 @@ use crate::waiters::Waiters;
 
 /// The secrets the server itself uses (SPEC 4.2), loaded at start.
 #[derive(Debug, Clone)]
-pub struct ServerSecrets {
+pub(crate) struct ServerSecrets {
     /// The CA: signs envoy certificates; its certificate is the trust root.
     pub ca: CertifiedKey,
     /// The server's TLS certificate and key.
@@ -36,20 +36,15 @@ pub struct ServerSecrets {
     pub admin_token: SecretValue,
     /// The key of catalog fingerprints.
     pub hmac_key: SecretValue,
-    /// The version of each of these secrets that was loaded.
-    pub versions: BTreeMap<SecretPath, u64>,
 }
 
 impl ServerSecrets {
     /// Fetches every one of them; the first missing or unreadable secret is
     /// the error (`resolving secret 'vigo/tls/server_key': ...`).
-    pub async fn load(provider: &dyn SecretProvider) -> Result<Self, ConfigError> {
-        let mut versions = BTreeMap::new();
-        let mut fetch = async |constant: &str| -> Result<SecretValue, ConfigError> {
+    pub(crate) async fn load(provider: &dyn SecretProvider) -> Result<Self, ConfigError> {
+        let fetch = async |constant: &str| -> Result<SecretValue, ConfigError> {
             let path = well_known::path(constant);
-            let found = fetch_secret(provider, &path).await?;
-            versions.insert(path, found.version);
-            Ok(found.value)
+            Ok(fetch_secret(provider, &path).await?.value)
         };
         let ca_cert = fetch(well_known::CA_CERT).await?;
         let ca_key = fetch(well_known::CA_KEY).await?;
@@ -68,13 +63,12 @@ impl ServerSecrets {
             },
             admin_token,
             hmac_key,
-            versions,
         })
     }
 }
 
 /// What the handlers share.
-pub struct State {
+pub(crate) struct State {
     config: RwLock<Arc<ServerConfig>>,
     /// The configured secrets backend.
     pub provider: Arc<dyn SecretProvider>,
@@ -134,7 +128,7 @@ impl Faults {
 
 impl State {
     /// The current resolved server config.
-    pub fn config(&self) -> Arc<ServerConfig> {
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
         // A poisoned lock only means a writer panicked between two whole
         // assignments of an `Arc`; the value is always complete.
         self.config
@@ -144,19 +138,19 @@ impl State {
     }
 
     /// Replaces the resolved server config (after a rotation).
-    pub fn replace_config(&self, config: ServerConfig) {
+    pub(crate) fn replace_config(&self, config: ServerConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
     /// The current database pool.
-    pub fn store(&self) -> StoreHandle {
+    pub(crate) fn store(&self) -> StoreHandle {
         // As for `config`: the lock only ever guards whole `Arc` swaps.
         self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Puts a new database pool in service (the DSN was rotated) and returns
     /// the old one, for the caller to drain and close.
-    pub fn replace_store(&self, store: StoreHandle) -> StoreHandle {
+    pub(crate) fn replace_store(&self, store: StoreHandle) -> StoreHandle {
         std::mem::replace(
             &mut *self.store.write().unwrap_or_else(|e| e.into_inner()),
             store,
@@ -164,7 +158,7 @@ impl State {
     }
 
     /// Writes the buffered check-ins now; a failure is logged.
-    pub async fn flush_checkins(&self) {
+    pub(crate) async fn flush_checkins(&self) {
         if let Err(e) = self.checkins.flush(&*self.store()).await {
             tracing::error!(error = %crate::error_chain(&e), "recording check-ins failed");
         }
@@ -172,28 +166,28 @@ impl State {
 
     /// Every secret the server currently serves (server config and config
     /// repository) with the version it resolved.
-    pub fn held_versions(&self) -> BTreeMap<SecretPath, u64> {
+    pub(crate) fn held_versions(&self) -> BTreeMap<SecretPath, u64> {
         let mut held = self.config().versions.clone();
         held.extend(self.repo().versions());
         held
     }
 
     /// The current config repository snapshot.
-    pub fn repo(&self) -> Arc<RepoSnapshot> {
+    pub(crate) fn repo(&self) -> Arc<RepoSnapshot> {
         // As for `config`: the lock only ever guards whole `Arc` swaps.
         self.repo.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Replaces the config repository snapshot (a reload or a rotation);
     /// catalogs compiled from the old one are forgotten.
-    pub fn replace_repo(&self, snapshot: RepoSnapshot) {
+    pub(crate) fn replace_repo(&self, snapshot: RepoSnapshot) {
         *self.repo.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         self.catalogs.clear();
     }
 
     /// The catalog of `envoy` compiled from the current snapshot (cached
     /// until the snapshot is replaced).
-    pub fn catalog(&self, envoy: &str) -> Result<Arc<CompiledCatalog>, Diagnostics> {
+    pub(crate) fn catalog(&self, envoy: &str) -> Result<Arc<CompiledCatalog>, Diagnostics> {
         self.catalogs
             .get(&self.repo(), envoy, &self.secrets.hmac_key, &self.metrics)
     }
@@ -215,14 +209,14 @@ impl fmt::Debug for State {
 
 /// A shared handle to [`State`].
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<State>);
+pub(crate) struct AppState(Arc<State>);
 
 impl AppState {
     /// Bundles the resolved config, the backend, the server's secrets, the
     /// database and the config repository; the returned worker runs the
     /// rotation flow once spawned with [`RotationWorker::spawn`]. Held
     /// waits are woken, never polled (`waiters.rs`, `fleet_wake.rs`).
-    pub fn new(
+    pub(crate) fn new(
         config: ServerConfig,
         provider: Arc<dyn SecretProvider>,
         secrets: ServerSecrets,

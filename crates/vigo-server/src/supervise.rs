@@ -17,22 +17,22 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Pause before the first restart of a failed task.
-pub const FIRST_RESTART_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause between restarts of a task that keeps failing.
-pub const LONGEST_RESTART_PAUSE: Duration = Duration::from_secs(60);
+pub(crate) const LONGEST_RESTART_PAUSE: Duration = Duration::from_secs(60);
 /// A task that ran this long before failing restarts after the first pause.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// Whether each supervised task is running; shared by the supervisors and
 /// `/healthz`.
 #[derive(Debug, Default, Clone)]
-pub struct Health {
+pub(crate) struct Health {
     tasks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
 }
 
 impl Health {
     /// The tasks that are not running, by name (empty: healthy).
-    pub fn problems(&self) -> Vec<&'static str> {
+    pub(crate) fn problems(&self) -> Vec<&'static str> {
         self.lock()
             .iter()
             .filter(|(_, running)| !**running)
@@ -53,7 +53,7 @@ impl Health {
 /// Runs `make()` as task `name` under supervision (see the module docs).
 /// The task is marked running before this returns. Aborting the returned
 /// handle stops the supervisor and the task it runs.
-pub fn supervise<F, Fut>(health: Health, name: &'static str, mut make: F) -> JoinHandle<()>
+pub(crate) fn supervise<F, Fut>(health: Health, name: &'static str, mut make: F) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,

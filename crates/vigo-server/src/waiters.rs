@@ -20,7 +20,7 @@ use tokio::time::Instant;
 /// Envoys currently holding a wait, and the shutdown signal that ends every
 /// wait.
 #[derive(Debug)]
-pub struct Waiters {
+pub(crate) struct Waiters {
     envoys: Mutex<HashMap<String, Arc<Notify>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -33,7 +33,7 @@ impl Default for Waiters {
 
 impl Waiters {
     /// An empty registry.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             envoys: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
@@ -42,7 +42,7 @@ impl Waiters {
 
     /// Wakes every wait `envoy` holds in this process (none: nothing
     /// happens; the next wait sees the database).
-    pub fn wake(&self, envoy: &str) {
+    pub(crate) fn wake(&self, envoy: &str) {
         if let Some(notify) = self.lock().get(envoy) {
             notify.notify_waiters();
         }
@@ -50,7 +50,7 @@ impl Waiters {
 
     /// Wakes the waits held here for any of `envoys`; returns how many
     /// envoys that was.
-    pub fn wake_many<S: AsRef<str>>(&self, envoys: &[S]) -> usize {
+    pub(crate) fn wake_many<S: AsRef<str>>(&self, envoys: &[S]) -> usize {
         let held = self.lock();
         let mut woken = 0;
         for envoy in envoys {
@@ -63,22 +63,23 @@ impl Waiters {
     }
 
     /// The envoys holding a wait right now.
-    pub fn held(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
 
     /// Ends every wait now and every later one at once (server shutdown).
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
 
     /// Number of envoys holding a wait right now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether no envoy holds a wait.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -87,7 +88,7 @@ impl Waiters {
     /// The wait is registered first; `due` is then asked at once and after
     /// every wake, never on a timer. Returns `Ok(true)` as soon as it says
     /// yes, `Ok(false)` after `hold` or on shutdown, and its first error.
-    pub async fn wait<E, F, Fut>(&self, envoy: &str, hold: Duration, mut due: F) -> Result<bool, E>
+    pub(crate) async fn wait<E, F, Fut>(&self, envoy: &str, hold: Duration, mut due: F) -> Result<bool, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,

@@ -49,7 +49,7 @@ use crate::AppState;
 /// Quiet time after the last file event before the file watcher compares
 /// versions: a `set` writes a temporary file and renames it, a restore may
 /// touch many files.
-pub const FILE_DEBOUNCE: Duration = Duration::from_millis(300);
+pub(crate) const FILE_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The longest the file watcher keeps waiting for quiet before it compares
 /// anyway (a folder that never stops changing still gets looked at).
@@ -57,7 +57,7 @@ const FILE_DEBOUNCE_LIMIT: Duration = Duration::from_secs(3);
 
 /// Upper bound of the poll interval while polls fail (unless the
 /// configured interval is longer: it is never shortened).
-pub const MAX_POLL_BACKOFF: Duration = Duration::from_secs(5 * 60);
+pub(crate) const MAX_POLL_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
 /// How far the poll interval grows while polls fail, relative to the
 /// configured one.
@@ -65,7 +65,7 @@ const BACKOFF_FACTOR: u32 = 10;
 
 /// Where the watchers hand a change: the rotation flow's queue
 /// (`RotationQueue::submit(paths, Actor::Watcher)`).
-pub trait SubmitChanges: Send + Sync + 'static {
+pub(crate) trait SubmitChanges: Send + Sync + 'static {
     /// Runs the rotation flow for `paths` as the watcher and waits for it;
     /// the error text names what failed (never a value).
     fn submit_changes(
@@ -95,7 +95,7 @@ pub(crate) trait WatchTarget: Send + Sync + 'static {
 
 /// Which watchers run, derived from the server config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchPlan {
+pub(crate) struct WatchPlan {
     /// The poll interval when polling is on (`watcher.enabled`).
     pub poll: Option<Duration>,
     /// The folder to watch for file changes (local backend: `secrets_dir`).
@@ -105,7 +105,7 @@ pub struct WatchPlan {
 impl WatchPlan {
     /// Polling when `watcher.enabled`; file watching whenever the backend is
     /// local.
-    pub fn from_config(raw: &RawConfig) -> Self {
+    pub(crate) fn from_config(raw: &RawConfig) -> Self {
         let poll = raw.watcher.enabled.then_some(raw.watcher.poll_interval);
         let files = match &raw.secrets {
             SecretsBackend::Local { secrets_dir, .. } => Some(secrets_dir.clone()),
@@ -122,7 +122,7 @@ impl WatchPlan {
 /// Starts the watchers the server config asks for (see the module docs) on
 /// the current tokio runtime; they stop when `shutdown` completes. The
 /// returned task ends at once when nothing is to be watched.
-pub fn spawn_watchers<Q, F>(state: AppState, queue: Q, shutdown: F) -> JoinHandle<()>
+pub(crate) fn spawn_watchers<Q, F>(state: AppState, queue: Q, shutdown: F) -> JoinHandle<()>
 where
     Q: SubmitChanges,
     F: Future<Output = ()> + Send + 'static,

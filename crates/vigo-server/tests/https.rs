@@ -25,12 +25,7 @@ async fn first_start_serves_health_and_guards_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&write_config(dir.path())).await.unwrap();
     let port = server.local_addr().port();
-    let token = server
-        .state()
-        .secrets
-        .admin_token
-        .expose_secret()
-        .to_owned();
+    let token = server.admin_token().expose_secret().to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.serve(async move {
         let _ = stopped.await;
@@ -92,8 +87,8 @@ async fn a_second_start_reuses_the_generated_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let first = Server::start(&config).await.unwrap();
-    let token = first.state().secrets.admin_token.expose_secret().to_owned();
+    let token = first.admin_token().expose_secret().to_owned();
     drop(first);
     let second = Server::start(&config).await.unwrap();
-    assert_eq!(second.state().secrets.admin_token.expose_secret(), token);
+    assert_eq!(second.admin_token().expose_secret(), token);
 }

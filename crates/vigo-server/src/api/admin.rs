@@ -25,16 +25,16 @@ use vigo_secrets::EnvoyName;
 use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
-use super::{require_admin, rfc3339};
-use crate::envoy_api::{PENDING_EXPIRY, approve, bound_fingerprint, parse_json, sign, token_hash};
+use super::{parse_json, require_admin, rfc3339};
+use crate::enroll::{PENDING_EXPIRY, approve, bound_fingerprint, sign, token_hash};
 use crate::metrics::EnrollmentResult;
 use crate::{AppError, AppState};
 
 /// Lifetime of an enrollment token unless the request says otherwise.
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+pub(crate) const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// Longest lifetime a token may be given.
-pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub(crate) const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Shortest lifetime a token may be given: long enough to copy it to a host.
 pub(crate) const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);

@@ -1,13 +1,17 @@
-//! The HTTP routes (see `vigo_proto` for the whole table):
+//! The HTTP routes (see `vigo_proto` for the whole table), one module per
+//! area:
 //!
 //! - `GET /healthz` → `ok`, or 503 naming the background tasks that are not
-//!   running; `GET /metrics` → Prometheus text
+//!   running; `GET /metrics` → Prometheus text (here)
 //! - envoy routes (`/v1/enroll`, `/v1/checkin`, `/v1/report`, `/v1/wait`):
-//!   see `envoy_api.rs`
-//! - `/v1/admin/secrets/{changed,history,who-uses}` (bearer token): see
-//!   `rotation.rs`
-//! - `/v1/admin/envoys...` (bearer token): see `admin_api.rs`
-//! - `/v1/admin/config/{reload,status}` (bearer token): see `deploy.rs`
+//!   `api/envoy.rs`
+//! - `/v1/admin/envoys...` (bearer token): `api/admin.rs`
+//! - `/v1/admin/secrets/{changed,history,who-uses}` (bearer token):
+//!   `api/secrets.rs`
+//! - `/v1/admin/config/{reload,status}` (bearer token): `api/config.rs`
+//!
+//! The handlers parse and answer; the work is in the modules they call
+//! (`enroll.rs`, `rotation.rs`, `deploy.rs`, the store).
 
 use axum::Router;
 use axum::extract::State;
@@ -15,25 +19,26 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
 use vigo_secrets::SecretValue;
-
 use vigo_store::Timestamp;
 
-use crate::{AppError, AppState, envoy_api};
+use crate::{AppError, AppState};
 
 pub(crate) mod admin;
 mod config;
+pub(crate) mod envoy;
 mod secrets;
 
 /// The server's router with every route, bound to `state`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/v1/enroll", post(envoy_api::enroll))
-        .route("/v1/checkin", post(envoy_api::checkin))
-        .route("/v1/report", post(envoy_api::report))
-        .route("/v1/wait", get(envoy_api::wait))
+        .route("/v1/enroll", post(envoy::enroll))
+        .route("/v1/checkin", post(envoy::checkin))
+        .route("/v1/report", post(envoy::report))
+        .route("/v1/wait", get(envoy::wait))
         .route("/v1/admin/envoys", get(admin::list))
         .route("/v1/admin/envoys/token", post(admin::token))
         .route("/v1/admin/envoys/{name}", get(admin::show))
@@ -81,7 +86,7 @@ async fn not_found() -> AppError {
 
 /// Checks `Authorization: Bearer <token>` against the admin token in
 /// constant time.
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -98,4 +103,9 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppErr
 /// `at` as RFC 3339 UTC to the second, the form admin answers carry.
 pub(crate) fn rfc3339(at: Timestamp) -> String {
     humantime::format_rfc3339_seconds(at.to_system_time()).to_string()
+}
+
+/// Parses a JSON body; a mistake is a 400 naming what was expected.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, AppError> {
+    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("{expected}: {e}")))
 }
