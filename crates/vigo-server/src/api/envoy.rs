@@ -413,31 +413,3 @@ pub(crate) async fn wait(
         .await?;
     Ok(Json(WaitResponse { checkin_now }))
 }
-
-// --- shared ---------------------------------------------------------------------------
-
-/// Parses a JSON body; a mistake is a 400 naming what was expected.
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, AppError> {
-    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("{expected}: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_limits_are_the_documented_ones() {
-        assert_eq!(PENDING_LIMITS.total, 1_000);
-        assert_eq!(PENDING_LIMITS.per_source, 20);
-        assert_eq!(PENDING_LIMITS.window, Duration::from_secs(60));
-        assert_eq!(PENDING_EXPIRY, Duration::from_secs(7 * 24 * 3600));
-    }
-
-    #[test]
-    fn token_hash_is_sha256_hex() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-}
