@@ -3,7 +3,6 @@
 //! a fresh schema, dropped afterwards).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,6 +12,8 @@ use vigo_store::{
     AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
     RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
+
+use vigo_test_support::PgSchema;
 
 use vigo_store::{EnrollmentRecorded, EnrollmentRequest, LastRunRecord, PendingLimits};
 
@@ -35,9 +36,10 @@ struct TestDb {
     cleanup: Cleanup,
 }
 
+/// What goes away with the database: a folder or a PostgreSQL schema.
 enum Cleanup {
-    Folder(#[allow(dead_code)] tempfile::TempDir),
-    Schema { admin_url: String, schema: String },
+    Folder(#[expect(dead_code, reason = "held to be removed on drop")] tempfile::TempDir),
+    Schema(#[expect(dead_code, reason = "held to be dropped on drop")] PgSchema),
 }
 
 impl TestDb {
@@ -56,54 +58,21 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<Self> {
-        let Some(admin_url) = vigo_test_support::postgres_url() else {
-            return None;
-        };
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let schema = format!(
-            "vigo_test_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to VIGO_TEST_POSTGRES");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test schema");
-        admin.close().await.ok();
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let dsn = SecretValue::new(format!(
-            "{admin_url}{separator}options=-c%20search_path%3D{schema}"
-        ));
+        let schema = PgSchema::create(&vigo_test_support::postgres_url()?);
+        let dsn = SecretValue::new(schema.dsn());
         let store = vigo_store::connect(&dsn)
             .await
             .expect("open PostgreSQL store");
         Some(Self {
             store,
             dsn,
-            cleanup: Cleanup::Schema { admin_url, schema },
+            cleanup: Cleanup::Schema(schema),
         })
     }
 
     async fn finish(self) {
         self.store.close().await;
-        if let Cleanup::Schema { admin_url, schema } = self.cleanup {
-            let mut admin = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .expect("connect to VIGO_TEST_POSTGRES");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut admin)
-                .await
-                .expect("drop test schema");
-            admin.close().await.ok();
-        }
+        drop(self.cleanup);
     }
 }
 
@@ -1460,19 +1429,10 @@ async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
     let Some(admin_url) = vigo_test_support::postgres_url() else {
         return;
     };
-    let schema = format!("vigo_test_m3_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
+    let schema = PgSchema::create(&admin_url);
+    let mut conn = sqlx::PgConnection::connect(&schema.dsn())
         .await
-        .expect("connect to VIGO_TEST_POSTGRES");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("create test schema");
-    let separator = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        .expect("connect");
     let before = migrations_before_0003("postgres");
     sqlx::migrate::Migrator::new(before.path())
         .await
@@ -1486,14 +1446,9 @@ async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
         .expect("legacy rows");
     conn.close().await.ok();
 
-    let store = vigo_store::connect(&SecretValue::new(url))
+    let store = vigo_store::connect(&SecretValue::new(schema.dsn()))
         .await
         .expect("migrate to 0003");
     check_names_after_0003(&store).await;
     store.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut admin)
-        .await
-        .expect("drop test schema");
-    admin.close().await.ok();
 }

@@ -2,7 +2,6 @@
 //! per envoy or one for all, on both backends; and the PostgreSQL wake
 //! channel between replicas (each PostgreSQL test in a fresh schema).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -10,6 +9,7 @@ use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
     CatalogSent, CheckinRecord, EnvoyRotation, RotationClaim, StoreHandle, Timestamp, Wake,
 };
+use vigo_test_support::PgSchema;
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
 
@@ -21,54 +21,18 @@ fn at(millis: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_700_000_000_000 + millis)
 }
 
-struct Pg {
-    admin_url: String,
-    schema: String,
-    dsn: String,
-}
+/// A PostgreSQL schema of its own and stores opened on it.
+struct Pg(PgSchema);
 
 impl Pg {
-    async fn create() -> Option<Self> {
-        let admin_url = vigo_test_support::postgres_url()?;
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
-            "vigo_wake_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.ok();
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let dsn = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-        Some(Self {
-            admin_url,
-            schema,
-            dsn,
-        })
+    fn create() -> Option<Self> {
+        Some(Self(PgSchema::create(&vigo_test_support::postgres_url()?)))
     }
 
     async fn store(&self) -> StoreHandle {
-        vigo_store::connect(&SecretValue::new(self.dsn.clone()))
+        vigo_store::connect(&SecretValue::new(self.0.dsn()))
             .await
             .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            self.schema
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.ok();
     }
 }
 
@@ -165,11 +129,11 @@ async fn issue_14_checkin_due_sqlite() {
 
 #[tokio::test]
 async fn issue_14_checkin_due_postgres() {
-    let Some(pg) = Pg::create().await else { return };
+    let Some(pg) = Pg::create() else { return };
     let store = pg.store().await;
     due_follows_the_state(&store).await;
     store.close().await;
-    pg.drop_schema().await;
+    drop(pg);
 }
 
 /// The payloads that arrive on `channel` within `PATIENCE`, until `enough`
@@ -192,7 +156,7 @@ async fn collect(
 
 #[tokio::test]
 async fn issue_14_changes_notify_the_schema_channel_at_commit() {
-    let Some(pg) = Pg::create().await else { return };
+    let Some(pg) = Pg::create() else { return };
     let store = pg.store().await;
     for name in ["db1.example.com", "web1.example.com"] {
         approved(&store, name).await;
@@ -203,12 +167,14 @@ async fn issue_14_changes_notify_the_schema_channel_at_commit() {
         .unwrap()
         .expect("PostgreSQL listens");
     assert!(
-        wake.channel().starts_with("vigo_wake:") && wake.channel().contains(&pg.schema),
+        wake.channel().starts_with("vigo_wake:") && wake.channel().contains(pg.0.name()),
         "{}",
         wake.channel()
     );
     // A stand-in for another replica, listening on the same channel.
-    let mut other = sqlx::postgres::PgListener::connect(&pg.dsn).await.unwrap();
+    let mut other = sqlx::postgres::PgListener::connect(&pg.0.dsn())
+        .await
+        .unwrap();
     other.listen(wake.channel()).await.unwrap();
 
     store
@@ -260,12 +226,12 @@ async fn issue_14_changes_notify_the_schema_channel_at_commit() {
 
     wake.close().await;
     store.close().await;
-    pg.drop_schema().await;
+    drop(pg);
 }
 
 #[tokio::test]
 async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens() {
-    let Some(pg) = Pg::create().await else { return };
+    let Some(pg) = Pg::create() else { return };
     let store = pg.store().await;
     let mut wake = store
         .wake_listener()
@@ -273,7 +239,7 @@ async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens()
         .unwrap()
         .expect("PostgreSQL listens");
     let channel = wake.channel().to_owned();
-    let mut admin = sqlx::PgConnection::connect(&pg.admin_url).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&pg.0.dsn()).await.unwrap();
     let notify = |payload: &str| {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel.clone())
@@ -330,5 +296,5 @@ async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens()
     admin.close().await.ok();
     wake.close().await;
     store.close().await;
-    pg.drop_schema().await;
+    drop(pg);
 }

@@ -6,9 +6,14 @@
 //! unless `VIGO_REQUIRE_POSTGRES=1` (set by `.ci/run`), under which a
 //! PostgreSQL test that cannot run fails instead, so a CI run cannot pass
 //! green without ever reaching PostgreSQL.
+//!
+//! [`PgSchema`] gives a test its own schema on that server (made and dropped
+//! with `psql`), the one way every suite isolates its PostgreSQL data.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The variable naming the PostgreSQL server the tests use (an admin DSN;
@@ -80,6 +85,85 @@ pub fn postgres_required() -> bool {
     }
 }
 
+/// A fresh schema on the `VIGO_TEST_POSTGRES` server, dropped (with all it
+/// holds) when this value is dropped.
+#[derive(Debug)]
+pub struct PgSchema {
+    admin_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates a schema named `vigo_test_<pid>_<n>` (unique within the
+    /// machine while the process runs) in the database of `admin_url`.
+    ///
+    /// # Panics
+    ///
+    /// When `psql` cannot create it.
+    pub fn create(admin_url: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "vigo_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(
+            admin_url,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        );
+        Self {
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A DSN for the same server whose connections use only this schema.
+    pub fn dsn(&self) -> String {
+        let separator = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.admin_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        psql(
+            &self.admin_url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+/// Runs SQL with `psql` against `url`, stopping at the first error.
+///
+/// # Panics
+///
+/// When `psql` cannot run or the SQL fails (its stderr is in the message).
+pub fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Whether something accepts TCP connections at the host and port of
 /// `url`, checked once per test process. The error names host and port
 /// only: the DSN may hold a password.
@@ -138,7 +222,7 @@ fn host_and_port(url: &str) -> Option<(String, u16)> {
 mod tests {
     use std::process::{Command, Output};
 
-    use super::{POSTGRES_VAR, REQUIRE_VAR, host_and_port, postgres_url};
+    use super::{POSTGRES_VAR, PgSchema, REQUIRE_VAR, host_and_port, postgres_url};
 
     /// Asks for the PostgreSQL DSN the way every PostgreSQL test does; run
     /// only as a child process of the tests below, with a chosen environment.
@@ -177,6 +261,42 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
+    }
+
+    /// Whether schema `name` exists on the server of `url`.
+    fn schema_exists(url: &str, name: &str) -> bool {
+        let out = Command::new("psql")
+            .arg(url)
+            .args(["-tA", "-c"])
+            .arg(format!(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
+            ))
+            .output()
+            .expect("running psql");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    #[test]
+    fn issue_13_a_schema_is_private_to_its_test_and_dropped_after_it() {
+        let Some(url) = postgres_url() else {
+            return;
+        };
+        let first = PgSchema::create(&url);
+        let second = PgSchema::create(&url);
+        assert_ne!(first.name(), second.name());
+        super::psql(&first.dsn(), "CREATE TABLE probe (id integer)");
+        // The table went into the first schema, not the second.
+        super::psql(&first.dsn(), "SELECT id FROM probe");
+        let out = Command::new("psql")
+            .arg(second.dsn())
+            .args(["-c", "SELECT id FROM probe"])
+            .output()
+            .expect("running psql");
+        assert!(!out.status.success(), "the second schema sees the table");
+        let name = first.name().to_owned();
+        assert!(schema_exists(&url, &name));
+        drop(first);
+        assert!(!schema_exists(&url, &name), "{name} was not dropped");
     }
 
     #[test]
