@@ -91,6 +91,14 @@ pub enum ResourceKind {
     Service(ServiceSpec),
     /// An OS package.
     Package(PackageSpec),
+    /// A symbolic link.
+    Symlink(SymlinkSpec),
+    /// A local user account.
+    User(UserSpec),
+    /// A local group.
+    Group(GroupSpec),
+    /// One line of a file.
+    Line(LineSpec),
 }
 
 impl ResourceKind {
@@ -102,6 +110,10 @@ impl ResourceKind {
             Self::Exec(_) => "exec",
             Self::Service(_) => "service",
             Self::Package(_) => "package",
+            Self::Symlink(_) => "symlink",
+            Self::User(_) => "user",
+            Self::Group(_) => "group",
+            Self::Line(_) => "line",
         }
     }
 }
@@ -112,9 +124,14 @@ impl ResourceKind {
 pub struct FileSpec {
     /// Absolute target path.
     pub target_path: AbsPath,
-    /// Rendered content (absent: leave the content alone).
+    /// Rendered content, from `content` or a `template` file (absent:
+    /// leave the content alone, unless `bytes` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<SecretText>,
+    /// Content copied byte for byte from a repository file (`source`).
+    /// Never set together with `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<FileBytes>,
     /// Permission bits.
     pub mode: Mode,
     /// Owning user name.
@@ -148,7 +165,7 @@ pub struct DirectorySpec {
 }
 
 /// `exec` resource fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecSpec {
     /// Rendered command line, run by `/bin/sh -c`. Never secret-derived (the
@@ -170,6 +187,124 @@ pub struct ExecSpec {
     pub cwd: Option<AbsPath>,
     /// Kill the whole process group after this many seconds.
     pub timeout_secs: u64,
+    /// Guard: skip the command when this command exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+    /// Guard: run the command only when this command exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onlyif: Option<String>,
+    /// Run as this user (name or numeric id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run with this group (name or numeric id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Extra environment variables (never secret-derived).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// The file-creation mask the command starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umask: Option<Mode>,
+}
+
+/// A file's content taken from the config repository, carried in JSON as
+/// base64 so any bytes survive.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBytes {
+    /// The repository file it was read from (`files/nginx/nginx.conf`).
+    pub from: String,
+    /// The bytes.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileBytes({}, {} bytes)", self.from, self.data.len())
+    }
+}
+
+/// `symlink` resource fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkSpec {
+    /// Where the link is.
+    pub target_path: AbsPath,
+    /// What the link points to (absolute, or relative to the link's folder).
+    pub points_to: String,
+    /// Replace a regular file at `target_path` (never a directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// `present` or `absent`.
+    #[serde(default, skip_serializing_if = "Presence::is_present")]
+    pub state: Presence,
+}
+
+/// `user` resource fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Login name.
+    pub user: String,
+    /// Numeric user id (absent: chosen on creation, then left alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Primary group, a name or numeric id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// Supplementary groups, exactly (absent: left alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// Home folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<AbsPath>,
+    /// Login shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<AbsPath>,
+    /// Create as a system account (only on creation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
+    /// The password hash (crypt(3) form), always from a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretText>,
+    /// `present` or `absent`.
+    #[serde(default, skip_serializing_if = "Presence::is_present")]
+    pub state: Presence,
+}
+
+/// `group` resource fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group name.
+    pub group: String,
+    /// Numeric group id (absent: chosen on creation, then left alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Create as a system group (only on creation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
+    /// `present` or `absent`.
+    #[serde(default, skip_serializing_if = "Presence::is_present")]
+    pub state: Presence,
+}
+
+/// `line` resource fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineSpec {
+    /// The file (which must exist).
+    pub target_path: AbsPath,
+    /// The line, without its newline.
+    pub line: String,
+    /// A regular expression: the last line it matches is replaced by
+    /// `line` (present), or every line it matches is removed (absent).
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// `present` or `absent`.
+    #[serde(default, skip_serializing_if = "Presence::is_present")]
+    pub state: Presence,
 }
 
 /// The placeholder in an exec command that the envoy replaces with the
@@ -199,6 +334,9 @@ pub struct PackageSpec {
     /// `present` or `absent`.
     #[serde(default, skip_serializing_if = "Presence::is_present")]
     pub state: Presence,
+    /// The exact version to install (only with `present`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// `present` or `absent`.
@@ -357,9 +495,13 @@ impl Resource {
         let texts: Vec<&SecretText> = match &self.kind {
             ResourceKind::File(f) => f.content.iter().collect(),
             ResourceKind::Exec(e) => e.stdin.iter().chain(e.secret_file.iter()).collect(),
-            ResourceKind::Directory(_) | ResourceKind::Service(_) | ResourceKind::Package(_) => {
-                Vec::new()
-            }
+            ResourceKind::User(u) => u.password.iter().collect(),
+            ResourceKind::Directory(_)
+            | ResourceKind::Service(_)
+            | ResourceKind::Package(_)
+            | ResourceKind::Symlink(_)
+            | ResourceKind::Group(_)
+            | ResourceKind::Line(_) => Vec::new(),
         };
         let mut paths: Vec<&SecretPath> =
             texts.into_iter().flat_map(|t| t.secret_paths()).collect();
@@ -383,19 +525,17 @@ impl Mode {
     pub const DIRECTORY: Self = Self(0o755);
 
     /// Parses `"0644"`, `"644"` or `"0o644"`; rejects anything beyond 0o7777.
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, ModeError> {
         let digits = input.strip_prefix("0o").unwrap_or(input);
         if digits.is_empty()
             || digits.len() > 4
             || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
         {
-            return Err(format!(
-                "invalid mode '{input}': write it as an octal string such as \"0644\""
-            ));
+            return Err(ModeError::NotOctal(input.to_owned()));
         }
         u32::from_str_radix(digits, 8)
             .map(Self)
-            .map_err(|_| format!("invalid mode '{input}'"))
+            .map_err(|_| ModeError::NotOctal(input.to_owned()))
     }
 
     /// The bits, e.g. `0o644`.
@@ -440,10 +580,10 @@ pub struct AbsPath(PathBuf);
 
 impl AbsPath {
     /// Accepts only absolute paths without `.`/`..` components.
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub fn parse(input: &str) -> Result<Self, PathError> {
         let path = Path::new(input);
         if !path.is_absolute() {
-            return Err(format!("path '{input}' must be absolute (start with '/')"));
+            return Err(PathError::Relative(input.to_owned()));
         }
         if path.components().any(|c| {
             matches!(
@@ -451,13 +591,10 @@ impl AbsPath {
                 std::path::Component::ParentDir | std::path::Component::CurDir
             )
         }) {
-            return Err(format!("path '{input}' must not contain '.' or '..'"));
+            return Err(PathError::Dots(input.to_owned()));
         }
         if input.contains('\0') {
-            return Err(format!(
-                "path '{}' must not contain NUL",
-                input.escape_debug()
-            ));
+            return Err(PathError::Nul(input.escape_debug().to_string()));
         }
         Ok(Self(path.components().collect()))
     }
@@ -484,6 +621,48 @@ impl<'de> Deserialize<'de> for AbsPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a mode was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    /// Not one to four octal digits (with an optional `0o`).
+    #[error("invalid mode '{0}': write it as an octal string such as \"0644\"")]
+    NotOctal(String),
+}
+
+/// Why a path was refused as an [`AbsPath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// It does not start with `/`.
+    #[error("path '{0}' must be absolute (start with '/')")]
+    Relative(String),
+    /// It has a `.` or `..` component.
+    #[error("path '{0}' must not contain '.' or '..'")]
+    Dots(String),
+    /// It holds a NUL byte (shown escaped).
+    #[error("path '{0}' must not contain NUL")]
+    Nul(String),
+}
+
+/// Serde of [`FileBytes::data`] as standard base64 text.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("file bytes are not base64: {e}")))
     }
 }
 
@@ -571,6 +750,7 @@ mod tests {
                     Segment::Text("password = ".into()),
                     Segment::Secret(path("vigo/db/password")),
                 ])),
+                bytes: None,
                 mode: Mode::SECRET_FILE,
                 owner: None,
                 group: None,
@@ -602,6 +782,46 @@ mod tests {
         let redacted = serde_json::to_string(&catalog.redacted()).unwrap();
         assert!(!redacted.contains("hunter2"));
         insta::assert_snapshot!(serde_json::to_string_pretty(&catalog.redacted()).unwrap());
+    }
+
+    #[test]
+    fn issue_15_file_bytes_round_trip_through_base64() {
+        let data: Vec<u8> = (0..=255u8).chain([0, 0xff, b'\n']).collect();
+        let json = r#"{"name":"x","type":"file","target_path":"/etc/x","mode":"0644"}"#;
+        let mut resource: Resource = serde_json::from_str(json).unwrap();
+        let ResourceKind::File(spec) = &mut resource.kind else {
+            panic!("a file");
+        };
+        spec.bytes = Some(FileBytes {
+            from: "files/x.bin".into(),
+            data: data.clone(),
+        });
+        let text = serde_json::to_string(&resource).unwrap();
+        assert!(
+            text.contains(r#""bytes":{"from":"files/x.bin","data":""#),
+            "{text}"
+        );
+        let back: Resource = serde_json::from_str(&text).unwrap();
+        let ResourceKind::File(spec) = back.kind else {
+            panic!("a file");
+        };
+        assert_eq!(spec.bytes.unwrap().data, data);
+        let bad = text.replace(r#""data":""#, r#""data":"!"#);
+        let err = serde_json::from_str::<Resource>(&bad).unwrap_err();
+        assert!(err.to_string().contains("not base64"), "{err}");
+    }
+
+    #[test]
+    fn issue_15_mode_and_path_errors_are_typed() {
+        assert_eq!(Mode::parse("0x1"), Err(ModeError::NotOctal("0x1".into())));
+        assert_eq!(
+            AbsPath::parse("etc/x"),
+            Err(PathError::Relative("etc/x".into()))
+        );
+        assert_eq!(
+            AbsPath::parse("/etc/../x").unwrap_err().to_string(),
+            "path '/etc/../x' must not contain '.' or '..'"
+        );
     }
 
     #[test]

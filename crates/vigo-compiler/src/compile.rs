@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use vigo_catalog::{
-    Catalog, CatalogSecret, DirectorySpec, ExecSpec, FileSpec, Mode, PackageSpec, Resource,
-    ResourceKind, SECRET_FILE_PLACEHOLDER, SecretText, Segment, ServiceSpec,
+    Catalog, CatalogSecret, DirectorySpec, ExecSpec, FileSpec, LineSpec, Mode, PackageSpec,
+    Resource, ResourceKind, SECRET_FILE_PLACEHOLDER, SecretText, Segment, ServiceSpec, UserSpec,
 };
 use vigo_secrets::{SecretPath, VersionedSecret};
 use vigo_template::{Output, Piece, RenderOptions, Value};
@@ -202,9 +202,15 @@ fn render_resource(
         |field: &TextField, key: &str, options: RenderOptions| match field.render(data, options) {
             Ok(out) => Some(out),
             Err(e) => {
-                errors.push(diagnostic(
+                let key = if field.file.is_some() {
+                    "template"
+                } else {
+                    key
+                };
+                errors.push(field_diagnostic(
                     module,
                     decl,
+                    field,
                     field.start.locate(&e),
                     template_message(key, &e.message),
                 ));
@@ -216,6 +222,7 @@ fn render_resource(
         KindDecl::File {
             target_path,
             content,
+            bytes,
             mode,
             owner,
             group,
@@ -229,6 +236,7 @@ fn render_resource(
             ResourceKind::File(FileSpec {
                 target_path: target_path.clone(),
                 content,
+                bytes: bytes.clone(),
                 mode: mode.unwrap_or(if uses_secret {
                     Mode::SECRET_FILE
                 } else {
@@ -259,6 +267,12 @@ fn render_resource(
             creates,
             cwd,
             timeout_secs,
+            unless,
+            onlyif,
+            user,
+            group,
+            environment,
+            umask,
         } => {
             let rendered = text(
                 command,
@@ -275,8 +289,42 @@ fn render_resource(
                 .as_ref()
                 .and_then(|s| text(s, "secret_file", plain))
                 .map(secret_text);
-            let command_line =
-                rendered.and_then(|out| command_line(module, decl, command, out, &mut errors));
+            let guards: Vec<(&str, &TextField, Option<Output>)> =
+                [("unless", unless), ("onlyif", onlyif)]
+                    .into_iter()
+                    .filter_map(|(key, field)| {
+                        field.as_ref().map(|f| (key, f, text(f, key, plain)))
+                    })
+                    .collect();
+            let env_rendered: Vec<(&String, &TextField, Option<Output>)> = environment
+                .iter()
+                .map(|(name, field)| (name, field, text(field, "environment", plain)))
+                .collect();
+            let command_line = rendered.and_then(|out| {
+                no_secret(module, decl, command, out, &mut errors, |path| {
+                    format!("secret '{path}' would appear in the command line; pass it with stdin or secret_file")
+                })
+            });
+            let mut guard_lines = BTreeMap::new();
+            for (key, field, out) in guards {
+                if let Some(line) = out.and_then(|out| {
+                    no_secret(module, decl, field, out, &mut errors, |path| {
+                        format!("secret '{path}' would appear in the '{key}' command line; a guard command runs without secrets")
+                    })
+                }) {
+                    guard_lines.insert(key, line);
+                }
+            }
+            let mut env = BTreeMap::new();
+            for (name, field, out) in env_rendered {
+                if let Some(value) = out.and_then(|out| {
+                    no_secret(module, decl, field, out, &mut errors, |path| {
+                        format!("secret '{path}' would appear in environment variable '{name}', which other processes can read; pass it with stdin or secret_file")
+                    })
+                }) {
+                    env.insert(name.clone(), value);
+                }
+            }
             if let Some(line) = &command_line {
                 let uses_placeholder = line.contains(SECRET_FILE_PLACEHOLDER);
                 match (uses_placeholder, secret_file.is_some()) {
@@ -302,6 +350,12 @@ fn render_resource(
                 creates: creates.clone(),
                 cwd: cwd.clone(),
                 timeout_secs: *timeout_secs,
+                unless: guard_lines.remove("unless"),
+                onlyif: guard_lines.remove("onlyif"),
+                user: user.clone(),
+                group: group.clone(),
+                environment: env,
+                umask: *umask,
             })
         }
         KindDecl::Service {
@@ -313,10 +367,47 @@ fn render_resource(
             state: *state,
             enabled: *enabled,
         }),
-        KindDecl::Package { package, state } => ResourceKind::Package(PackageSpec {
+        KindDecl::Package {
+            package,
+            state,
+            version,
+        } => ResourceKind::Package(PackageSpec {
             package: package.clone(),
             state: *state,
+            version: version.clone(),
         }),
+        KindDecl::Symlink(spec) => ResourceKind::Symlink(spec.clone()),
+        KindDecl::Group(spec) => ResourceKind::Group(spec.clone()),
+        KindDecl::User { spec, password } => ResourceKind::User(UserSpec {
+            password: password
+                .as_ref()
+                .map(|p| SecretText(vec![Segment::Secret(p.clone())])),
+            ..spec.clone()
+        }),
+        KindDecl::Line {
+            target_path,
+            line,
+            pattern,
+            state,
+        } => {
+            let rendered = line.as_ref().and_then(|l| text(l, "line", plain));
+            let line_text = match (line, rendered) {
+                (Some(field), Some(out)) => {
+                    no_secret(module, decl, field, out, &mut errors, |path| {
+                        format!(
+                            "secret '{path}' would be written by a line resource, whose line is shown in reports; manage the file with a file resource"
+                        )
+                    })
+                }
+                _ => None,
+            };
+            ResourceKind::Line(LineSpec {
+                target_path: target_path.clone(),
+                line: line_text.unwrap_or_default(),
+                pattern: pattern.clone(),
+                state: *state,
+            })
+        }
     };
     if !errors.is_empty() {
         return Err(errors);
@@ -333,6 +424,22 @@ fn render_resource(
     })
 }
 
+/// A diagnostic about a text field: in the template file it came from, or
+/// else in the module.
+fn field_diagnostic(
+    module: &Module,
+    decl: &ResourceDecl,
+    field: &TextField,
+    pos: Pos,
+    message: impl Into<String>,
+) -> Diagnostic {
+    let mut d = diagnostic(module, decl, pos, message);
+    if let Some(file) = &field.file {
+        d.file.clone_from(file);
+    }
+    d
+}
+
 /// An engine error as a diagnostic message: a missing var reads
 /// `missing var 'db_password'`; anything else is prefixed by its field.
 fn template_message(field: &str, message: &str) -> String {
@@ -346,39 +453,40 @@ fn template_message(field: &str, message: &str) -> String {
     }
 }
 
-/// The command line, refusing any secret in it (secret taint, SPEC 5.1).
-fn command_line(
+/// Rendered text that must carry no secret (a command line, a guard, an
+/// environment value, a line of a file): secret taint, SPEC 5.1. A
+/// `secret:` reference written into the text is refused the same way.
+fn no_secret(
     module: &Module,
     decl: &ResourceDecl,
-    command: &TextField,
+    field: &TextField,
     out: Output,
     errors: &mut Vec<Diagnostic>,
+    message: impl Fn(&SecretPath) -> String,
 ) -> Option<String> {
     let mut line = String::new();
     for piece in out.0 {
         match piece {
             Piece::Text(t) => line.push_str(&t),
             Piece::Secret(path) => {
-                errors.push(diagnostic(
+                errors.push(field_diagnostic(
                     module,
                     decl,
-                    command.start.pos(),
-                    format!(
-                        "secret '{path}' would appear in the command line; pass it with stdin or secret_file"
-                    ),
+                    field,
+                    field.start.pos(),
+                    message(&path),
                 ));
                 return None;
             }
         }
     }
     if let Some(path) = literal_secret_reference(&line) {
-        errors.push(diagnostic(
+        errors.push(field_diagnostic(
             module,
             decl,
-            command.start.pos(),
-            format!(
-                "secret '{path}' would appear in the command line; pass it with stdin or secret_file"
-            ),
+            field,
+            field.start.pos(),
+            message(&path),
         ));
         return None;
     }

@@ -79,6 +79,13 @@ fn resource_text(
             f.group.iter().for_each(|g| field(out, "group", g));
             presence(out, f.state);
             f.content.iter().for_each(|c| text(out, "content", c));
+            f.bytes.iter().for_each(|b| {
+                field(
+                    out,
+                    "source",
+                    &format!("{} ({} bytes)", b.from, b.data.len()),
+                );
+            });
         }
         ResourceKind::Directory(d) => {
             field(out, "target_path", &d.target_path);
@@ -96,6 +103,21 @@ fn resource_text(
             e.creates.iter().for_each(|c| field(out, "creates", c));
             e.cwd.iter().for_each(|c| field(out, "cwd", c));
             field(out, "timeout", &format!("{}s", e.timeout_secs));
+            e.unless
+                .iter()
+                .for_each(|c| field(out, "unless", &format!("{c:?}")));
+            e.onlyif
+                .iter()
+                .for_each(|c| field(out, "onlyif", &format!("{c:?}")));
+            e.user.iter().for_each(|u| field(out, "user", u));
+            e.group.iter().for_each(|g| field(out, "group", g));
+            if !e.environment.is_empty() {
+                out.push_str("    environment:\n");
+                for (k, v) in &e.environment {
+                    let _ = writeln!(out, "      {k}: {v:?}");
+                }
+            }
+            e.umask.iter().for_each(|m| field(out, "umask", m));
         }
         ResourceKind::Service(s) => {
             field(out, "service", &s.service);
@@ -110,7 +132,51 @@ fn resource_text(
         }
         ResourceKind::Package(p) => {
             field(out, "package", &p.package);
+            p.version.iter().for_each(|v| field(out, "version", v));
             presence(out, p.state);
+        }
+        ResourceKind::Symlink(l) => {
+            field(out, "target_path", &l.target_path);
+            if !l.points_to.is_empty() {
+                field(out, "points_to", &l.points_to);
+            }
+            if l.force {
+                field(out, "force", &true);
+            }
+            presence(out, l.state);
+        }
+        ResourceKind::User(u) => {
+            field(out, "user", &u.user);
+            u.uid.iter().for_each(|v| field(out, "uid", v));
+            u.gid.iter().for_each(|v| field(out, "gid", v));
+            u.groups
+                .iter()
+                .for_each(|g| field(out, "groups", &format!("[{}]", g.join(", "))));
+            u.home.iter().for_each(|v| field(out, "home", v));
+            u.shell.iter().for_each(|v| field(out, "shell", v));
+            if u.system {
+                field(out, "system", &true);
+            }
+            u.password.iter().for_each(|p| text(out, "password", p));
+            presence(out, u.state);
+        }
+        ResourceKind::Group(g) => {
+            field(out, "group", &g.group);
+            g.gid.iter().for_each(|v| field(out, "gid", v));
+            if g.system {
+                field(out, "system", &true);
+            }
+            presence(out, g.state);
+        }
+        ResourceKind::Line(l) => {
+            field(out, "target_path", &l.target_path);
+            if !l.line.is_empty() {
+                field(out, "line", &format!("{:?}", l.line));
+            }
+            l.pattern
+                .iter()
+                .for_each(|p| field(out, "match", &format!("{p:?}")));
+            presence(out, l.state);
         }
     }
     if r.when == When::Changed {

@@ -95,7 +95,7 @@ impl ConfigRepo {
             let rel = module_rel(&role);
             match read(config_dir, &rel) {
                 Ok(file) => {
-                    if let Some(m) = load_module(&file, &mut errors) {
+                    if let Some(m) = load_module(&file, config_dir, &mut errors) {
                         modules.insert(role, m);
                     }
                 }
@@ -151,11 +151,33 @@ impl ConfigRepo {
                         command,
                         stdin,
                         secret_file,
+                        unless,
+                        onlyif,
+                        environment,
                         ..
-                    } => vec![Some(command), stdin.as_ref(), secret_file.as_ref()],
+                    } => [
+                        Some(command),
+                        stdin.as_ref(),
+                        secret_file.as_ref(),
+                        unless.as_ref(),
+                        onlyif.as_ref(),
+                    ]
+                    .into_iter()
+                    .chain(environment.iter().map(|(_, t)| Some(t)))
+                    .collect(),
+                    KindDecl::Line { line, .. } => vec![line.as_ref()],
+                    KindDecl::User {
+                        password: Some(p), ..
+                    } => {
+                        out.insert(p.clone());
+                        Vec::new()
+                    }
                     KindDecl::Directory { .. }
                     | KindDecl::Service { .. }
-                    | KindDecl::Package { .. } => Vec::new(),
+                    | KindDecl::Package { .. }
+                    | KindDecl::Symlink(_)
+                    | KindDecl::User { .. }
+                    | KindDecl::Group(_) => Vec::new(),
                 };
                 out.extend(
                     texts
@@ -312,7 +334,11 @@ fn load_nodes(
     (entries, mentions)
 }
 
-fn load_module(file: &SourceFile, errors: &mut Vec<Diagnostic>) -> Option<Module> {
+fn load_module(
+    file: &SourceFile,
+    config_dir: &Path,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Module> {
     let parsed: ModuleFile = match file.parse() {
         Ok(p) => p,
         Err(d) => {
@@ -323,7 +349,7 @@ fn load_module(file: &SourceFile, errors: &mut Vec<Diagnostic>) -> Option<Module
     let defaults = convert_vars(file, parsed.vars, errors);
     let mut resources: Vec<ResourceDecl> = Vec::new();
     for raw in parsed.resources {
-        if let Some(r) = parse_resource(file, raw, errors) {
+        if let Some(r) = parse_resource(file, config_dir, raw, errors) {
             resources.push(r);
         }
     }

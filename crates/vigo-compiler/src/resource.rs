@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 use serde_saphyr::Spanned;
-use vigo_catalog::{AbsPath, Mode, Presence, ServiceState, When};
+use std::path::{Component, Path};
+
+use vigo_catalog::{
+    AbsPath, FileBytes, GroupSpec, Mode, Presence, ServiceState, SymlinkSpec, UserSpec, When,
+};
 use vigo_secrets::{SecretPath, SecretRef};
 use vigo_template::{Output, Piece, RenderOptions, Template, TemplateError, Value};
 
@@ -20,7 +24,16 @@ pub(crate) type RawResource = Spanned<BTreeMap<String, Spanned<Node>>>;
 pub(crate) const TYPES: &[(&str, &[&str])] = &[
     (
         "file",
-        &["target_path", "content", "mode", "owner", "group", "state"],
+        &[
+            "target_path",
+            "content",
+            "source",
+            "template",
+            "mode",
+            "owner",
+            "group",
+            "state",
+        ],
     ),
     (
         "directory",
@@ -35,11 +48,34 @@ pub(crate) const TYPES: &[(&str, &[&str])] = &[
             "creates",
             "cwd",
             "timeout",
+            "unless",
+            "onlyif",
+            "user",
+            "group",
+            "environment",
+            "umask",
         ],
     ),
     ("service", &["service", "state", "enabled"]),
-    ("package", &["package", "state"]),
+    ("package", &["package", "state", "version"]),
+    ("symlink", &["target_path", "points_to", "force", "state"]),
+    (
+        "user",
+        &[
+            "user", "uid", "gid", "groups", "home", "shell", "system", "password", "state",
+        ],
+    ),
+    ("group", &["group", "gid", "system", "state"]),
+    ("line", &["target_path", "line", "match", "state"]),
 ];
+
+/// The largest repository file a `source` or `template` may name.
+pub(crate) const REPO_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// `file, directory, ...` for messages.
+fn valid_types() -> String {
+    TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+}
 
 /// Fields every resource type takes.
 pub(crate) const COMMON: &[&str] = &[
@@ -75,10 +111,17 @@ pub(crate) struct NameList {
 
 /// Type-specific fields.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per declared resource, built once per config load; boxing buys nothing"
+)]
 pub(crate) enum KindDecl {
     File {
         target_path: AbsPath,
+        /// `content`, or the parsed `template` file.
         content: Option<TextField>,
+        /// The `source` file's bytes.
+        bytes: Option<FileBytes>,
         mode: Option<Mode>,
         owner: Option<String>,
         group: Option<String>,
@@ -98,6 +141,12 @@ pub(crate) enum KindDecl {
         creates: Option<AbsPath>,
         cwd: Option<AbsPath>,
         timeout_secs: u64,
+        unless: Option<TextField>,
+        onlyif: Option<TextField>,
+        user: Option<String>,
+        group: Option<String>,
+        environment: Vec<(String, TextField)>,
+        umask: Option<Mode>,
     },
     Service {
         service: String,
@@ -106,6 +155,19 @@ pub(crate) enum KindDecl {
     },
     Package {
         package: String,
+        state: Presence,
+        version: Option<String>,
+    },
+    Symlink(SymlinkSpec),
+    User {
+        spec: UserSpec,
+        password: Option<SecretPath>,
+    },
+    Group(GroupSpec),
+    Line {
+        target_path: AbsPath,
+        line: Option<TextField>,
+        pattern: Option<String>,
         state: Presence,
     },
 }
@@ -116,6 +178,9 @@ pub(crate) enum KindDecl {
 pub(crate) struct TextField {
     pub(crate) source: TextSource,
     pub(crate) start: TextStart,
+    /// The template file it was read from (`template:`), when not the
+    /// module itself: errors point into that file.
+    pub(crate) file: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +213,7 @@ impl TextField {
 /// Reads one resource; problems go to `errors` and give `None`.
 pub(crate) fn parse_resource(
     file: &SourceFile,
+    config_dir: &Path,
     raw: RawResource,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<ResourceDecl> {
@@ -162,6 +228,8 @@ pub(crate) fn parse_resource(
         resource: None,
         errors,
         failed: false,
+        config_dir,
+        raw: raw.value.clone(),
     };
     let Some((name, name_pos)) = fields.string("name") else {
         if !fields.failed {
@@ -174,7 +242,7 @@ pub(crate) fn parse_resource(
         if !fields.failed {
             fields.error(
                 name_pos,
-                "the resource has no 'type'; valid types: file, directory, exec, service, package",
+                format!("the resource has no 'type'; valid types: {}", valid_types()),
             );
         }
         return None;
@@ -182,7 +250,10 @@ pub(crate) fn parse_resource(
     let Some(&(_, own)) = TYPES.iter().find(|(t, _)| *t == type_name) else {
         fields.error(
             type_pos,
-            format!("unknown resource type '{type_name}'; valid types: file, directory, exec, service, package"),
+            format!(
+                "unknown resource type '{type_name}'; valid types: {}",
+                valid_types()
+            ),
         );
         return None;
     };
@@ -212,17 +283,22 @@ pub(crate) fn parse_resource(
         }
     };
     let kind = match type_name.as_str() {
-        "file" => KindDecl::File {
-            target_path: fields.required_abs_path("target_path", name_pos)?,
-            content: fields.text("content"),
-            mode: fields.mode(),
-            owner: fields.plain("owner"),
-            group: fields.plain("group"),
-            state: fields.presence(),
-        },
+        "file" => {
+            let target_path = fields.required_abs_path("target_path", name_pos)?;
+            let (content, bytes) = fields.file_content();
+            KindDecl::File {
+                target_path,
+                content,
+                bytes,
+                mode: fields.mode("mode"),
+                owner: fields.plain("owner"),
+                group: fields.plain("group"),
+                state: fields.presence(),
+            }
+        }
         "directory" => KindDecl::Directory {
             target_path: fields.required_abs_path("target_path", name_pos)?,
-            mode: fields.mode(),
+            mode: fields.mode("mode"),
             owner: fields.plain("owner"),
             group: fields.plain("group"),
             state: fields.presence(),
@@ -234,13 +310,32 @@ pub(crate) fn parse_resource(
                 }
                 return None;
             };
+            let secret_file = fields.text("secret_file");
+            if secret_file.is_some()
+                && let Some(key) = ["user", "group"]
+                    .into_iter()
+                    .find(|k| fields.map.contains_key(*k))
+                && let Some(value) = fields.map.get(key)
+            {
+                let pos = fields.file.key_pos(key, value);
+                fields.error(
+                    pos,
+                    format!("'secret_file' cannot be combined with '{key}': the file is kept where only the envoy's user can read it; pass the secret with stdin"),
+                );
+            }
             KindDecl::Exec {
                 command,
                 stdin: fields.text("stdin"),
-                secret_file: fields.text("secret_file"),
+                secret_file,
                 creates: fields.abs_path("creates"),
                 cwd: fields.abs_path("cwd"),
                 timeout_secs: fields.timeout(),
+                unless: fields.text("unless"),
+                onlyif: fields.text("onlyif"),
+                user: fields.plain("user"),
+                group: fields.plain("group"),
+                environment: fields.environment(),
+                umask: fields.mode("umask"),
             }
         }
         "service" => {
@@ -272,7 +367,7 @@ pub(crate) fn parse_resource(
                 enabled: fields.boolean("enabled"),
             }
         }
-        _ => {
+        "package" => {
             let Some((package, _)) = fields.string("package") else {
                 if !fields.failed {
                     fields.error(
@@ -282,9 +377,106 @@ pub(crate) fn parse_resource(
                 }
                 return None;
             };
+            let version = fields.string("version");
+            let state = fields.presence();
+            if let Some((_, pos)) = &version
+                && state == Presence::Absent
+            {
+                fields.error(
+                    *pos,
+                    "'version' applies only to 'state: present'; drop it or the state",
+                );
+            }
             KindDecl::Package {
                 package,
+                state,
+                version: version.map(|(v, _)| v),
+            }
+        }
+        "symlink" => {
+            let target_path = fields.required_abs_path("target_path", name_pos)?;
+            let state = fields.presence();
+            let points_to = fields.string("points_to");
+            let points_to = match (points_to, state) {
+                (Some((p, pos)), _) if p.is_empty() || p.contains('\0') => {
+                    fields.error(pos, "'points_to' must be a non-empty path");
+                    String::new()
+                }
+                (Some((p, _)), _) => p,
+                (None, Presence::Absent) => String::new(),
+                (None, Presence::Present) => {
+                    fields.error(
+                        name_pos,
+                        "a symlink resource needs 'points_to' (what the link points to)",
+                    );
+                    String::new()
+                }
+            };
+            KindDecl::Symlink(SymlinkSpec {
+                target_path,
+                points_to,
+                force: fields.boolean("force").unwrap_or(false),
+                state,
+            })
+        }
+        "group" => {
+            let group = fields.account_name("group", name_pos)?;
+            KindDecl::Group(GroupSpec {
+                group,
+                gid: fields.id("gid"),
+                system: fields.boolean("system").unwrap_or(false),
                 state: fields.presence(),
+            })
+        }
+        "user" => {
+            let user = fields.account_name("user", name_pos)?;
+            let password = fields.password();
+            let groups = fields.strings("groups").map(|(g, _)| g);
+            KindDecl::User {
+                spec: UserSpec {
+                    user,
+                    uid: fields.id("uid"),
+                    gid: fields.plain("gid"),
+                    groups,
+                    home: fields.abs_path("home"),
+                    shell: fields.abs_path("shell"),
+                    system: fields.boolean("system").unwrap_or(false),
+                    password: None,
+                    state: fields.presence(),
+                },
+                password,
+            }
+        }
+        _ => {
+            let target_path = fields.required_abs_path("target_path", name_pos)?;
+            let line = fields.text("line");
+            let pattern = fields
+                .string("match")
+                .and_then(|(p, pos)| match regex::Regex::new(&p) {
+                    Ok(_) => Some(p),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let last = reason.lines().last().unwrap_or_default().trim();
+                        fields.error(
+                            pos,
+                            format!("'match' is not a valid regular expression: {last}"),
+                        );
+                        None
+                    }
+                });
+            let state = fields.presence();
+            if line.is_none() && !(state == Presence::Absent && pattern.is_some()) && !fields.failed
+            {
+                fields.error(
+                    name_pos,
+                    "a line resource needs a 'line' (or, with 'state: absent', a 'match')",
+                );
+            }
+            KindDecl::Line {
+                target_path,
+                line,
+                pattern,
+                state,
             }
         }
     };
@@ -305,6 +497,9 @@ pub(crate) fn parse_resource(
 /// The fields of one resource being read, with the errors found so far.
 struct Fields<'a> {
     file: &'a SourceFile,
+    config_dir: &'a Path,
+    /// The fields as written, for positions inside mappings.
+    raw: BTreeMap<String, Spanned<Node>>,
     map: BTreeMap<String, Spanned<Json>>,
     resource: Option<String>,
     errors: &'a mut Vec<Diagnostic>,
@@ -462,22 +657,26 @@ impl Fields<'_> {
     /// `mode`: octal digits, as a string or as a number written the same
     /// way. A number is read back as written: YAML reads `0o644` as 420 and
     /// `0x1A4` as 420 too, which as octal digits would be mode 0420.
-    fn mode(&mut self) -> Option<Mode> {
-        if let Some(value) = self.map.get("mode")
+    fn mode(&mut self, key: &str) -> Option<Mode> {
+        if let Some(value) = self.map.get(key)
             && value.value.is_number()
             && let Some(written) = self.file.scalar_text(value)
         {
             let written = written.to_owned();
             self.map.insert(
-                "mode".to_owned(),
+                key.to_owned(),
                 Spanned::new(Json::String(written), value.referenced, value.defined),
             );
         }
-        let (raw, pos) = self.string("mode")?;
+        let (raw, pos) = self.string(key)?;
         match Mode::parse(&raw) {
             Ok(m) => Some(m),
+            Err(e) if key == "mode" => {
+                self.error(pos, e.to_string());
+                None
+            }
             Err(e) => {
-                self.error(pos, e);
+                self.error(pos, format!("{key}: {e}"));
                 None
             }
         }
@@ -553,6 +752,7 @@ impl Fields<'_> {
                 return Some(TextField {
                     source: TextSource::Secret(r.into_path()),
                     start,
+                    file: None,
                 });
             }
             Ok(None) => {}
@@ -565,6 +765,7 @@ impl Fields<'_> {
             Ok(t) => Some(TextField {
                 source: TextSource::Template(t),
                 start,
+                file: None,
             }),
             Err(e) => {
                 self.error(start.locate(&e), format!("{key}: {}", e.message));
@@ -572,6 +773,252 @@ impl Fields<'_> {
             }
         }
     }
+}
+
+impl Fields<'_> {
+    /// A file's content: `content`, `source` or `template`, at most one.
+    fn file_content(&mut self) -> (Option<TextField>, Option<FileBytes>) {
+        let given: Vec<&str> = ["content", "source", "template"]
+            .into_iter()
+            .filter(|k| self.map.get(*k).is_some_and(|v| !v.value.is_null()))
+            .collect();
+        if given.len() > 1 {
+            let second = given[1];
+            if let Some(value) = self.map.get(second) {
+                let pos = self.file.key_pos(second, value);
+                self.error(
+                    pos,
+                    format!(
+                        "'{}' and '{second}' exclude each other: a file's content comes from one of 'content', 'source' or 'template'",
+                        given[0]
+                    ),
+                );
+            }
+            return (None, None);
+        }
+        if let Some((rel, pos)) = self.string("source") {
+            let bytes = self
+                .repo_file("source", &rel, pos)
+                .map(|data| FileBytes { from: rel, data });
+            return (None, bytes);
+        }
+        if let Some((rel, pos)) = self.string("template") {
+            let Some(data) = self.repo_file("template", &rel, pos) else {
+                return (None, None);
+            };
+            let Ok(text) = String::from_utf8(data) else {
+                self.error(
+                    pos,
+                    format!(
+                        "template: {rel} is not UTF-8 text; use 'source' to copy a binary file"
+                    ),
+                );
+                return (None, None);
+            };
+            let start = TextStart {
+                line: 1,
+                column: 1,
+                block: false,
+            };
+            return match Template::parse(&text) {
+                Ok(t) => (
+                    Some(TextField {
+                        source: TextSource::Template(t),
+                        start,
+                        file: Some(rel),
+                    }),
+                    None,
+                ),
+                Err(e) => {
+                    self.failed = true;
+                    let at = start.locate(&e);
+                    self.errors.push(Diagnostic {
+                        file: rel,
+                        line: at.line,
+                        column: at.column,
+                        resource: self.resource.clone(),
+                        message: format!("template: {}", e.message),
+                    });
+                    (None, None)
+                }
+            };
+        }
+        (self.text("content"), None)
+    }
+
+    /// Reads a repository file named relative to the config directory,
+    /// refusing a path that leaves it (`..`, an absolute path, a symlink
+    /// pointing outside), a folder, and a file over [`REPO_FILE_LIMIT`].
+    fn repo_file(&mut self, key: &str, rel: &str, pos: Pos) -> Option<Vec<u8>> {
+        match read_repo_file(self.config_dir, rel) {
+            Ok(data) => Some(data),
+            Err(message) => {
+                self.error(pos, format!("{key}: {message}"));
+                None
+            }
+        }
+    }
+
+    /// `environment`: a mapping of variable names to text templates.
+    fn environment(&mut self) -> Vec<(String, TextField)> {
+        let Some(value) = self.take("environment") else {
+            return Vec::new();
+        };
+        let pos = Pos::of(&value.referenced);
+        let (Json::Object(_), Some(Node::Map(items))) = (
+            &value.value,
+            self.raw.get("environment").map(|n| n.value.clone()),
+        ) else {
+            self.error(
+                pos,
+                format!(
+                    "'environment' must be a mapping of names to values, not {}",
+                    kind_of(&value.value)
+                ),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, item) in items {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                let at = self.file.key_pos(&name, &item);
+                self.error(
+                    at,
+                    format!("environment: '{name}' is not a variable name (letters, digits and '_', not starting with a digit)"),
+                );
+                continue;
+            }
+            let key = format!("environment {name}");
+            let json = self.file.spanned_json(&item);
+            self.map.insert(key.clone(), json);
+            if let Some(field) = self.text(&key) {
+                out.push((name, field));
+            }
+        }
+        out
+    }
+
+    /// A user or group name: required, and one the account tools accept.
+    fn account_name(&mut self, key: &str, name_pos: Pos) -> Option<String> {
+        let Some((name, pos)) = self.string(key) else {
+            if !self.failed {
+                self.error(
+                    name_pos,
+                    format!("a {key} resource needs a '{key}' (the {key} name)"),
+                );
+            }
+            return None;
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && !name.starts_with('-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            self.error(
+                pos,
+                format!("invalid {key} name '{name}': use at most 32 letters, digits, '_', '-' and '.', not starting with '-'"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    /// A numeric id (`uid`, `gid`).
+    fn id(&mut self, key: &str) -> Option<u32> {
+        let value = self.take(key)?;
+        let pos = Pos::of(&value.referenced);
+        match value.value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(id) => Some(id),
+            None => {
+                self.error(
+                    pos,
+                    format!("'{key}' must be a whole number from 0 to 4294967295"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `password`: only a whole `secret:` reference (a hash in the config
+    /// would be readable by everyone with the repository).
+    fn password(&mut self) -> Option<SecretPath> {
+        let value = self.map.get("password")?;
+        let pos = Pos::of(&value.referenced);
+        let field = self.text("password")?;
+        match field.source {
+            TextSource::Secret(path) => Some(path),
+            TextSource::Template(_) => {
+                self.error(
+                    pos,
+                    "'password' must be a secret reference (\"secret:PATH\" holding the crypt(3) hash); a hash is never written into the config",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The bytes of `rel`, a path inside `config_dir`.
+fn read_repo_file(config_dir: &Path, rel: &str) -> Result<Vec<u8>, String> {
+    let path = Path::new(rel);
+    if rel.is_empty() || rel.contains('\0') {
+        return Err("the path is empty".to_owned());
+    }
+    if path.is_absolute() {
+        return Err(format!(
+            "'{rel}' must be relative to the config directory (files/..., templates/...)"
+        ));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(format!(
+            "'{rel}' must not contain '.' or '..': files come from inside the config directory"
+        ));
+    }
+    let dir = config_dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the config directory: {e}"))?;
+    let full = dir.join(path).canonicalize().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{rel} does not exist in the config directory")
+        } else {
+            format!("cannot read {rel}: {e}")
+        }
+    })?;
+    if !full.starts_with(&dir) {
+        return Err(format!(
+            "{rel} leaves the config directory through a symlink (it resolves to {}); copy the file into the repository",
+            full.display()
+        ));
+    }
+    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{rel} is not a regular file"));
+    }
+    if meta.len() > REPO_FILE_LIMIT {
+        return Err(format!(
+            "{rel} is {} bytes; a file from the repository may be at most {} bytes (4 MiB)",
+            meta.len(),
+            REPO_FILE_LIMIT
+        ));
+    }
+    let data = std::fs::read(&full).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    // The file may have grown between the check and the read.
+    if data.len() as u64 > REPO_FILE_LIMIT {
+        return Err(format!(
+            "{rel} is over {REPO_FILE_LIMIT} bytes (4 MiB), the limit for a file from the repository"
+        ));
+    }
+    Ok(data)
 }
 
 fn kind_of(value: &Json) -> &'static str {

@@ -48,6 +48,9 @@ pub(crate) struct Invocation {
     pub(crate) env: Vec<(OsString, OsString)>,
     /// Kill the process group after this long.
     pub(crate) timeout: Duration,
+    /// Run as this user and group (`None`: the envoy's own). With a user,
+    /// the supplementary groups of a root envoy are dropped.
+    pub(crate) identity: Option<(u32, u32)>,
 }
 
 /// How a command ended.
@@ -100,6 +103,9 @@ pub(crate) async fn run(invocation: Invocation) -> io::Result<Finished> {
         .kill_on_drop(true);
     if let Some(cwd) = &invocation.cwd {
         command.current_dir(cwd);
+    }
+    if let Some((uid, gid)) = invocation.identity {
+        command.uid(uid).gid(gid);
     }
     let mut child = command.spawn()?;
     let group = child
@@ -272,6 +278,7 @@ mod tests {
             stdin: None,
             env: tool_env(OsStr::new(DEFAULT_PATH)),
             timeout,
+            identity: None,
         }
     }
 

@@ -340,6 +340,10 @@ async fn apply_one(kind: &ResourceKind, when: vigo_catalog::When, ctx: &Context<
         ResourceKind::Exec(spec) => providers::exec::apply(spec, when, ctx).await,
         ResourceKind::Service(spec) => providers::service::apply(spec, ctx).await,
         ResourceKind::Package(spec) => providers::package::apply(spec, ctx).await,
+        ResourceKind::Symlink(spec) => providers::symlink::apply(spec, ctx.noop),
+        ResourceKind::User(spec) => providers::account::apply_user(spec, ctx).await,
+        ResourceKind::Group(spec) => providers::account::apply_group(spec, ctx).await,
+        ResourceKind::Line(spec) => providers::line::apply(spec, ctx.noop),
     }
 }
 

@@ -165,6 +165,7 @@ mod tests {
                 creates: None,
                 cwd: None,
                 timeout_secs: 10,
+                ..ExecSpec::default()
             }),
             depends_on: depends_on.iter().map(|s| (*s).into()).collect(),
             notify: notify.iter().map(|s| (*s).into()).collect(),

@@ -470,14 +470,16 @@ esac
 const FAKE_DPKG_QUERY: &str = r#"#!/bin/sh
 echo "dpkg-query $*" >> "$FAKE_DIR/calls"
 for last; do :; done
-if grep -qx "$last" "$FAKE_DIR/packages" 2>/dev/null; then printf 'install ok installed'; exit 0; fi
+line=$(grep -E "^$last(=|\$)" "$FAKE_DIR/packages" 2>/dev/null | tail -n 1)
+if [ -n "$line" ]; then v=${line#*=}; [ "$v" = "$line" ] && v=1.0-1; printf '%s install ok installed' "$v"; exit 0; fi
 echo "dpkg-query: no packages found matching $last" >&2; exit 1
 "#;
 
 const FAKE_APT_GET: &str = r#"#!/bin/sh
 echo "apt-get $* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> "$FAKE_DIR/calls"
+for last; do :; done
 case $1 in
-  install) echo "$3" >> "$FAKE_DIR/packages" ;;
+  install) echo "$last" >> "$FAKE_DIR/packages" ;;
   remove) grep -vx "$3" "$FAKE_DIR/packages" > "$FAKE_DIR/p.new"; mv "$FAKE_DIR/p.new" "$FAKE_DIR/packages" ;;
 esac
 "#;
@@ -604,6 +606,46 @@ async fn package_provider_with_stand_in_apt_installs_only_when_missing() {
             "apt-get install -y postgresql DEBIAN_FRONTEND=noninteractive",
             "apt-get remove -y postgresql DEBIAN_FRONTEND=noninteractive"
         ]
+    );
+}
+
+#[tokio::test]
+async fn issue_15_package_version_is_installed_and_then_kept() {
+    let host = Host::new();
+    let search_path = fake_tools(&host);
+    let build = |version: &str| {
+        catalog(
+            json!([{"name": "pg", "type": "package", "package": "postgresql", "version": version}]),
+        )
+    };
+    let mut engine = Engine::new(&host.data_dir())
+        .unwrap()
+        .with_search_path(search_path);
+    let first = engine
+        .apply(&build("15.4-1"), ApplyOptions::default())
+        .await;
+    assert_eq!(
+        message_of(&first, "pg"),
+        "installed postgresql=15.4-1 (apt)"
+    );
+    let second = engine
+        .apply(&build("15.4-1"), ApplyOptions::default())
+        .await;
+    assert_eq!(message_of(&second, "pg"), "postgresql 15.4-1 is installed");
+    let noop = engine
+        .apply(&build("15.2-1"), ApplyOptions { noop: true })
+        .await;
+    assert_eq!(
+        message_of(&noop, "pg"),
+        "would change postgresql from 15.4-1 to 15.2-1 (apt)"
+    );
+    let acting: Vec<String> = calls(&host)
+        .into_iter()
+        .filter(|c| c.starts_with("apt-get"))
+        .collect();
+    assert_eq!(
+        acting,
+        ["apt-get install -y --allow-downgrades postgresql=15.4-1 DEBIAN_FRONTEND=noninteractive"]
     );
 }
 

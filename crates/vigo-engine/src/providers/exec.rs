@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use super::{Context, Outcome, output_excerpt, show_command};
 use crate::atomic::random_suffix;
 use crate::command::{self, CAPTURE_LIMIT, Capture, Exit, Finished, Invocation};
+use crate::ownership;
 use crate::report::{CommandOutput, Status};
 use crate::scrub::Scrubber;
 
@@ -46,10 +47,44 @@ pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Out
         },
     };
     let because = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    let identity = match Identity::of(spec) {
+        Ok(identity) => identity,
+        Err(message) => return Outcome::failed(message),
+    };
+    // Guards only look: they run in noop runs too, as the decision needs.
+    for (key, guard) in [("unless", &spec.unless), ("onlyif", &spec.onlyif)] {
+        let Some(guard) = guard else { continue };
+        let shown_guard = ctx.scrubber.scrub(&show_command(guard));
+        let finished = match run_shell(spec, ctx, &identity, guard, None).await {
+            Ok(finished) => finished,
+            Err(message) => return Outcome::failed(format!("{key} guard: {message}")),
+        };
+        let passed = match finished.exit {
+            Exit::Code(code) => code == 0,
+            Exit::Signal(_) | Exit::TimedOut => {
+                let mut outcome = outcome_of(&finished, ctx.scrubber, "", spec.timeout_secs);
+                outcome.message = format!("{key} guard `{shown_guard}`: {}", outcome.message);
+                return outcome;
+            }
+        };
+        match (key, passed) {
+            ("unless", true) => {
+                return Outcome::unchanged(format!(
+                    "unless guard `{shown_guard}` succeeded; `{shown}` not run"
+                ));
+            }
+            ("onlyif", false) => {
+                return Outcome::unchanged(format!(
+                    "onlyif guard `{shown_guard}` did not succeed; `{shown}` not run"
+                ));
+            }
+            _ => {}
+        }
+    }
     if ctx.noop {
         return Outcome::changed(format!("would run `{shown}`{because}"));
     }
-    match run(spec, ctx).await {
+    match run(spec, ctx, &identity).await {
         Ok(finished) => outcome_of(
             &finished,
             ctx.scrubber,
@@ -60,8 +95,59 @@ pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Out
     }
 }
 
-/// Prepares the secret file and input, then runs the command.
-async fn run(spec: &ExecSpec, ctx: &Context<'_>) -> Result<Finished, String> {
+/// Who a command runs as: `user` (and its primary group unless `group` is
+/// set), with its home in `HOME`.
+pub(super) struct Identity {
+    ids: Option<(u32, u32)>,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Identity {
+    fn of(spec: &ExecSpec) -> Result<Self, String> {
+        let user = match &spec.user {
+            None => None,
+            Some(name) => {
+                let uid = ownership::user_id(name)?;
+                let user = nix::unistd::User::from_uid(uid)
+                    .map_err(|e| format!("looking up user '{name}': {e}"))?;
+                Some((uid, user))
+            }
+        };
+        let gid = match (&spec.group, &user) {
+            (Some(group), _) => Some(ownership::group_id(group)?),
+            (None, Some((_, Some(user)))) => Some(user.gid),
+            (None, Some((_, None))) => {
+                return Err(format!(
+                    "user {} has no entry in the user database, so its group is unknown; set 'group'",
+                    spec.user.as_deref().unwrap_or_default()
+                ));
+            }
+            (None, None) => None,
+        };
+        let mut env = Vec::new();
+        if let Some((_, Some(user))) = &user {
+            env.push((OsString::from("HOME"), user.dir.clone().into_os_string()));
+            env.push((OsString::from("USER"), OsString::from(&user.name)));
+            env.push((OsString::from("LOGNAME"), OsString::from(&user.name)));
+        }
+        let ids = match (user, gid) {
+            (Some((uid, _)), Some(gid)) => Some((uid.as_raw(), gid.as_raw())),
+            (None, Some(gid)) => Some((nix::unistd::geteuid().as_raw(), gid.as_raw())),
+            (_, None) => None,
+        };
+        Ok(Self { ids, env })
+    }
+}
+
+/// Runs `script` with the resource's user, group, environment, umask and
+/// working folder.
+async fn run_shell(
+    spec: &ExecSpec,
+    ctx: &Context<'_>,
+    identity: &Identity,
+    script: &str,
+    stdin: Option<Zeroizing<Vec<u8>>>,
+) -> Result<Finished, String> {
     if let Some(cwd) = &spec.cwd
         && !cwd.as_path().is_dir()
     {
@@ -69,12 +155,49 @@ async fn run(spec: &ExecSpec, ctx: &Context<'_>) -> Result<Finished, String> {
             "cwd {cwd} is not an existing directory; create it first (a directory resource in depends_on)"
         ));
     }
+    let script = match spec.umask {
+        Some(mask) => format!("umask {mask}\n{script}"),
+        None => script.to_owned(),
+    };
+    let mut env = command::tool_env(ctx.search_path);
+    for (key, value) in identity.env.iter().cloned().chain(
+        spec.environment
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    ) {
+        env.retain(|(k, _)| *k != key);
+        env.push((key, value));
+    }
+    let invocation = Invocation {
+        program: PathBuf::from("/bin/sh"),
+        args: vec![OsString::from("-c"), OsString::from(script)],
+        cwd: spec.cwd.as_ref().map(|c| c.as_path().to_path_buf()),
+        stdin,
+        env,
+        timeout: Duration::from_secs(spec.timeout_secs),
+        identity: identity.ids,
+    };
+    command::run(invocation)
+        .await
+        .map_err(|e| format!("starting /bin/sh: {e}"))
+}
+
+/// Prepares the secret file and input, then runs the command.
+async fn run(spec: &ExecSpec, ctx: &Context<'_>, identity: &Identity) -> Result<Finished, String> {
     let uses_placeholder = spec.command.contains(SECRET_FILE_PLACEHOLDER);
     let secret_file = match &spec.secret_file {
         Some(text) => {
             let value = text
                 .reveal(&ctx.catalog.secrets)
                 .map_err(|e| e.to_string())?;
+            // The file lives in the envoy's private folder, which another
+            // user cannot enter (the compiler refuses the combination).
+            if identity.ids.is_some() {
+                return Err(
+                    "secret_file cannot be used with user or group; pass the secret on stdin"
+                        .to_owned(),
+                );
+            }
             Some(SecretFile::create(ctx.secret_file_dir, value.as_bytes())?)
         }
         None if uses_placeholder => {
@@ -99,18 +222,10 @@ async fn run(spec: &ExecSpec, ctx: &Context<'_>) -> Result<Finished, String> {
         })
         .transpose()
         .map_err(|e| e.to_string())?;
-    let invocation = Invocation {
-        program: PathBuf::from("/bin/sh"),
-        args: vec![OsString::from("-c"), OsString::from(command_line)],
-        cwd: spec.cwd.as_ref().map(|c| c.as_path().to_path_buf()),
-        stdin,
-        env: command::tool_env(ctx.search_path),
-        timeout: Duration::from_secs(spec.timeout_secs),
-    };
-    let result = command::run(invocation).await;
+    let result = run_shell(spec, ctx, identity, &command_line, stdin).await;
     // The command has ended (or never started): the file goes now.
     drop(secret_file);
-    result.map_err(|e| format!("starting /bin/sh: {e}"))
+    result
 }
 
 /// The outcome of a finished command: `changed` on exit 0, else `failed`
@@ -231,6 +346,7 @@ mod tests {
             creates: None,
             cwd: None,
             timeout_secs: 30,
+            ..ExecSpec::default()
         }
     }
 
@@ -321,5 +437,94 @@ mod tests {
             fs::read_to_string(dir.path().join("out.txt")).unwrap(),
             "line one\n"
         );
+    }
+
+    #[tokio::test]
+    async fn issue_15_unless_and_onlyif_guard_the_command_also_in_noop() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let mut s = spec(&format!("touch {}", marker.display()));
+        s.unless = Some("test -e /".into());
+        let out = run_exec(&s, When::Always, false, false, dir.path()).await;
+        assert_eq!(out.status, Status::Unchanged);
+        assert_eq!(
+            out.message,
+            format!(
+                "unless guard `test -e /` succeeded; `touch {}` not run",
+                marker.display()
+            )
+        );
+        s.unless = Some("exit 1".into());
+        s.onlyif = Some("exit 3".into());
+        let out = run_exec(&s, When::Always, false, true, dir.path()).await;
+        assert_eq!(out.status, Status::Unchanged, "{}", out.message);
+        s.onlyif = Some("true".into());
+        let out = run_exec(&s, When::Always, false, true, dir.path()).await;
+        assert!(out.message.starts_with("would run"), "{}", out.message);
+        assert!(!marker.exists());
+        assert_eq!(
+            run_exec(&s, When::Always, false, false, dir.path())
+                .await
+                .status,
+            Status::Changed
+        );
+        assert!(marker.exists());
+    }
+
+    #[tokio::test]
+    async fn issue_15_environment_and_umask_reach_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec("printf '%s' \"$GREETING\" > out.txt; umask > mask.txt");
+        s.cwd = Some(AbsPath::parse(dir.path().to_str().unwrap()).unwrap());
+        s.environment
+            .insert("GREETING".into(), "hello there".into());
+        s.umask = Some(vigo_catalog::Mode::from_bits(0o027));
+        let out = run_exec(&s, When::Always, false, false, dir.path()).await;
+        assert_eq!(out.status, Status::Changed, "{}", out.message);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+            "hello there"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("mask.txt"))
+                .unwrap()
+                .trim(),
+            "0027"
+        );
+        let meta = fs::metadata(dir.path().join("out.txt")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o640
+        );
+    }
+
+    #[tokio::test]
+    async fn issue_15_user_and_group_set_who_runs_the_command() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out_file = dir.path().join("id.txt");
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let mut s = spec(&format!(
+            "echo \"$(id -u) $(id -g) $HOME\" > {}",
+            out_file.display()
+        ));
+        s.user = Some("nobody".into());
+        let out = run_exec(&s, When::Always, false, false, dir.path()).await;
+        assert_eq!(out.status, Status::Changed, "{}", out.message);
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(
+            fs::read_to_string(&out_file).unwrap().trim(),
+            format!("{} {} {}", nobody.uid, nobody.gid, nobody.dir.display())
+        );
+        s.user = Some("no-such-user-vigo".into());
+        let out = run_exec(&s, When::Always, false, false, dir.path()).await;
+        assert_eq!(out.status, Status::Failed);
+        assert!(out.message.contains("does not exist"), "{}", out.message);
     }
 }

@@ -56,12 +56,16 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
     // was at the path before (someone may have created it first).
     let uid = Some(ownership::owner_or_self(spec.owner.as_deref())?);
     let gid = Some(ownership::group_or_self(spec.group.as_deref())?);
-    let desired: Option<Zeroizing<String>> = spec
-        .content
-        .as_ref()
-        .map(|text| text.reveal(&ctx.catalog.secrets))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let desired: Option<Zeroizing<Vec<u8>>> = match (&spec.content, &spec.bytes) {
+        (Some(text), _) => {
+            let revealed = text
+                .reveal(&ctx.catalog.secrets)
+                .map_err(|e| e.to_string())?;
+            Some(Zeroizing::new(revealed.as_bytes().to_vec()))
+        }
+        (None, Some(bytes)) => Some(Zeroizing::new(bytes.data.clone())),
+        (None, None) => None,
+    };
     let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
     if secret_content
         && let Some(owner) = uid
@@ -101,7 +105,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
                 spec.mode
             )));
         }
-        let bytes = desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
+        let bytes = desired.as_ref().map(|d| d.as_slice()).unwrap_or_default();
         write(path, bytes, Attributes { mode, uid, gid })?;
         return Ok(Outcome::changed(format!(
             "wrote {} (mode {})",
@@ -111,7 +115,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
     };
 
     let content_differs = match &desired {
-        Some(d) => !same_content(path, &meta, d.as_bytes())?,
+        Some(d) => !same_content(path, &meta, d)?,
         None => false,
     };
     if content_differs && ctx.noop {
@@ -119,7 +123,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
             spec,
             ctx,
             &meta,
-            desired.as_ref().map(|d| d.as_str()),
+            desired.as_ref().map(|d| d.as_slice()),
             uid,
             gid,
         );
@@ -130,7 +134,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         let attributes = Attributes { mode, uid, gid };
         write(
             path,
-            desired.as_ref().map(|d| d.as_bytes()).unwrap_or_default(),
+            desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
             attributes,
         )?;
         let what = if secret_content {
@@ -161,7 +165,7 @@ fn noop_content(
     spec: &FileSpec,
     ctx: &Context<'_>,
     meta: &Metadata,
-    desired: Option<&str>,
+    desired: Option<&[u8]>,
     uid: Option<Uid>,
     gid: Option<Gid>,
 ) -> Result<Outcome, String> {
@@ -172,7 +176,7 @@ fn noop_content(
     } else {
         let current =
             Zeroizing::new(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
-        let desired = desired.unwrap_or_default().as_bytes();
+        let desired = desired.unwrap_or_default();
         match diff::unified(path, &current, desired) {
             Some(diff) => ("content differs", Some(diff)),
             None => (diff::BINARY_CONTENT, None),
@@ -284,6 +288,7 @@ mod tests {
         FileSpec {
             target_path: AbsPath::parse(path.to_str().unwrap()).unwrap(),
             content,
+            bytes: None,
             mode: Mode::from_bits(mode),
             owner: None,
             group: None,
@@ -422,6 +427,35 @@ mod tests {
             format!("would create missing {} (mode 0644)", path.display())
         );
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn issue_15_repository_bytes_are_written_exactly_and_then_in_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob.bin");
+        let data: Vec<u8> = (0..=255u8).rev().chain([0, 0, 0xc3]).collect();
+        let mut s = spec(&path, None, 0o644);
+        s.bytes = Some(vigo_catalog::FileBytes {
+            from: "files/blob.bin".into(),
+            data: data.clone(),
+        });
+        let catalog = Catalog::empty("t");
+        assert_eq!(run(&s, &catalog, false).status, Status::Changed);
+        assert_eq!(fs::read(&path).unwrap(), data);
+        assert_eq!(run(&s, &catalog, false).status, Status::Unchanged);
+        fs::write(&path, b"edited").unwrap();
+        let noop = run(&s, &catalog, true);
+        assert_eq!(noop.status, Status::Changed);
+        assert_eq!(
+            noop.message,
+            format!(
+                "would write {}: content differs (not text, not shown)",
+                path.display()
+            )
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"edited");
+        assert_eq!(run(&s, &catalog, false).status, Status::Changed);
+        assert_eq!(fs::read(&path).unwrap(), data);
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! change" and then changes only that (or, in a noop run, says what it
 //! would do).
 
+pub(crate) mod account;
 pub(crate) mod directory;
 pub(crate) mod exec;
 pub(crate) mod file;
+pub(crate) mod line;
 pub(crate) mod package;
 pub(crate) mod service;
+pub(crate) mod symlink;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -127,6 +130,7 @@ pub(crate) async fn run_tool(
         stdin: None,
         env,
         timeout,
+        identity: None,
     };
     command::run(invocation)
         .await

@@ -56,29 +56,26 @@ impl Manager {
         }
     }
 
-    /// Whether `package` is installed.
-    async fn installed(&self, package: &str, ctx: &Context<'_>) -> Result<bool, String> {
+    /// The installed version of `package`, `None` when not installed.
+    async fn installed(&self, package: &str, ctx: &Context<'_>) -> Result<Option<String>, String> {
         let (program, args): (&PathBuf, Vec<&str>) = match self {
-            Self::Apt { dpkg_query, .. } => {
-                (dpkg_query, vec!["-W", "--showformat=${Status}", package])
-            }
-            Self::Dnf { rpm, .. } => (rpm, vec!["-q", package]),
-            Self::Apk { apk } => (apk, vec!["info", "-e", package]),
+            Self::Apt { dpkg_query, .. } => (
+                dpkg_query,
+                vec!["-W", "--showformat=${Version} ${Status}", package],
+            ),
+            Self::Dnf { rpm, .. } => (
+                rpm,
+                vec!["-q", "--queryformat", "%{VERSION}-%{RELEASE}", package],
+            ),
+            Self::Apk { apk } => (apk, vec!["info", "-e", "-v", package]),
         };
         let finished = run_tool(program, &args, &[], ctx.search_path, QUERY_TIMEOUT).await?;
         match finished.exit {
-            // dpkg-query also knows removed packages ("deinstall ok
-            // config-files"): installed only when the status ends so.
-            Exit::Code(0) => Ok(match self {
-                Self::Apt { .. } => {
-                    String::from_utf8_lossy(&finished.stdout.bytes)
-                        .split_whitespace()
-                        .last()
-                        == Some("installed")
-                }
-                Self::Dnf { .. } | Self::Apk { .. } => true,
-            }),
-            Exit::Code(_) => Ok(false),
+            Exit::Code(0) => {
+                let out = String::from_utf8_lossy(&finished.stdout.bytes);
+                Ok(parse_installed(self, package, &out))
+            }
+            Exit::Code(_) => Ok(None),
             Exit::Signal(_) | Exit::TimedOut => {
                 let output = scrubbed_output(&finished, ctx.scrubber);
                 Err(format!(
@@ -94,13 +91,22 @@ impl Manager {
     async fn change(
         &self,
         package: &str,
+        version: Option<&str>,
         install: bool,
         ctx: &Context<'_>,
     ) -> Result<Outcome, String> {
+        let wanted = self.spec(package, version);
+        let package = wanted.as_str();
+        // A pinned version may be older than the installed one.
+        let apt_install = if version.is_some() {
+            vec!["install", "-y", "--allow-downgrades", package]
+        } else {
+            vec!["install", "-y", package]
+        };
         let (program, args, env): (&PathBuf, Vec<&str>, Vec<(&str, &str)>) = match (self, install) {
             (Self::Apt { apt_get, .. }, true) => (
                 apt_get,
-                vec!["install", "-y", package],
+                apt_install,
                 vec![("DEBIAN_FRONTEND", "noninteractive")],
             ),
             (Self::Apt { apt_get, .. }, false) => (
@@ -133,6 +139,49 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// `package` at `version` as the tool takes it: `name=1.2` (apt, apk)
+    /// or `name-1.2` (dnf).
+    fn spec(&self, package: &str, version: Option<&str>) -> String {
+        match (self, version) {
+            (_, None) => package.to_owned(),
+            (Self::Apt { .. } | Self::Apk { .. }, Some(v)) => format!("{package}={v}"),
+            (Self::Dnf { .. }, Some(v)) => format!("{package}-{v}"),
+        }
+    }
+}
+
+/// The installed version from a query's output, `None` when the package
+/// is not (fully) installed.
+fn parse_installed(manager: &Manager, package: &str, out: &str) -> Option<String> {
+    match manager {
+        // "1.2-3 install ok installed"; dpkg also knows removed packages
+        // ("deinstall ok config-files"): installed only when it ends so.
+        Manager::Apt { .. } => {
+            let mut words = out.split_whitespace();
+            let version = words.next()?;
+            (words.last() == Some("installed")).then(|| version.to_owned())
+        }
+        Manager::Dnf { .. } => Some(out.trim().to_owned()).filter(|v| !v.is_empty()),
+        // "curl-8.5.0-r0"
+        Manager::Apk { .. } => out
+            .lines()
+            .next()
+            .and_then(|l| l.trim().strip_prefix(package))
+            .and_then(|v| v.strip_prefix('-'))
+            .map(str::to_owned),
+    }
+}
+
+/// Whether the installed version is the one asked for: equal, or (rpm)
+/// the asked version followed by the release.
+fn version_matches(installed: &str, wanted: &str) -> bool {
+    installed == wanted
+        || installed
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// Converges one `package` resource.
 pub(crate) async fn apply(spec: &PackageSpec, ctx: &Context<'_>) -> Outcome {
     converge(spec, ctx).await.into()
@@ -145,24 +194,37 @@ async fn converge(spec: &PackageSpec, ctx: &Context<'_>) -> Result<Outcome, Stri
         "no supported package manager on PATH (looked for dpkg-query and apt-get, rpm and dnf, apk)"
             .to_owned()
     })?;
+    let version = spec.version.as_deref();
+    if let Some(v) = version {
+        check_name("package version", v)?;
+    }
     let installed = manager.installed(package, ctx).await?;
     let want = spec.state == Presence::Present;
-    if installed == want {
-        let state = if installed {
-            "installed"
-        } else {
-            "not installed"
-        };
-        return Ok(Outcome::unchanged(format!("{package} is {state}")));
+    match (&installed, want, version) {
+        (None, false, _) => {
+            return Ok(Outcome::unchanged(format!("{package} is not installed")));
+        }
+        (Some(v), true, None) => {
+            return Ok(Outcome::unchanged(format!("{package} is installed ({v})")));
+        }
+        (Some(v), true, Some(wanted)) if version_matches(v, wanted) => {
+            return Ok(Outcome::unchanged(format!("{package} {v} is installed")));
+        }
+        _ => {}
     }
+    let what = match (&installed, want, version) {
+        (Some(v), true, Some(wanted)) => format!("change {package} from {v} to {wanted}"),
+        (_, true, Some(wanted)) => format!("install {package} {wanted}"),
+        (_, true, None) => format!("install {package}"),
+        (_, false, _) => format!("remove {package}"),
+    };
     if ctx.noop {
-        let verb = if want { "install" } else { "remove" };
         return Ok(Outcome::changed(format!(
-            "would {verb} {package} ({})",
+            "would {what} ({})",
             manager.name()
         )));
     }
-    manager.change(package, want, ctx).await
+    manager.change(package, version, want, ctx).await
 }
 
 #[cfg(test)]
@@ -170,6 +232,38 @@ mod tests {
     use std::ffi::OsStr;
 
     use super::*;
+
+    #[test]
+    fn issue_15_versions_are_read_and_compared() {
+        let apt = Manager::Apt {
+            dpkg_query: PathBuf::new(),
+            apt_get: PathBuf::new(),
+        };
+        assert_eq!(
+            parse_installed(&apt, "curl", "8.5.0-2 install ok installed"),
+            Some("8.5.0-2".into())
+        );
+        assert_eq!(
+            parse_installed(&apt, "curl", "8.5.0-2 deinstall ok config-files"),
+            None
+        );
+        let apk = Manager::Apk {
+            apk: PathBuf::new(),
+        };
+        assert_eq!(
+            parse_installed(&apk, "curl", "curl-8.5.0-r0\n"),
+            Some("8.5.0-r0".into())
+        );
+        assert!(version_matches("1.2.3-4.el9", "1.2.3"));
+        assert!(version_matches("1.2.3-4", "1.2.3-4"));
+        assert!(!version_matches("1.2.30-1", "1.2.3"));
+        assert_eq!(apt.spec("curl", Some("8.5.0-2")), "curl=8.5.0-2");
+        let dnf = Manager::Dnf {
+            rpm: PathBuf::new(),
+            dnf: PathBuf::new(),
+        };
+        assert_eq!(dnf.spec("curl", Some("8.5.0")), "curl-8.5.0");
+    }
 
     #[test]
     fn no_manager_on_an_empty_path() {
