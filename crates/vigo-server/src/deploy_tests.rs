@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -451,4 +452,41 @@ async fn a_burst_of_events_is_one_reload() {
     assert_eq!(start.elapsed(), RELOAD_QUIET_LIMIT);
     drop(rx);
     noisy.await.unwrap();
+}
+
+#[tokio::test]
+async fn issue_13_who_uses_answers_from_the_cached_catalogs_secret_index() {
+    let rig = Rig::new().await;
+    let state = &rig.state;
+    let path = SecretPath::parse(PASSWORD).unwrap();
+    let cached = state.catalog(WEB1).unwrap();
+    assert!(cached.references(&path));
+    assert_eq!(
+        cached.index.watches.get(&path).map(|r| r.len()),
+        Some(1),
+        "{:?}",
+        cached.index
+    );
+
+    let token = state.secrets.admin_token.expose_secret().to_owned();
+    let response = router(state.clone())
+        .oneshot(
+            axum::http::Request::get(format!("/v1/admin/secrets/who-uses?path={PASSWORD}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let answer: vigo_proto::admin::WhoUses = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer.envoys.len(), 1, "{answer:?}");
+    assert_eq!(answer.envoys[0].envoy, WEB1);
+    assert_eq!(answer.envoys[0].uses, ["pw"]);
+    assert_eq!(answer.envoys[0].watches, ["pw"]);
+    // Answered from the entry already cached: nothing compiled again.
+    assert!(Arc::ptr_eq(&cached, &state.catalog(WEB1).unwrap()));
 }

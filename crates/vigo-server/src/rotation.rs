@@ -1,7 +1,8 @@
 //! The rotation flow (SPEC 4.5): what happens when a secret changes.
 //!
-//! A change reaches the server from `vigocli secrets set` (the admin call),
-//! from the start-up comparison of versions, or from a watcher. Changes are
+//! A change reaches the server from `vigocli secrets set` (the admin call,
+//! `api/secrets.rs`), from the start-up comparison of versions, from a
+//! config reload, or from a watcher (`watcher.rs`). Changes are
 //! queued to one task that waits [`COALESCE_WINDOW`] for more before acting,
 //! so two `set`s a moment apart, or a script rotating several secrets, give
 //! one trigger per resource and one restart, not one per change. The task
@@ -13,8 +14,10 @@
 //!    serving and the error (naming the path) is logged and returned;
 //! 2. swaps the database pool when the DSN changed (new pool first, then the
 //!    old one is drained and closed);
-//! 3. compiles each approved envoy's catalog and finds those that reference a
-//!    changed secret;
+//! 3. takes each approved envoy's catalog of the new snapshot from the cache
+//!    (`catalogs.rs`: compiled once per snapshot, then ready for the
+//!    check-in that follows) and finds, from its secret index, those that
+//!    reference a changed secret;
 //! 4. in one store transaction, claims the new versions (with the audit
 //!    trail, numbers only), queues `_secret_triggered` for each resource whose
 //!    `watch_secret` lists a claimed path, and sets force-push — all or
@@ -174,7 +177,11 @@ impl RotationQueue {
     /// Queues a change without waiting for it: the flow runs after the
     /// coalescing window, so a script rotating several secrets one `set`
     /// after another still gives one batch. Its outcome is logged.
-    pub(crate) fn enqueue(&self, paths: BTreeSet<SecretPath>, actor: Actor) -> Result<(), RotationError> {
+    pub(crate) fn enqueue(
+        &self,
+        paths: BTreeSet<SecretPath>,
+        actor: Actor,
+    ) -> Result<(), RotationError> {
         self.tx
             .send(Request {
                 paths,
