@@ -82,7 +82,7 @@ fn resource_text(
             f.bytes.iter().for_each(|b| {
                 field(
                     out,
-                    "source",
+                    "copied_from",
                     &format!("{} ({} bytes)", b.from, b.data.len()),
                 );
             });

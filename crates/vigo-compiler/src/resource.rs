@@ -457,6 +457,7 @@ pub(crate) fn parse_resource(
                     Err(e) => {
                         let reason = e.to_string();
                         let last = reason.lines().last().unwrap_or_default().trim();
+                        let last = last.strip_prefix("error: ").unwrap_or(last);
                         fields.error(
                             pos,
                             format!("'match' is not a valid regular expression: {last}"),
