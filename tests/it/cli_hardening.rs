@@ -2,15 +2,13 @@
 //! `vigocli` on a closed pipe (13), `catalog --reveal` into a file (14),
 //! `secrets set PATH -` (15) and error lines that say their cause once (20).
 
-mod support;
-
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestDir, all_output, bin, cli_ok, free_port, stderr, stdout};
+use crate::support::{TestDir, all_output, bin, cli_ok, free_port, stderr, stdout};
 
 /// `nobody`: who a root test runs the binaries as, so that the owner of
 /// `/proc/PID` tells whether the process is dumpable.
@@ -385,7 +383,7 @@ fn issue_12_item_20_an_enrollment_refusal_is_printed_once() {
     let dir = TestDir::new();
     cli_ok(&dir, &["secrets", "bootstrap"]);
     let _server = dir.start_server(&[]);
-    let envoy = support::EnvoyHost::new(&dir, "web1.example.com", Some("not-a-valid-token"));
+    let envoy = crate::support::EnvoyHost::new(&dir, "web1.example.com", Some("not-a-valid-token"));
     let out = envoy.run_once();
     assert!(!out.status.success());
     let line = error_line_says_each_cause_once(&stderr(&out));

@@ -1,11 +1,9 @@
 //! `vigocli check` and `vigocli catalog` on real config repositories: the
 //! seed's examples compile, and each kind of mistake fails with file:line.
 
-mod support;
-
 use std::path::Path;
 
-use support::{TestDir, stderr, stdout};
+use crate::support::{TestDir, stderr, stdout};
 
 /// Copies a config repository into the test folder's `config/`.
 fn copy_repo(from: &Path, dir: &TestDir) {

@@ -6,15 +6,15 @@
 //! right after `vigocli secrets set` (or right after a start that found a
 //! changed secret) gets the new value.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{
+    EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout};
 
 const WEB1: &str = "web1.example.com";
 const DB1: &str = "db1.example.com";
@@ -129,7 +129,7 @@ impl Rig {
 
     fn metrics(&self) -> String {
         let ca = std::fs::read_to_string(self.dir.ca_file()).unwrap();
-        support::https_get(&format!("https://127.0.0.1:{}/metrics", self.dir.port), &ca)
+        crate::support::https_get(&format!("https://127.0.0.1:{}/metrics", self.dir.port), &ca)
             .unwrap()
             .1
     }

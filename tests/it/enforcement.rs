@@ -6,14 +6,12 @@
 //! unique canary secret value must never show up in any output or under the
 //! envoy's data folder.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, cli_ok, contains_bytes,
 };
 
@@ -72,11 +70,11 @@ impl Rig {
     fn run_once(&mut self, args: &[&str]) -> String {
         let mut run_args = vec!["--once"];
         run_args.extend_from_slice(args);
-        let out = support::run(&mut self.host.command(DEBUG, &run_args));
+        let out = crate::support::run(&mut self.host.command(DEBUG, &run_args));
         let text = all_output(&out);
         self.outputs.push_str(&text);
         assert!(out.status.success(), "run {args:?}:\n{text}");
-        support::stdout(&out)
+        crate::support::stdout(&out)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -135,7 +133,7 @@ impl Rig {
             "the secret value reached the server log"
         );
         let data = self.host.root.join("data");
-        let files = support::snapshot(&data);
+        let files = crate::support::snapshot(&data);
         assert!(!files.is_empty(), "{} holds files", data.display());
         for (path, bytes) in &files {
             assert!(

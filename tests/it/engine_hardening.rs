@@ -3,18 +3,16 @@
 //! temporary file an interrupted write left is removed by the next apply,
 //! and a secret-bearing file is refused in a folder everyone can write to.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{EnvoyHost, TestDir, cli_ok, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use support::{EnvoyHost, TestDir, cli_ok, stderr};
 
 /// Upper bound for waiting on something that should happen; not a
 /// performance expectation.

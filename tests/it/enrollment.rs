@@ -9,13 +9,13 @@
 //! touches the database runs on the embedded one and, when
 //! `VIGO_TEST_POSTGRES` names a PostgreSQL server, on a fresh schema of it.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{
+    EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout,
+};
 use serde_json::{Value, json};
-use support::{EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::{EnvoyName, SecretValue};
 

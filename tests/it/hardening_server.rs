@@ -12,8 +12,6 @@
 //! `VIGO_FAULT` stops or fails the server at a named point, and
 //! `VIGO_TEST_LISTENER` shortens the listener's timeouts.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok};
 use serde_json::{Value, json};
-use support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
 
@@ -36,7 +34,7 @@ struct Rig {
     dir: TestDir,
     out: PathBuf,
     db1: EnvoyHost,
-    _schema: Option<support::PgSchema>,
+    _schema: Option<crate::support::PgSchema>,
 }
 
 impl Rig {
@@ -50,7 +48,7 @@ impl Rig {
             let Some(admin_url) = vigo_test_support::postgres_url() else {
                 return None;
             };
-            Some(support::PgSchema::create(&dir, admin_url))
+            Some(crate::support::PgSchema::create(&dir, admin_url))
         } else {
             None
         };
@@ -67,7 +65,7 @@ impl Rig {
 
     /// `vigosrv` with extra environment, waited for until healthy.
     fn start(&self, env: &[(&str, &str)]) -> ServerProcess {
-        let mut cmd = Command::new(support::bin("vigosrv"));
+        let mut cmd = Command::new(crate::support::bin("vigosrv"));
         cmd.arg("--config").arg(self.dir.config());
         cmd.args(["--log-level", "debug"]);
         for (key, value) in env {
@@ -399,7 +397,7 @@ fn issue_12_idle_connections_from_one_address_do_not_starve_healthz() {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("ulimit -n 256 && exec \"$0\" --config \"$1\"")
-        .arg(support::bin("vigosrv"))
+        .arg(crate::support::bin("vigosrv"))
         .arg(dir.config())
         .env("VIGO_TEST_LISTENER", "handshake_ms=60000");
     let mut server = ServerProcess::from_command(&mut cmd);
@@ -439,7 +437,7 @@ fn issue_12_idle_connections_from_one_address_do_not_starve_healthz() {
 fn issue_12_the_global_connection_cap_refuses_cleanly() {
     let dir = TestDir::new();
     cli_ok(&dir, &["secrets", "bootstrap"]);
-    let mut cmd = Command::new(support::bin("vigosrv"));
+    let mut cmd = Command::new(crate::support::bin("vigosrv"));
     cmd.arg("--config").arg(dir.config()).env(
         "VIGO_TEST_LISTENER",
         "max_connections=20,max_per_address=1000,handshake_ms=60000",
@@ -724,7 +722,7 @@ fn issue_12_queued_triggers_come_from_the_store_and_sizes_are_histograms() {
     rig.enroll();
     let ca = rig.ca();
     let metrics_url = format!("https://127.0.0.1:{}/metrics", rig.dir.port);
-    let (_, before) = support::https_get(&metrics_url, &ca).unwrap();
+    let (_, before) = crate::support::https_get(&metrics_url, &ca).unwrap();
     assert!(
         before.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 0"),
         "{before}"
@@ -736,7 +734,7 @@ fn issue_12_queued_triggers_come_from_the_store_and_sizes_are_histograms() {
         || server.log().contains(ROTATION_DONE),
         || server.log(),
     );
-    let (_, after) = support::https_get(&metrics_url, &ca).unwrap();
+    let (_, after) = crate::support::https_get(&metrics_url, &ca).unwrap();
     assert!(
         after.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 2"),
         "{after}"
@@ -758,7 +756,7 @@ fn issue_12_queued_triggers_come_from_the_store_and_sizes_are_histograms() {
     // Applied: the gauge drops back.
     let run = rig.db1.run_once();
     assert!(run.status.success(), "{}", all_output(&run));
-    let (_, applied) = support::https_get(&metrics_url, &ca).unwrap();
+    let (_, applied) = crate::support::https_get(&metrics_url, &ca).unwrap();
     assert!(
         applied.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 0"),
         "{applied}"

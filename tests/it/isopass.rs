@@ -4,16 +4,14 @@
 //! `vigocli secrets bootstrap|set|get|list`, the token never reaching any
 //! output, and the secret watchers (isopass poller, local file watcher).
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use isopass_standin::{Handle, StandinOptions, Transport};
-use support::{
+use crate::support::{
     EnvoyHost, ServerProcess, TestDir, TestRng, all_output, cli_ok, free_port, stderr, stdout,
 };
+use isopass_standin::{Handle, StandinOptions, Transport};
 use vigo_secrets::{IsopassConfig, IsopassProvider, SecretPath, SecretProvider, SecretValue};
 use zeroize::Zeroizing;
 
@@ -345,14 +343,14 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
 
     assert!(server.terminate().success(), "{}", server.log());
     let token = isopass.token.as_bytes();
-    assert!(!support::contains_bytes(&server.log_bytes(), token));
+    assert!(!crate::support::contains_bytes(&server.log_bytes(), token));
     for out in &outputs {
-        assert!(!support::contains_bytes(&out.stdout, token));
-        assert!(!support::contains_bytes(&out.stderr, token));
+        assert!(!crate::support::contains_bytes(&out.stdout, token));
+        assert!(!crate::support::contains_bytes(&out.stderr, token));
     }
     for (file, bytes) in dir.snapshot() {
         assert!(
-            !support::contains_bytes(&bytes, token),
+            !crate::support::contains_bytes(&bytes, token),
             "{} holds the token",
             file.display()
         );
@@ -411,7 +409,7 @@ fn web1_state(dir: &TestDir) -> (String, usize) {
 fn unchanged_run(host: &EnvoyHost) -> bool {
     let run = host.run_once();
     assert!(run.status.success(), "{}: {}", host.name, all_output(&run));
-    support::in_sync(&run)
+    crate::support::in_sync(&run)
 }
 
 #[test]
@@ -459,7 +457,7 @@ fn the_poller_notices_a_change_made_straight_in_isopass_and_survives_an_outage()
     );
     let before = server.log().matches("rotation queued paths=app/pw").count();
     isopass.put("app/pw", "value-three");
-    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while server.log().matches("rotation queued paths=app/pw").count() == before {
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -7,15 +7,13 @@
 //! `VIGO_TEST_POSTGRES` names a PostgreSQL server, again on a fresh schema
 //! of it (the DSN stored as the `vigo/db/dsn` secret, as in production).
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr};
 use serde_json::{Value, json};
-use support::{EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
 
@@ -134,7 +132,7 @@ fn acceptance(env: &Env) {
         let run = host.run_once();
         assert!(run.status.success(), "{}", all_output(&run));
         assert!(
-            support::in_sync(&run),
+            crate::support::in_sync(&run),
             "{}: {}",
             host.name,
             all_output(&run)
@@ -632,7 +630,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn https_text(dir: &TestDir, route: &str) -> String {
     let ca = std::fs::read_to_string(dir.ca_file()).unwrap();
     let (status, body) =
-        support::https_get(&format!("https://127.0.0.1:{}{route}", dir.port), &ca).unwrap();
+        crate::support::https_get(&format!("https://127.0.0.1:{}{route}", dir.port), &ca).unwrap();
     assert_eq!(status, 200, "{body}");
     body
 }

@@ -11,14 +11,12 @@
 //! tests see exactly how often each ran. Every process logs at debug level
 //! and a unique canary value is grepped for everywhere it must not be.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, cli_ok};
 use serde_json::Value;
-use support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, cli_ok};
 
 const DB1: &str = "db1.example.com";
 const WEB1: &str = "web1.example.com";
@@ -214,13 +212,13 @@ fn rotation_reaches_only_the_envoy_that_uses_the_secret_and_leaks_nowhere() {
     // web1 is untouched.
     let run = rig.web1.run_once_with(DEBUG);
     assert!(run.status.success(), "{}", all_output(&run));
-    assert!(support::in_sync(&run), "{}", all_output(&run));
+    assert!(crate::support::in_sync(&run), "{}", all_output(&run));
     outputs.push_str(&all_output(&run));
 
     // A third check-in changes nothing.
     let run = rig.db1.run_once_with(DEBUG);
     assert!(run.status.success(), "{}", all_output(&run));
-    assert!(support::in_sync(&run), "{}", all_output(&run));
+    assert!(crate::support::in_sync(&run), "{}", all_output(&run));
     outputs.push_str(&all_output(&run));
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
 
@@ -236,7 +234,8 @@ fn rotation_reaches_only_the_envoy_that_uses_the_secret_and_leaks_nowhere() {
     outputs.push_str(&shown);
     let ca = std::fs::read_to_string(rig.dir.ca_file()).unwrap();
     let (_, metrics) =
-        support::https_get(&format!("https://127.0.0.1:{}/metrics", rig.dir.port), &ca).unwrap();
+        crate::support::https_get(&format!("https://127.0.0.1:{}/metrics", rig.dir.port), &ca)
+            .unwrap();
     assert!(
         metrics.contains("vigo_rotation_lag_seconds{envoy=\"db1.example.com\"}"),
         "{metrics}"
@@ -289,7 +288,7 @@ fn rotation_reaches_only_the_envoy_that_uses_the_secret_and_leaks_nowhere() {
         .dir
         .snapshot()
         .into_iter()
-        .filter(|(_, bytes)| support::contains_bytes(bytes, canary.as_bytes()))
+        .filter(|(_, bytes)| crate::support::contains_bytes(bytes, canary.as_bytes()))
         .map(|(path, _)| path)
         .collect();
     assert_eq!(holders, vec![rig.out.join("db.conf")]);
@@ -339,7 +338,7 @@ fn a_set_while_the_server_is_stopped_reaches_db1_after_restart() {
     assert_eq!(rig.db_conf(), "password = set-while-down\n");
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
     let run = rig.web1.run_once();
-    assert!(support::in_sync(&run), "{}", all_output(&run));
+    assert!(crate::support::in_sync(&run), "{}", all_output(&run));
 }
 
 #[test]
@@ -394,7 +393,7 @@ fn a_trigger_survives_a_server_restart_and_a_killed_envoy() {
     let db1 = rig.show(DB1);
     assert_eq!(db1["queued_triggers"], serde_json::json!([]), "{db1}");
     let run = rig.db1.run_once();
-    assert!(support::in_sync(&run), "{}", all_output(&run));
+    assert!(crate::support::in_sync(&run), "{}", all_output(&run));
     drop(server);
 }
 
@@ -455,10 +454,10 @@ fn a_rotation_handled_by_one_replica_reaches_envoys_of_another() {
         return;
     };
     let rig = Rig::new();
-    let _schema = support::PgSchema::create(&rig.dir, admin_url);
+    let _schema = crate::support::PgSchema::create(&rig.dir, admin_url);
     // Replica A on the folder's config; replica B the same but its port.
     let server_a = rig.start_server();
-    let port_b = support::free_port();
+    let port_b = crate::support::free_port();
     let config = std::fs::read_to_string(rig.dir.config()).unwrap();
     let config_b = rig.dir.write(
         "vigosrv-b.yaml",
@@ -501,7 +500,7 @@ fn a_rotation_handled_by_one_replica_reaches_envoys_of_another() {
     );
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
     let run = rig.db1.run_once();
-    assert!(support::in_sync(&run), "{}", all_output(&run));
+    assert!(crate::support::in_sync(&run), "{}", all_output(&run));
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
     assert_eq!(done(), 1, "A:\n{}\nB:\n{}", server_a.log(), server_b.log());
     drop(server_b);

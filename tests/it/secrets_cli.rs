@@ -2,13 +2,11 @@
 //! without a running server: rotation output, stdin values, listings,
 //! tampering, invalid paths, leak canaries and crash safety.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{TestDir, TestRng, contains_bytes, stderr, stdout};
+use crate::support::{TestDir, TestRng, contains_bytes, stderr, stdout};
 
 const PASSWORD: &str = "vigo/grafana/admin-password";
 

@@ -1,11 +1,9 @@
 //! `vigosrv` start-up, end to end: first start, fail-fast on missing or
 //! tampered secrets, unsafe master keys, and shutdown on SIGTERM.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use support::{TestDir, https_get};
+use crate::support::{TestDir, https_get};
 
 const SERVER_SECRETS: [&str; 7] = [
     "vigo/tls/ca_cert",
@@ -79,7 +77,7 @@ fn a_missing_dsn_stops_the_start_with_the_exact_line() {
     std::fs::remove_file(dir.secret_file("vigo/db/dsn")).unwrap();
 
     let before = dir.snapshot();
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     let status = server.wait_exit();
     assert!(!status.success());
     let log = server.log();
@@ -106,7 +104,7 @@ fn a_tampered_secret_stops_the_start_with_an_integrity_error() {
     std::fs::write(&file, &bytes).unwrap();
 
     let before = dir.snapshot();
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     let expected = "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': integrity check failed (wrong key or tampered file)\"";
@@ -124,7 +122,7 @@ fn a_group_readable_key_file_is_refused_with_a_chmod_hint() {
     std::fs::set_permissions(dir.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
 
     let before = dir.snapshot();
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     let errors: Vec<_> = log.lines().filter(|l| l.starts_with("ERROR")).collect();
@@ -143,7 +141,7 @@ fn a_key_of_the_wrong_length_is_refused() {
     std::fs::write(dir.key_file(), "abcd\n").unwrap();
 
     let before = dir.snapshot();
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     assert!(log.contains("ERROR server failed"), "{log}");
@@ -158,7 +156,7 @@ fn a_lost_key_next_to_existing_secrets_is_not_replaced() {
     std::fs::remove_file(dir.key_file()).unwrap();
 
     let before = dir.snapshot();
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     assert!(
@@ -179,7 +177,7 @@ fn a_literal_dsn_is_a_startup_error() {
             dir.port
         ),
     );
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     assert!(
@@ -195,7 +193,7 @@ fn a_literal_dsn_is_a_startup_error() {
 #[test]
 fn unknown_keys_name_the_key_and_position() {
     let dir = TestDir::with_config_extra("secrets:\n  backend: local\n  keyfile: /x\n");
-    let mut server = support::ServerProcess::spawn(&dir.config(), &[]);
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
     let position = format!("{}:8:3", dir.config().display());
@@ -205,7 +203,9 @@ fn unknown_keys_name_the_key_and_position() {
 #[test]
 fn help_and_version_work() {
     for flag in ["--help", "--version"] {
-        let out = support::run(std::process::Command::new(support::bin("vigosrv")).arg(flag));
+        let out = crate::support::run(
+            std::process::Command::new(crate::support::bin("vigosrv")).arg(flag),
+        );
         assert!(out.status.success(), "{flag}");
         assert!(!out.stdout.is_empty());
     }

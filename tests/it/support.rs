@@ -2,9 +2,6 @@
 //! a server config in it, free ports, the real binaries (`vigosrv`,
 //! `vigocli`, `vigoenvoy`) run as child processes, and HTTPS calls that
 //! trust only the exported CA certificate.
-//!
-//! Every test binary includes this module and uses a different part of it.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -479,48 +476,24 @@ impl TestRng {
 /// A fresh schema of the `VIGO_TEST_POSTGRES` server, made the test
 /// folder's database (its DSN stored as the `vigo/db/dsn` secret, as in
 /// production); dropped afterwards.
-pub(crate) struct PgSchema {
-    admin_url: String,
-    schema: String,
-}
+pub(crate) struct PgSchema(vigo_test_support::PgSchema);
 
 impl PgSchema {
     /// Creates the schema and stores the DSN that selects it.
     pub(crate) fn create(dir: &TestDir, admin_url: String) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
-            "vigo_test_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+        let schema = vigo_test_support::PgSchema::create(&admin_url);
+        let out = dir.cli_with_stdin(
+            &["secrets", "set", "vigo/db/dsn", "-"],
+            schema.dsn().as_bytes(),
         );
-        psql(&admin_url, &format!("CREATE SCHEMA {schema}"));
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let dsn = format!("{admin_url}{separator}options=-csearch_path%3D{schema}");
-        let out = dir.cli_with_stdin(&["secrets", "set", "vigo/db/dsn", "-"], dsn.as_bytes());
         assert!(out.status.success(), "{}", stderr(&out));
-        Self { admin_url, schema }
+        Self(schema)
     }
-}
 
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        psql(
-            &self.admin_url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
-        );
+    /// The schema's name.
+    pub(crate) fn name(&self) -> &str {
+        self.0.name()
     }
-}
-
-/// Runs one SQL statement with `psql`, asserting success.
-pub(crate) fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running psql");
-    assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
 }
 
 impl ServerProcess {

@@ -1,0 +1,23 @@
+//! Vigo's end-to-end tests: one test binary (as ripgrep does) that runs the
+//! real `vigosrv`, `vigocli` and `vigoenvoy`, one module per area, sharing
+//! [`support`].
+//!
+//! Run one area with `cargo test --test it MODULE::`, e.g.
+//! `cargo test --test it rotation::`.
+
+mod support;
+
+mod cli_hardening;
+mod config_cli;
+mod deploy;
+mod enforcement;
+mod engine_hardening;
+mod enrollment;
+mod envoy_apply;
+mod golden;
+mod hardening_server;
+mod isopass;
+mod protocol;
+mod rotation;
+mod secrets_cli;
+mod server_start;
