@@ -284,34 +284,12 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// Starts `vigosrv --config <config> <extra_args>` without waiting.
     pub(crate) fn spawn(config: &Path, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(bin("vigosrv"))
-            .arg("--config")
-            .arg(config)
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning vigosrv");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&buf[..n]);
-            }
-        });
-        Self {
-            child,
-            log,
-            status: None,
-        }
+        Self::from_command(
+            Command::new(bin("vigosrv"))
+                .arg("--config")
+                .arg(config)
+                .args(extra_args),
+        )
     }
 
     /// Everything the server logged so far.
