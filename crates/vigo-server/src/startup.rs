@@ -44,6 +44,7 @@ impl Server {
         if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tracing::warn!(error = %e, "cannot handle SIGHUP; it would stop the server");
         }
+        raise_open_file_limit();
         let raw = RawConfig::load(config_file)?;
         tracing::info!(config = %raw.file.display(), backend = raw.secrets.name(), "starting");
 
@@ -229,6 +230,20 @@ pub async fn shutdown_signal() {
             tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT; stop the server with SIGKILL");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Raises the soft open-file limit (`RLIMIT_NOFILE`) to the hard one:
+/// every envoy holding a wait keeps a connection open, and the listener
+/// accepts connections up to this limit (`listener.rs`).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok(_) | Err(_) => {}
     }
 }
 

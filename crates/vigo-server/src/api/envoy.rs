@@ -398,16 +398,17 @@ pub(crate) async fn wait(
             let first = !std::mem::replace(&mut authenticated, true);
             let state = &state;
             async move {
-                if first {
+                let due = if first {
                     let envoy = authenticate(state, peer).await?;
-                    if envoy.force_push {
-                        return Ok::<_, AppError>(true);
-                    }
-                    if envoy.queued_triggers == 0 {
-                        return Ok(false);
-                    }
+                    envoy.force_push
+                        || (envoy.queued_triggers > 0 && state.store().checkin_due(name).await?)
+                } else {
+                    state.store().checkin_due(name).await?
+                };
+                if first && !due {
+                    tracing::debug!(envoy = %name, "holding a wait");
                 }
-                Ok(state.store().checkin_due(name).await?)
+                Ok::<_, AppError>(due)
             }
         })
         .await?;
