@@ -28,8 +28,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vigo_compiler::Diagnostic;
@@ -37,6 +35,7 @@ use vigo_proto::admin::ConfigProblem;
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyStatus, Timestamp};
 
+use crate::folder_watch::{FolderWatch, watch_folder};
 use crate::repo::{RepoError, Revision};
 use crate::rotation::Actor;
 use crate::{AppState, RepoSnapshot, error_chain};
@@ -404,7 +403,7 @@ pub(crate) async fn run_reloader(state: AppState) {
         }
     };
     let dir = state.deploy.config_dir().to_owned();
-    let mut files = match watch_config_dir(&dir) {
+    let mut files = match watch_folder(&dir, in_git) {
         Ok(watch) => {
             tracing::info!(path = %dir.display(), "watching the config repository");
             Some(watch)
@@ -457,57 +456,18 @@ async fn next_signal(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option
     }
 }
 
-/// A running watcher of `config_dir`: dropping it stops inotify.
-struct ConfigWatch {
-    _watcher: RecommendedWatcher,
-    events: mpsc::Receiver<()>,
-}
-
-/// Watches `dir` recursively. The callback runs on notify's thread and
-/// only fills a one-slot channel, so a burst of events is one wake-up.
-fn watch_config_dir(dir: &Path) -> Result<ConfigWatch, notify::Error> {
-    let (tx, events) = mpsc::channel(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-        let relevant = match &event {
-            Ok(event) => is_content_change(event),
-            // Lost or overflowed events: look, to be safe.
-            Err(_) => true,
-        };
-        if relevant {
-            let _ = tx.try_send(());
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    Ok(ConfigWatch {
-        _watcher: watcher,
-        events,
-    })
-}
-
-/// Whether `event` may have changed a file: not a read (the reload's own
-/// reads), not a metadata change, not only inside `.git`.
-fn is_content_change(event: &Event) -> bool {
-    let kind_counts = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Any
-        | EventKind::Create(_)
-        | EventKind::Modify(_)
-        | EventKind::Remove(_)
-        | EventKind::Other => true,
-    };
-    let in_git = |p: &PathBuf| {
-        p.components()
-            .any(|c| matches!(c, Component::Normal(n) if n == OsStr::new(".git")))
-    };
-    kind_counts && (event.paths.is_empty() || event.paths.iter().any(|p| !in_git(p)))
+/// Whether `path` is inside a `.git` folder: the config watcher ignores
+/// changes there.
+fn in_git(path: &Path) -> bool {
+    path.components()
+        .any(|c| matches!(c, Component::Normal(n) if n == OsStr::new(".git")))
 }
 
 /// Waits for an event, then until none came for `quiet` (at most `limit`
 /// after the first). `None` when the watcher is gone; never completes
 /// without a watcher.
 async fn next_burst(
-    files: &mut Option<ConfigWatch>,
+    files: &mut Option<FolderWatch>,
     quiet: Duration,
     limit: Duration,
 ) -> Option<()> {

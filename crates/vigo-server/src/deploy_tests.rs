@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, DataChange};
+use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind};
+use notify::{Event, EventKind};
 use tower::ServiceExt;
 use vigo_secrets::{SecretPath, SecretValue};
 
 use super::*;
+use crate::folder_watch::may_change_files;
 use crate::{Server, router};
 
 const WEB1: &str = "web1.example.com";
@@ -383,6 +385,7 @@ async fn issue_11_the_watcher_reloads_a_changed_repository_once() {
 
 #[test]
 fn reads_and_git_internals_are_not_changes() {
+    let is_content_change = |event: &Event| may_change_files(event, in_git);
     let event = |kind: EventKind, path: &str| Event {
         kind,
         paths: vec![PathBuf::from(path)],

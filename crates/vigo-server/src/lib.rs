@@ -12,7 +12,8 @@
 //!   puts the client's verified certificate in each request.
 //! - `enroll.rs`: enrollment rules; `rotation.rs`: the rotation flow and
 //!   its queue, `gate.rs`: check-ins wait for queued rotations;
-//!   `deploy.rs`: config reloads; `watcher.rs`: the secret watchers;
+//!   `deploy.rs`: config reloads; `watcher.rs`: the secret watchers,
+//!   `folder_watch.rs`: the notify plumbing both watchers share;
 //!   `catalogs.rs`: compiled catalogs (and their secret index) per
 //!   snapshot; `repo.rs`: the config repository snapshot.
 //! - `waiters.rs`, `fleet_wake.rs`: held `/v1/wait` calls and their wake-ups
@@ -28,6 +29,7 @@ mod deploy;
 mod enroll;
 mod error;
 mod fleet_wake;
+mod folder_watch;
 mod gate;
 mod limits;
 mod listener;

@@ -36,15 +36,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigo_config::{RawConfig, SecretsBackend};
 use vigo_secrets::{LocalProvider, SecretError, SecretPath, SecretProvider};
 
 use crate::AppState;
+use crate::folder_watch::{FolderWatch, watch_folder};
 
 /// Quiet time after the last file event before the file watcher compares
 /// versions: a `set` writes a temporary file and renames it, a restore may
@@ -169,7 +167,7 @@ async fn run<T: WatchTarget, F: Future<Output = ()> + Send>(
         tracing::debug!("no secret watcher configured");
         return;
     }
-    let mut files = plan.files.as_deref().and_then(|dir| match watch_folder(dir) {
+    let mut files = plan.files.as_deref().and_then(|dir| match watch_folder(dir, is_backend_file) {
         Ok(watching) => {
             tracing::info!(path = %dir.display(), "watching secret files");
             Some(watching)
@@ -373,53 +371,6 @@ impl PollSchedule {
     }
 }
 
-/// A running file watcher: dropping it stops inotify.
-struct FolderWatch {
-    _watcher: RecommendedWatcher,
-    events: mpsc::Receiver<()>,
-}
-
-/// Watches `dir` recursively. The notify callback runs on notify's own
-/// thread; it only sets a one-slot flag in a tokio channel, so a burst of
-/// events is one wake-up.
-fn watch_folder(dir: &Path) -> Result<FolderWatch, notify::Error> {
-    let (tx, events) = mpsc::channel(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-        let relevant = match &event {
-            Ok(event) => is_secret_change(event),
-            // A lost or overflowed event queue: look, to be safe.
-            Err(_) => true,
-        };
-        if relevant {
-            // Full means a wake-up is already pending; closed means the
-            // watcher task is gone. Neither needs anything more.
-            let _ = tx.try_send(());
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    Ok(FolderWatch {
-        _watcher: watcher,
-        events,
-    })
-}
-
-/// Whether `event` may mean that a secret file was created, replaced or
-/// removed: not a read, not a metadata change, not only the backend's own
-/// temporary or lock files.
-fn is_secret_change(event: &Event) -> bool {
-    let kind_counts = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Any
-        | EventKind::Create(_)
-        | EventKind::Modify(_)
-        | EventKind::Remove(_)
-        | EventKind::Other => true,
-    };
-    kind_counts && (event.paths.is_empty() || event.paths.iter().any(|p| !is_backend_file(p)))
-}
-
 /// The backend's temporary files and its lock file: never secrets.
 fn is_backend_file(path: &Path) -> bool {
     let name = path.file_name().and_then(OsStr::to_str).unwrap_or("");
@@ -460,9 +411,11 @@ async fn sleep_until(at: Option<Instant>) {
 mod tests {
     use std::sync::Mutex;
 
+    use tokio::sync::mpsc;
     use vigo_secrets::{LocalProvider, MasterKey, MemoryProvider, SecretValue};
 
     use super::*;
+    use crate::folder_watch::may_change_files;
 
     fn p(s: &str) -> SecretPath {
         SecretPath::parse(s).unwrap()
@@ -577,7 +530,11 @@ mod tests {
 
     #[test]
     fn reads_metadata_and_backend_files_are_ignored() {
-        use notify::event::{CreateKind, DataChange, MetadataKind, RenameMode};
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
+        };
+        use notify::{Event, EventKind};
+        let is_secret_change = |event: &Event| may_change_files(event, is_backend_file);
         let event = |kind, paths: &[&str]| Event {
             kind,
             paths: paths.iter().map(PathBuf::from).collect(),
