@@ -103,16 +103,12 @@ fn a_tampered_secret_stops_the_start_with_an_integrity_error() {
     bytes[last] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
 
-    let before = dir.snapshot();
-    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
-    assert!(!server.wait_exit().success());
-    let log = server.log();
+    let log = refused_start_log(&dir);
     let expected = "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': integrity check failed (wrong key or tampered file)\"";
     assert!(
         log.lines().any(|l| l == expected),
         "missing {expected:?} in:\n{log}"
     );
-    assert_eq!(before, dir.snapshot());
 }
 
 #[test]
@@ -121,17 +117,13 @@ fn a_group_readable_key_file_is_refused_with_a_chmod_hint() {
     dir.start_server(&[]).terminate();
     std::fs::set_permissions(dir.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    let before = dir.snapshot();
-    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
-    assert!(!server.wait_exit().success());
-    let log = server.log();
+    let log = refused_start_log(&dir);
     let errors: Vec<_> = log.lines().filter(|l| l.starts_with("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{log}");
     assert!(
         errors[0].contains(&format!("chmod 600 {}", dir.key_file().display())),
         "{log}"
     );
-    assert_eq!(before, dir.snapshot());
 }
 
 #[test]
@@ -140,13 +132,9 @@ fn a_key_of_the_wrong_length_is_refused() {
     dir.start_server(&[]).terminate();
     std::fs::write(dir.key_file(), "abcd\n").unwrap();
 
-    let before = dir.snapshot();
-    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
-    assert!(!server.wait_exit().success());
-    let log = server.log();
+    let log = refused_start_log(&dir);
     assert!(log.contains("ERROR server failed"), "{log}");
     assert!(log.contains("expected 64 hex characters"), "{log}");
-    assert_eq!(before, dir.snapshot());
 }
 
 #[test]
@@ -155,16 +143,12 @@ fn a_lost_key_next_to_existing_secrets_is_not_replaced() {
     dir.start_server(&[]).terminate();
     std::fs::remove_file(dir.key_file()).unwrap();
 
-    let before = dir.snapshot();
-    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
-    assert!(!server.wait_exit().success());
-    let log = server.log();
+    let log = refused_start_log(&dir);
     assert!(
         log.contains("restore the key file instead of generating a new one"),
         "{log}"
     );
     assert!(!dir.key_file().exists());
-    assert_eq!(before, dir.snapshot());
 }
 
 #[test]
@@ -209,4 +193,19 @@ fn help_and_version_work() {
         assert!(out.status.success(), "{flag}");
         assert!(!out.stdout.is_empty());
     }
+}
+
+/// Starts `vigosrv` on `dir`'s config expecting it to refuse: it must exit
+/// with a failure and leave every file in the folder as it was. Its log.
+fn refused_start_log(dir: &TestDir) -> String {
+    let before = dir.snapshot();
+    let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
+    assert!(!server.wait_exit().success());
+    let log = server.log();
+    assert_eq!(
+        before,
+        dir.snapshot(),
+        "a refused start changed files; log:\n{log}"
+    );
+    log
 }
