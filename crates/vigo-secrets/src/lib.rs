@@ -29,7 +29,7 @@ mod value;
 pub use envoy_name::{EnvoyName, EnvoyNameError, MAX_ENVOY_NAME_LEN};
 pub use error::SecretError;
 pub use isopass::{IsopassConfig, IsopassProvider};
-pub use local::{LocalProvider, MasterKey};
+pub use local::{LocalProvider, MasterKey, Recovery};
 pub use memory::MemoryProvider;
 pub use path::{MAX_PATH_LEN, PathError, SECRET_PREFIX, SecretPath, SecretRef};
 pub use provider::{SecretInfo, SecretProvider, VersionedSecret};

@@ -10,20 +10,25 @@
 //! `set`s — from threads or from separate `vigocli` and `vigosrv` processes —
 //! never produce the same version. Readers take no lock: a rename is atomic,
 //! so they see the old file or the new one.
+//!
+//! The master key can be changed (`vigocli secrets rekey`); how that stays
+//! crash-safe is in `local/rekey.rs`.
 
 mod files;
 mod format;
 mod key;
+mod rekey;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
 pub use key::MasterKey;
+pub use rekey::Recovery;
 
 use crate::{SecretError, SecretInfo, SecretPath, SecretProvider, SecretValue, VersionedSecret};
 
@@ -38,7 +43,11 @@ pub struct LocalProvider {
 }
 
 struct Inner {
-    key: MasterKey,
+    /// The key in use; replaced when the key file changes (a rekey).
+    key: RwLock<Arc<MasterKey>>,
+    /// Where the key came from, when it came from a file: re-read when a
+    /// decryption fails and before every write.
+    key_file: Option<PathBuf>,
     secrets_dir: PathBuf,
 }
 
@@ -47,15 +56,64 @@ impl LocalProvider {
     /// The folder is created (mode 0700) on the first `set`.
     pub fn new(key: MasterKey, secrets_dir: PathBuf) -> LocalProvider {
         LocalProvider {
-            inner: Arc::new(Inner { key, secrets_dir }),
+            inner: Arc::new(Inner {
+                key: RwLock::new(Arc::new(key)),
+                key_file: None,
+                secrets_dir,
+            }),
         }
     }
 
     /// Loads the master key from `key_file` (see [`MasterKey::load`]) and
-    /// opens the secrets under `secrets_dir`.
+    /// opens the secrets under `secrets_dir`, first finishing or undoing a
+    /// key change that was interrupted (see [`LocalProvider::recover`]).
+    ///
+    /// The provider follows later key changes: when a secret does not open
+    /// under the key it holds, it re-reads `key_file` (and tries
+    /// `<key_file>.old`, kept until `rekey --finish`), and every write
+    /// re-reads `key_file` first.
     pub fn open(key_file: &Path, secrets_dir: &Path) -> Result<LocalProvider, SecretError> {
+        LocalProvider::recover(key_file, secrets_dir)?;
         let key = MasterKey::load(key_file)?;
-        Ok(LocalProvider::new(key, secrets_dir.to_path_buf()))
+        Ok(LocalProvider {
+            inner: Arc::new(Inner {
+                key: RwLock::new(Arc::new(key)),
+                key_file: Some(key_file.to_path_buf()),
+                secrets_dir: secrets_dir.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Finishes (after its commit) or undoes (before it) a key change that
+    /// a crash interrupted; does nothing, without taking the lock, when no
+    /// `<key_file>.new` or `<key_file>.old` exists.
+    pub fn recover(key_file: &Path, secrets_dir: &Path) -> Result<Recovery, SecretError> {
+        if !rekey::may_need_recovery(key_file) {
+            return Ok(Recovery::Nothing);
+        }
+        let _lock = files::lock(secrets_dir)?;
+        rekey::recover_locked(key_file, secrets_dir)
+    }
+
+    /// Changes the master key in `key_file`: every secret is re-encrypted
+    /// under a new random key, with its path and version unchanged, and the
+    /// previous key is kept as `<key_file>.old` until
+    /// [`LocalProvider::finish_rekey`]. Crash-safe at every point (see
+    /// `local/rekey.rs`). Refused while `<key_file>.old` exists. Returns the
+    /// secrets re-encrypted. Blocking.
+    pub fn rekey(key_file: &Path, secrets_dir: &Path) -> Result<Vec<SecretInfo>, SecretError> {
+        let _lock = files::lock(secrets_dir)?;
+        let done = rekey::rekey_locked(key_file, secrets_dir, &mut || true)?;
+        // `go_on` never stops it.
+        Ok(done.unwrap_or_default())
+    }
+
+    /// Checks that every secret opens under the key in `key_file`, then
+    /// removes `<key_file>.old`. Returns the number of secrets checked, or
+    /// `None` when there was no old key. Blocking.
+    pub fn finish_rekey(key_file: &Path, secrets_dir: &Path) -> Result<Option<usize>, SecretError> {
+        let _lock = files::lock(secrets_dir)?;
+        rekey::finish_locked(key_file, secrets_dir)
     }
 
     /// Whether any secret file exists under `secrets_dir` (a missing folder
@@ -88,7 +146,7 @@ impl fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalProvider")
             .field("secrets_dir", &self.inner.secrets_dir)
-            .field("key", &self.inner.key)
+            .field("key", &self.inner.current_key())
             .finish()
     }
 }
@@ -100,6 +158,32 @@ impl Inner {
         self.secrets_dir.join(path.as_str())
     }
 
+    fn current_key(&self) -> Arc<MasterKey> {
+        Arc::clone(
+            &self
+                .key
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Re-reads the key file (when there is one); returns the key now in use.
+    fn reload_key(&self) -> Result<Arc<MasterKey>, SecretError> {
+        let Some(key_file) = &self.key_file else {
+            return Ok(self.current_key());
+        };
+        let loaded = MasterKey::load(key_file)?;
+        let mut slot = self
+            .key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !slot.same_as(&loaded) {
+            tracing::info!(key_file = %key_file.display(), "the master key changed; using the new one");
+            *slot = Arc::new(loaded);
+        }
+        Ok(Arc::clone(&slot))
+    }
+
     fn get(&self, path: &SecretPath) -> Result<VersionedSecret, SecretError> {
         if files::is_reserved(path) {
             return Err(not_found());
@@ -107,8 +191,35 @@ impl Inner {
         let file = self.file_for(path);
         files::refuse_symlinks(&self.secrets_dir, &file)?;
         let bytes = files::read_whole(&file)?.ok_or_else(not_found)?;
-        let cipher = format::cipher(self.key.bytes())?;
-        let (value, version) = format::open(&cipher, path, bytes, &file)?;
+        let key = self.current_key();
+        let first = format::open(&format::cipher(key.bytes())?, path, bytes.clone(), &file);
+        let Some(key_file) = &self.key_file else {
+            return first.map(|(value, version)| VersionedSecret { value, version });
+        };
+        let (value, version) = match first {
+            Err(SecretError::Integrity) => {
+                // The key may have changed (a rekey): the key file now, then
+                // the previous key for a file the rekey has not replaced yet.
+                let reloaded = self.reload_key()?;
+                let mut opened = Err(SecretError::Integrity);
+                if !reloaded.same_as(&key) {
+                    opened = format::open(
+                        &format::cipher(reloaded.bytes())?,
+                        path,
+                        bytes.clone(),
+                        &file,
+                    );
+                }
+                let old_file = rekey::sibling(key_file, "old");
+                if matches!(opened, Err(SecretError::Integrity))
+                    && let Ok(old) = MasterKey::load(&old_file)
+                {
+                    opened = format::open(&format::cipher(old.bytes())?, path, bytes, &file);
+                }
+                opened?
+            }
+            other => other?,
+        };
         Ok(VersionedSecret { value, version })
     }
 
@@ -116,9 +227,13 @@ impl Inner {
         if files::is_reserved(path) {
             return Err(SecretError::ReservedPath);
         }
-        let cipher = format::cipher(self.key.bytes())?;
         let file = self.file_for(path);
         let _lock = files::lock(&self.secrets_dir)?;
+        // Never write under a key a rekey has replaced.
+        if let Some(key_file) = &self.key_file {
+            rekey::recover_locked(key_file, &self.secrets_dir)?;
+        }
+        let cipher = format::cipher(self.reload_key()?.bytes())?;
         files::refuse_symlinks(&self.secrets_dir, &file)?;
         let version =
             match files::read_header(&file)? {

@@ -122,6 +122,31 @@ impl MasterKey {
         }
     }
 
+    /// A new random key, held in memory only.
+    pub(super) fn random() -> Result<MasterKey, SecretError> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut bytes[..]).map_err(|_| SecretError::Crypto {
+            action: "generating the master key",
+        })?;
+        Ok(MasterKey { bytes })
+    }
+
+    /// The key file's content: 64 lowercase hex characters and a newline.
+    pub(super) fn file_text(&self) -> Result<Zeroizing<[u8; HEX_LEN + 1]>, SecretError> {
+        let mut text = Zeroizing::new([b'\n'; HEX_LEN + 1]);
+        hex::encode_to_slice(&self.bytes[..], &mut text[..HEX_LEN]).map_err(|_| {
+            SecretError::Crypto {
+                action: "encoding the master key",
+            }
+        })?;
+        Ok(text)
+    }
+
+    /// Whether two keys are the same key.
+    pub(super) fn same_as(&self, other: &MasterKey) -> bool {
+        self.bytes[..] == other.bytes[..]
+    }
+
     /// The raw key bytes, for setting up the cipher.
     pub(super) fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
