@@ -88,7 +88,12 @@ impl Waiters {
     /// The wait is registered first; `due` is then asked at once and after
     /// every wake, never on a timer. Returns `Ok(true)` as soon as it says
     /// yes, `Ok(false)` after `hold` or on shutdown, and its first error.
-    pub(crate) async fn wait<E, F, Fut>(&self, envoy: &str, hold: Duration, mut due: F) -> Result<bool, E>
+    pub(crate) async fn wait<E, F, Fut>(
+        &self,
+        envoy: &str,
+        hold: Duration,
+        mut due: F,
+    ) -> Result<bool, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,
