@@ -45,9 +45,7 @@ impl Rig {
         std::fs::create_dir_all(&out).unwrap();
         cli_ok(&dir, &["secrets", "bootstrap"]);
         let schema = if postgres {
-            let Some(admin_url) = vigo_test_support::postgres_url() else {
-                return None;
-            };
+            let admin_url = vigo_test_support::postgres_url()?;
             Some(crate::support::PgSchema::create(&dir, admin_url))
         } else {
             None
