@@ -185,7 +185,10 @@ impl RepoSnapshot {
     ///
     /// A missing `config_dir` or `nodes.vgo` is an empty repository (every
     /// envoy gets an empty catalog), logged as a warning.
-    pub(crate) async fn load(config_dir: &Path, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
+    pub(crate) async fn load(
+        config_dir: &Path,
+        provider: &dyn SecretProvider,
+    ) -> Result<Self, RepoError> {
         Self::load_revision(config_dir, provider, Revision::read(config_dir)).await
     }
 
@@ -217,7 +220,10 @@ impl RepoSnapshot {
     /// The same repository and revision with every secret it references
     /// resolved again (a rotation): `config_dir` is not read, so an edit in
     /// progress there never blocks a rotation.
-    pub(crate) async fn refresh_secrets(&self, provider: &dyn SecretProvider) -> Result<Self, RepoError> {
+    pub(crate) async fn refresh_secrets(
+        &self,
+        provider: &dyn SecretProvider,
+    ) -> Result<Self, RepoError> {
         let secrets = resolve(&self.repo, provider).await?;
         Ok(Self {
             repo: Arc::clone(&self.repo),
@@ -283,19 +289,25 @@ mod tests {
         assert!(compiled.catalog.resources.is_empty());
     }
 
-    #[tokio::test]
-    async fn every_referenced_secret_is_resolved_or_named() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A repository whose `db*` envoys get a file holding
+    /// `secret:vigo/db/password`.
+    fn write_db_repo(root: &Path) {
         write(
-            dir.path(),
+            root,
             "nodes.vgo",
             "envoys:\n  - match: \"db*\"\n    roles: [database]\n    vars:\n      pw: \"secret:vigo/db/password\"\n",
         );
         write(
-            dir.path(),
+            root,
             "modules/database.vgo",
             "resources:\n  - name: pw\n    type: file\n    target_path: /tmp/vigo-test-pw\n    content: \"{{ .Vars.pw }}\"\n",
         );
+    }
+
+    #[tokio::test]
+    async fn every_referenced_secret_is_resolved_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_db_repo(dir.path());
         let provider = MemoryProvider::default();
         let err = RepoSnapshot::load(dir.path(), &provider).await.unwrap_err();
         assert_eq!(
@@ -376,16 +388,7 @@ mod tests {
     #[tokio::test]
     async fn refreshing_secrets_does_not_read_the_files() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "nodes.vgo",
-            "envoys:\n  - match: \"db*\"\n    roles: [database]\n    vars:\n      pw: \"secret:vigo/db/password\"\n",
-        );
-        write(
-            dir.path(),
-            "modules/database.vgo",
-            "resources:\n  - name: pw\n    type: file\n    target_path: /tmp/vigo-test-pw\n    content: \"{{ .Vars.pw }}\"\n",
-        );
+        write_db_repo(dir.path());
         let provider = MemoryProvider::default();
         let path = SecretPath::parse("vigo/db/password").unwrap();
         provider

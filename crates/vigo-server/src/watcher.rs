@@ -659,6 +659,19 @@ mod tests {
             .expect("the watcher task ended")
     }
 
+    /// Runs the watchers of `plan` for `target` until the returned sender
+    /// is used.
+    fn watch<T: WatchTarget>(
+        target: T,
+        plan: WatchPlan,
+    ) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = spawn_watching(target, plan, async move {
+            let _ = stopped.await;
+        });
+        (stop, task)
+    }
+
     #[tokio::test]
     async fn the_poller_submits_a_changed_version() {
         let provider = Arc::new(MemoryProvider::new());
@@ -669,15 +682,11 @@ mod tests {
             .await
             .unwrap();
         let (target, mut rx) = recorder(provider.clone(), held);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = spawn_watching(
+        let (stop, task) = watch(
             target,
             WatchPlan {
                 poll: Some(Duration::from_millis(50)),
                 files: None,
-            },
-            async move {
-                let _ = stopped.await;
             },
         );
         provider
@@ -707,15 +716,11 @@ mod tests {
             .unwrap();
         let held = ours.versions(&[p("app/pw")]).await.unwrap();
         let (target, mut rx) = recorder(Arc::new(ours), held);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = spawn_watching(
+        let (stop, task) = watch(
             target,
             WatchPlan {
                 poll: None,
                 files: Some(secrets_dir.clone()),
-            },
-            async move {
-                let _ = stopped.await;
             },
         );
         // Another writer: a second provider over the same folder, as
@@ -845,15 +850,11 @@ mod tests {
             .await
             .unwrap();
         let (target, mut rx) = recorder(provider.clone(), held);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = spawn_watching(
+        let (stop, task) = watch(
             target,
             WatchPlan {
                 poll: Some(Duration::from_millis(100)),
                 files: None,
-            },
-            async move {
-                let _ = stopped.await;
             },
         );
 
