@@ -17,6 +17,7 @@ mod envoy_apply;
 mod golden;
 mod hardening_server;
 mod isopass;
+mod lifecycle;
 mod loadgen_smoke;
 mod protocol;
 mod replicas;

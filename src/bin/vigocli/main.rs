@@ -11,6 +11,7 @@ mod config;
 mod envoys;
 mod hint;
 mod output;
+mod rekey;
 mod repo;
 mod secrets;
 

@@ -78,6 +78,15 @@ pub(crate) enum SecretsCommand {
         /// The secret's path.
         path: String,
     },
+    /// Replace the local backend's master key: every secret is re-encrypted
+    /// under a new key (paths and versions unchanged), crash-safely; the
+    /// previous key is kept as `<key_file>.old` until `--finish`.
+    Rekey {
+        /// Check that every secret opens under the new key, then remove
+        /// `<key_file>.old`.
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// Runs one `secrets` subcommand.
@@ -111,6 +120,7 @@ pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::R
         SecretsCommand::Bootstrap => bootstrap(globals).await,
         SecretsCommand::History { path } => history(path.as_deref(), globals).await,
         SecretsCommand::WhoUses { path } => who_uses(&parse_path(&path)?, globals).await,
+        SecretsCommand::Rekey { finish } => crate::rekey::run(finish, globals).await,
     }
 }
 
