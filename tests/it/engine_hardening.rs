@@ -13,6 +13,7 @@ use crate::support::{EnvoyHost, TestDir, cli_ok, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use vigo_test_support::{Scratch, process_gone};
 
 /// Upper bound for waiting on something that should happen; not a
 /// performance expectation.
@@ -21,19 +22,19 @@ const CANARY: &str = "canary-envoy-h4rd-5521";
 
 /// A temporary folder with the catalog, the envoy's data folder and the
 /// files the catalog writes.
-struct Case {
-    dir: tempfile::TempDir,
+struct Case(Scratch);
+
+impl std::ops::Deref for Case {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Case {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Self(Scratch::new())
     }
 
     fn secret_files(&self) -> PathBuf {
@@ -88,16 +89,6 @@ fn wait_for_exit(child: &mut Child) -> ExitStatus {
             panic!("vigoenvoy did not exit after the signal");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-fn process_gone(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
 

@@ -6,26 +6,23 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
+use vigo_test_support::Scratch;
 
 /// A temporary folder holding a catalog, the envoy's data folder and the
 /// files the catalog writes.
-struct Case {
-    dir: tempfile::TempDir,
+struct Case(Scratch);
+
+impl std::ops::Deref for Case {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Case {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
+        Self(Scratch::new())
     }
 
     fn write_catalog(&self, catalog: &Value) -> PathBuf {

@@ -8,25 +8,22 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, Status};
+use vigo_test_support::{Scratch, process_gone};
 
 /// A temporary folder with a data folder for the envoy and room for targets.
-struct Host {
-    dir: tempfile::TempDir,
+struct Host(Scratch);
+
+impl std::ops::Deref for Host {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Host {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
+        Self(Scratch::new())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -228,17 +225,6 @@ async fn the_secret_file_is_private_while_running_and_gone_after_any_ending() {
         0o700
     );
     assert_eq!(mode(&host.data_dir()), 0o700);
-}
-
-/// Whether a process is gone (or a zombie nobody has reaped yet: in a
-/// container the init process may not reap orphans).
-fn process_gone(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, SECRET_FILE_DIR, Status};
+use vigo_test_support::process_gone;
 
 /// `nobody`: the "other user" of these tests.
 const NOBODY: u32 = 65534;
@@ -317,16 +318,6 @@ async fn issue_12_item_8_a_stale_temporary_file_is_removed_before_the_next_write
         .collect();
     left.sort();
     assert_eq!(left, [".other.conf.vigo-4194300-0", "app.conf"]);
-}
-
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-fn process_gone(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {

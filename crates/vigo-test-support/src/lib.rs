@@ -371,3 +371,61 @@ mod tests {
         }
     }
 }
+
+/// A temporary folder a test lays out its files in (catalogs, data folders,
+/// targets); removed when dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new, empty temporary folder.
+    ///
+    /// # Panics
+    ///
+    /// When the temporary folder cannot be made.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("make a temporary folder"),
+        }
+    }
+
+    /// `name` inside the folder.
+    #[must_use]
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `name` inside the folder, as a string (for catalogs).
+    ///
+    /// # Panics
+    ///
+    /// When the temporary folder's path is not UTF-8.
+    #[must_use]
+    pub fn p(&self, name: &str) -> String {
+        self.path(name)
+            .to_str()
+            .expect("temporary paths are UTF-8")
+            .to_owned()
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody has reaped yet: in a
+/// container the init process may not reap orphans).
+#[must_use]
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
