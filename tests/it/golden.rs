@@ -33,6 +33,8 @@ macro_rules! assert_golden {
         insta::with_settings!({
             prepend_module_to_snapshot => false,
             filters => vec![
+                // Log lines start with their time (not under the journal).
+                (r"(?m)^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+Z ", ""),
                 (r"\b[0-9a-f]{64}\b", "[FINGERPRINT]"),
                 (r"\b\d+(\.\d+)?(ms|s|µs)\b", "[DURATION]"),
                 (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]"),

@@ -19,6 +19,7 @@ mod hardening_server;
 mod isopass;
 mod lifecycle;
 mod loadgen_smoke;
+mod operator_cli;
 mod protocol;
 mod replicas;
 mod rotation;

@@ -25,6 +25,28 @@ pub(crate) fn bin(name: &str) -> PathBuf {
     })
 }
 
+/// Whether `text` is an RFC 3339 UTC time as Vigo's log lines start with
+/// (`2026-12-01T21:40:39.123456Z`).
+pub(crate) fn is_log_timestamp(text: &str) -> bool {
+    let pattern = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
+    text.len() == pattern.len()
+        && text.bytes().zip(pattern).all(|(c, p)| match p {
+            b'd' => c.is_ascii_digit(),
+            other => c == *other,
+        })
+}
+
+/// `log` without the timestamp that starts each text line, so tests can
+/// match lines exactly.
+pub(crate) fn strip_log_timestamps(log: &str) -> String {
+    log.split_inclusive('\n')
+        .map(|line| match line.split_once(' ') {
+            Some((first, rest)) if is_log_timestamp(first) => rest,
+            _ => line,
+        })
+        .collect()
+}
+
 /// A port nothing listens on right now (bound once, then released).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -297,9 +319,10 @@ impl ServerProcess {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Everything the server logged so far, as text.
+    /// Everything the server logged so far, as text, without the
+    /// timestamp that starts each line ([`strip_log_timestamps`]).
     pub(crate) fn log(&self) -> String {
-        String::from_utf8_lossy(&self.log_bytes()).into_owned()
+        strip_log_timestamps(&String::from_utf8_lossy(&self.log_bytes()))
     }
 
     /// Waits until `ca_file` exists and `GET https://127.0.0.1:<port>/healthz`

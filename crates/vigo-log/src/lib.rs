@@ -11,10 +11,11 @@
 //! Fields of the spans an event happens in follow the event's own fields,
 //! innermost span first; when a name repeats, the first value wins.
 //!
-//! Timestamps are off by default: Vigo runs under systemd, whose journal
-//! stamps every line itself, and lines without a clock are easier to match
-//! in tests and scripts. [`LogOptions::timestamps`] puts an RFC 3339 UTC time
-//! first on text lines and in a `timestamp` key on JSON lines.
+//! Every line carries an RFC 3339 UTC time: first on a text line
+//! (`2026-12-01T21:40:39.123456Z INFO ...`), in a `timestamp` key on a JSON
+//! line. [`init`] leaves it out when stderr goes to the systemd journal
+//! (`JOURNAL_STREAM` is set), which stamps every line itself; see
+//! [`LogOptions::from_env`].
 //!
 //! [`init`] installs the global subscriber; [`subscriber`] builds one that
 //! writes anywhere, for tests and for [`tracing::subscriber::with_default`].
@@ -67,8 +68,27 @@ impl FromStr for LogFormat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     /// Start each line with an RFC 3339 UTC timestamp (text) or add a
-    /// `timestamp` key (JSON). Off by default.
+    /// `timestamp` key (JSON). Off in `Default` (tests of the line shape);
+    /// [`LogOptions::from_env`] is what the binaries use.
     pub timestamps: bool,
+}
+
+/// The variable systemd sets when a service's stderr is the journal.
+pub const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
+
+impl LogOptions {
+    /// The options for this process: timestamps unless stderr goes to the
+    /// journal (`JOURNAL_STREAM` is set), whose records have their own time.
+    pub fn from_env() -> Self {
+        Self::for_journal_stream(std::env::var_os(JOURNAL_STREAM).as_deref())
+    }
+
+    /// The options given the value of `JOURNAL_STREAM` (`None`: unset).
+    pub fn for_journal_stream(journal_stream: Option<&std::ffi::OsStr>) -> Self {
+        Self {
+            timestamps: journal_stream.is_none(),
+        }
+    }
 }
 
 /// What went wrong setting up logging.
@@ -112,10 +132,11 @@ pub fn parse_level(level: &str) -> Result<LevelFilter, LogError> {
 }
 
 /// Installs the process-wide subscriber writing `format` lines at `level`
-/// and above to stderr, without timestamps. Records of the `log` crate are
-/// forwarded into it.
+/// and above to stderr, with timestamps unless stderr is the journal
+/// ([`LogOptions::from_env`]). Records of the `log` crate are forwarded
+/// into it.
 pub fn init(level: &str, format: LogFormat) -> Result<(), LogError> {
-    init_with_writer(level, format, LogOptions::default(), std::io::stderr)
+    init_with_writer(level, format, LogOptions::from_env(), std::io::stderr)
 }
 
 /// Like [`init`], with options and a writer of the caller's choice.
@@ -169,6 +190,13 @@ mod tests {
             err.to_string(),
             "unknown log format 'yaml': use text or json"
         );
+    }
+
+    #[test]
+    fn issue_17_timestamps_unless_the_journal_takes_stderr() {
+        assert!(LogOptions::for_journal_stream(None).timestamps);
+        let journal = std::ffi::OsStr::new("8:123456");
+        assert!(!LogOptions::for_journal_stream(Some(journal)).timestamps);
     }
 
     #[test]

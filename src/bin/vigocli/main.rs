@@ -7,6 +7,9 @@
 
 mod admin;
 mod backend;
+#[path = "../shared/cli.rs"]
+mod cli;
+mod completions;
 mod config;
 mod envoys;
 mod hint;
@@ -22,13 +25,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::hint::Hinted;
 
-/// The Vigo operator CLI.
+/// vigocli: the Vigo operator CLI - secrets, envoys, config checks and
+/// deploys, on the host of the server.
 #[derive(Debug, Parser)]
-#[command(name = "vigocli", version, about)]
+#[command(name = "vigocli", version = cli::VERSION)]
 struct Cli {
     /// The server config file (the CLI reads it to reach the secrets
     /// backend and the server).
-    #[arg(long, global = true, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
+    #[arg(long, global = true, value_name = "PATH", env = "VIGO_CONFIG",
+          default_value = vigo_config::DEFAULT_CONFIG_FILE)]
     config: PathBuf,
 
     #[command(flatten)]
@@ -74,6 +79,12 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
+    /// Print a shell completion script, e.g.
+    /// `vigocli completions bash > /etc/bash_completion.d/vigocli`.
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages into a folder (used to build the packages).
+    #[command(hide = true)]
+    Manpages(completions::ManpagesArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -94,6 +105,22 @@ fn main() -> ExitCode {
     }
     output::exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
+    // Neither needs logging, a config or a runtime.
+    let local = match &cli.command {
+        Command::Completions(args) => Some(completions::completions(args)),
+        Command::Manpages(args) => Some(completions::manpages(args)),
+        _ => None,
+    };
+    if let Some(result) = local {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", vigo_log::error_chain(e.as_ref()));
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -114,6 +141,7 @@ fn main() -> ExitCode {
                     Command::Check => repo::check(&globals).await,
                     Command::Catalog(args) => repo::catalog(&args, &globals).await,
                     Command::Config { command } => config::run(command, &globals).await,
+                    Command::Completions(_) | Command::Manpages(_) => Ok(()),
                 }
             })
         });

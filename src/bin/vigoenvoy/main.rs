@@ -5,6 +5,8 @@
 //! catalog file without any server (SPEC 6.1).
 
 mod apply;
+#[path = "../shared/cli.rs"]
+mod cli;
 mod run;
 mod stop;
 
@@ -16,15 +18,17 @@ use clap::{Parser, Subcommand};
 /// Exit status for bad input or a setup failure.
 const EXIT_ERROR: u8 = 1;
 
-/// The Vigo envoy: converges this host to its catalog.
+/// vigoenvoy: the Vigo agent - converges this host to the catalog the
+/// server compiles for it.
 #[derive(Debug, Parser)]
-#[command(name = "vigoenvoy", version, about)]
+#[command(name = "vigoenvoy", version = cli::VERSION)]
 struct Cli {
     /// The envoy configuration file.
     #[arg(
         long,
         global = true,
         value_name = "PATH",
+        env = "VIGOENVOY_CONFIG",
         default_value = "/etc/vigo/envoy.yaml"
     )]
     config: PathBuf,
@@ -42,6 +46,12 @@ enum Command {
     /// Check in with the server and apply the catalog: in a loop, or once
     /// with --once.
     Run(run::RunArgs),
+    /// Write the man pages into a folder (used to build the packages).
+    #[command(hide = true)]
+    Manpages {
+        /// The folder to write them into.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +62,15 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     let cli = Cli::parse();
+    if let Command::Manpages { dir } = &cli.command {
+        return match cli::write_manpages(<Cli as clap::CommandFactory>::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing man pages into {}: {e}", dir.display());
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_ERROR);
@@ -59,6 +78,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Apply(args) => apply::run(&args, &cli.config),
         Command::Run(args) => run::run(&args, &cli.config),
+        Command::Manpages { .. } => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

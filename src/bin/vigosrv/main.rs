@@ -12,13 +12,23 @@ use clap::Parser;
 use vigo_log::error_chain;
 use vigo_server::{Server, shutdown_signal};
 
-/// The Vigo configuration-management server.
+#[path = "../shared/cli.rs"]
+mod cli;
+
+/// vigosrv: the Vigo server - compiles the config repository and serves
+/// each envoy its catalog over mutual TLS.
 #[derive(Debug, Parser)]
-#[command(name = "vigosrv", version, about)]
+#[command(name = "vigosrv", version = cli::VERSION)]
 struct Args {
     /// The server config file.
-    #[arg(long, value_name = "PATH", default_value = vigo_config::DEFAULT_CONFIG_FILE)]
+    #[arg(long, value_name = "PATH", env = "VIGO_CONFIG",
+          default_value = vigo_config::DEFAULT_CONFIG_FILE)]
     config: PathBuf,
+
+    /// Write the man page into this folder and exit (used to build the
+    /// packages).
+    #[arg(long, value_name = "DIR", hide = true)]
+    manpages: Option<PathBuf>,
 
     #[command(flatten)]
     log: vigo_log::LogArgs,
@@ -32,6 +42,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args = Args::parse();
+    if let Some(dir) = &args.manpages {
+        return match cli::write_manpages(<Args as clap::CommandFactory>::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = args.log.init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

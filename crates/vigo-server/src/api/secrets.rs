@@ -71,10 +71,9 @@ async fn history(
 ) -> Result<Json<History>, AppError> {
     require_admin(&state, &headers)?;
     let store = state.store();
-    let internal = |e: vigo_store::StoreError| AppError::Internal(e.to_string());
     let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
     let mut entries: Vec<(Timestamp, HistoryEntry)> = Vec::new();
-    for change in store.secret_history(prefix).await.map_err(internal)? {
+    for change in store.secret_history(prefix).await? {
         entries.push((
             change.at,
             HistoryEntry {
@@ -86,7 +85,7 @@ async fn history(
             },
         ));
     }
-    for delivery in store.deliveries(None, None).await.map_err(internal)? {
+    for delivery in store.deliveries(None, None).await? {
         if prefix.is_some_and(|p| !delivery.path.has_prefix(p)) {
             continue;
         }
@@ -122,8 +121,7 @@ async fn who_uses(
     let envoys = state
         .store()
         .list_envoys()
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .await?;
     let mut users = Vec::new();
     for envoy in envoys {
         if envoy.status != EnvoyStatus::Approved {
