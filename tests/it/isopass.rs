@@ -18,17 +18,17 @@ use zeroize::Zeroizing;
 /// A stand-in isopass over TLS on a fixed loopback port, with its CA, token
 /// file and data file in a temporary folder. The stand-in runs on its own
 /// tokio runtime, so the tests can drive the binaries synchronously.
-struct Isopass {
+pub(crate) struct Isopass {
     runtime: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
     port: u16,
-    token: String,
+    pub(crate) token: String,
     handle: Option<Handle>,
 }
 
 impl Isopass {
     /// Everything set up, nothing listening yet.
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = vigo_pki::generate_ca("isopass test CA").unwrap();
         let server = vigo_pki::issue_server_cert(
@@ -60,12 +60,12 @@ impl Isopass {
         }
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Starts (or restarts) the stand-in on its port with its data file.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.handle.is_none());
         let options = StandinOptions {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
@@ -92,7 +92,7 @@ impl Isopass {
 
     /// The `secrets:` section of a server config that uses this isopass
     /// (token file given), plus a 1 s poll interval.
-    fn config(&self, token_file: &Path) -> String {
+    pub(crate) fn config(&self, token_file: &Path) -> String {
         format!(
             "secrets:\n  backend: isopass\n  url: \"https://127.0.0.1:{}\"\n  token_file: \"{}\"\n  ca_file: \"{}\"\nwatcher:\n  poll_interval: \"1s\"\n",
             self.port,
@@ -102,7 +102,7 @@ impl Isopass {
     }
 
     /// A client of this isopass, as a second writer beside Vigo.
-    fn client(&self) -> IsopassProvider {
+    pub(crate) fn client(&self) -> IsopassProvider {
         IsopassProvider::new(IsopassConfig {
             url: format!("https://127.0.0.1:{}", self.port),
             token_file: self.file("token"),

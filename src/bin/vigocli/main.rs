@@ -13,6 +13,7 @@ mod completions;
 mod config;
 mod envoys;
 mod hint;
+mod migrate;
 mod output;
 mod rekey;
 mod repo;

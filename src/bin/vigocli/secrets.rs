@@ -87,6 +87,9 @@ pub(crate) enum SecretsCommand {
         #[arg(long)]
         finish: bool,
     },
+    /// Copy every secret to another backend (local or isopass) and verify
+    /// it; dry-run unless --apply. Prints paths and versions only.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 /// Runs one `secrets` subcommand.
@@ -121,6 +124,7 @@ pub(crate) async fn run(command: SecretsCommand, globals: &Globals) -> anyhow::R
         SecretsCommand::History { path } => history(path.as_deref(), globals).await,
         SecretsCommand::WhoUses { path } => who_uses(&parse_path(&path)?, globals).await,
         SecretsCommand::Rekey { finish } => crate::rekey::run(finish, globals).await,
+        SecretsCommand::Migrate(args) => crate::migrate::run(&args, globals).await,
     }
 }
 
@@ -168,6 +172,7 @@ struct SetResult<'a> {
 }
 
 async fn set(path: &SecretPath, value: &SecretValue, globals: &Globals) -> anyhow::Result<()> {
+    crate::store_owner::act_as_store_owner(&backend::load_config(&globals.config)?)?;
     let Backend { raw, provider } = backend::open(&globals.config)?;
     let version = provider
         .set(path, value)
@@ -349,6 +354,7 @@ fn repo_exists(config_dir: &Path) -> bool {
 
 async fn bootstrap(globals: &Globals) -> anyhow::Result<()> {
     let raw = backend::load_config(&globals.config)?;
+    crate::store_owner::act_as_store_owner(&raw)?;
     if let SecretsBackend::Local {
         key_file,
         secrets_dir,
