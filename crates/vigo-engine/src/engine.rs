@@ -45,7 +45,7 @@ pub enum EngineError {
         path: PathBuf,
     },
     /// The lock file could not be opened.
-    #[error("opening {}: {source}", path.display())]
+    #[error("opening {}", path.display())]
     Lock {
         /// The lock file.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// The folder for transient secret files could not be prepared.
-    #[error("preparing {}: {source}; check that the envoy can write its data folder", path.display())]
+    #[error("preparing {} (check that the envoy can write its data folder)", path.display())]
     SecretFileDir {
         /// The folder.
         path: PathBuf,
@@ -302,7 +302,7 @@ impl Engine {
             if *self.state.data() != state_before
                 && let Err(e) = self.state.save()
             {
-                tracing::error!(error = %e, "could not save the envoy state; execs with `when: changed` may run again");
+                tracing::error!(error = %vigo_log::error_chain(&e), "could not save the envoy state; execs with `when: changed` may run again");
             }
         }
         Report {
@@ -327,7 +327,7 @@ impl Engine {
         if exec_ran {
             record.ran_successfully = true;
             if let Err(e) = self.state.save() {
-                tracing::error!(error = %e, "could not save the envoy state");
+                tracing::error!(error = %vigo_log::error_chain(&e), "could not save the envoy state");
             }
         }
     }

@@ -33,7 +33,7 @@ const STATE_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum StateError {
     /// A file or folder could not be read, created or written.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done (`reading`, `writing`, `creating`).
         action: &'static str,
@@ -278,6 +278,21 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    #[test]
+    fn issue_13_a_state_error_says_its_os_cause_once() {
+        let e = StateError::Io {
+            action: "writing",
+            path: PathBuf::from("/nonexistent/state.json"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        let chain = vigo_log::error_chain(&e);
+        assert_eq!(chain.matches("entity not found").count(), 1, "{chain}");
+        assert!(
+            chain.starts_with("writing /nonexistent/state.json"),
+            "{chain}"
+        );
+    }
 
     #[test]
     fn state_round_trips_with_private_modes() {

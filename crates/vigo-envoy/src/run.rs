@@ -136,8 +136,8 @@ pub enum RunError {
     #[error(transparent)]
     Engine(#[from] vigo_engine::EngineError),
     /// The applied catalog's fingerprint could not be stored.
-    #[error("saving envoy state: {0}")]
-    State(String),
+    #[error("saving envoy state")]
+    State(#[source] vigo_engine::StateError),
 }
 
 impl RunError {
@@ -228,7 +228,7 @@ impl Envoy {
         if let Some(unsent) = self.unsent.take()
             && let Err(e) = session.report(&unsent).await
         {
-            tracing::warn!(error = %e, "posting the report of an earlier run failed");
+            tracing::warn!(error = %vigo_log::error_chain(&e), "posting the report of an earlier run failed");
         }
         let Some(report) = self.enforce(noop).await else {
             return Ok(Cycle::Unchanged { interval });
@@ -244,10 +244,7 @@ impl Envoy {
             self.engine
                 .state_mut()
                 .set_catalog_fingerprint(Some(fingerprint.clone()));
-            self.engine
-                .state()
-                .save()
-                .map_err(|e| RunError::State(e.to_string()))?;
+            self.engine.state().save().map_err(RunError::State)?;
         }
         if received || noop || needs_report(&report) {
             session
@@ -346,9 +343,9 @@ impl Envoy {
                 Err(e) => {
                     let offline = e.is_transient();
                     if offline {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "check-in failed");
+                        tracing::warn!(error = %vigo_log::error_chain(&e), retry_in = ?backoff, "check-in failed");
                     } else {
-                        tracing::error!(error = %e, retry_in = ?backoff, "check-in failed");
+                        tracing::error!(error = %vigo_log::error_chain(&e), retry_in = ?backoff, "check-in failed");
                     }
                     let mut pause = backoff;
                     if offline && let Some(report) = self.enforce_offline().await {
