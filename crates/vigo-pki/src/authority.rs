@@ -74,18 +74,14 @@ pub fn issue_server_cert(
     params
         .subject_alt_names
         .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(random_serial()?);
-    set_validity(&mut params, SERVER_CERT_VALIDITY)?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(|source| PkiError::Signing {
-            what: "server certificate",
-            source,
-        })?;
+    let cert = sign_leaf(
+        params,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        SERVER_CERT_VALIDITY,
+        &key,
+        &issuer,
+        "server certificate",
+    )?;
     Ok(CertifiedKey {
         cert_pem: cert.pem(),
         key_pem: SecretValue::new(key.serialize_pem()),
@@ -135,6 +131,28 @@ pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     // and always 16 bytes long.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// Signs a leaf certificate for `public_key` with `issuer`: not a CA,
+/// digitalSignature and `usage` only, a fresh random serial, valid for
+/// `validity`. `what` names the certificate in the error.
+pub(crate) fn sign_leaf(
+    mut params: CertificateParams,
+    usage: ExtendedKeyUsagePurpose,
+    validity: Duration,
+    public_key: &impl PublicKeyData,
+    issuer: &Issuer<'_, KeyPair>,
+    what: &'static str,
+) -> Result<rcgen::Certificate, PkiError> {
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial()?);
+    set_validity(&mut params, validity)?;
+    params
+        .signed_by(public_key, issuer)
+        .map_err(|source| PkiError::Signing { what, source })
 }
 
 /// Sets `not_before` slightly in the past and `not_after` to now + `validity`.

@@ -15,14 +15,14 @@
 use std::time::Duration;
 
 use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, PublicKeyData, SanType,
+    CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, PublicKeyData,
+    SanType,
 };
 use vigo_secrets::{EnvoyName, SecretValue};
 
 use crate::PkiError;
 use crate::authority::{
-    CertifiedKey, common_name_dn, generate_key, ia5_name, load_issuer, random_serial, set_validity,
+    CertifiedKey, common_name_dn, generate_key, ia5_name, load_issuer, sign_leaf,
 };
 
 /// Hex digits of a full key fingerprint (SHA-256).
@@ -93,18 +93,14 @@ pub fn sign_envoy_csr(
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name_dn(envoy_name);
     params.subject_alt_names = vec![SanType::DnsName(ia5_name(envoy_name)?)];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(random_serial()?);
-    set_validity(&mut params, validity)?;
-    let cert = params
-        .signed_by(&request.public_key, &issuer)
-        .map_err(|source| PkiError::Signing {
-            what: "envoy certificate",
-            source,
-        })?;
+    let cert = sign_leaf(
+        params,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        validity,
+        &request.public_key,
+        &issuer,
+        "envoy certificate",
+    )?;
     Ok(cert.pem())
 }
 
@@ -126,7 +122,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rcgen::{BasicConstraints, KeyPair, PublicKeyData};
+    use rcgen::{BasicConstraints, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData};
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     use x509_parser::extensions::GeneralName;
