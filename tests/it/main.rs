@@ -23,5 +23,6 @@ mod operator_cli;
 mod protocol;
 mod replicas;
 mod rotation;
+mod secret_owner;
 mod secrets_cli;
 mod server_start;

@@ -80,8 +80,10 @@ pub enum SecretError {
     },
 
     /// A filesystem operation failed. The OS error is part of the message
-    /// and not a separate source, so a chain never prints it twice.
-    #[error("{action} {}: {cause}", file.display())]
+    /// and not a separate source, so a chain never prints it twice. A
+    /// permission error ends with the `chown` that gives the file to the
+    /// user this process runs as (see `chown_fix`).
+    #[error("{action} {}: {cause}{}", file.display(), chown_fix(file, cause))]
     Io {
         /// What Vigo was doing (`reading`, `writing`, ...).
         action: &'static str,
@@ -124,9 +126,65 @@ fn not_found_text(backend: &str) -> String {
     }
 }
 
+/// For a permission error on `file`: `; fix: chown USER:GROUP FILE`, naming
+/// the user and group this process runs as (the server's, when the server
+/// reports it), so a file written by another user (root running `vigocli`)
+/// can be handed over exactly. Empty for any other error.
+fn chown_fix(file: &std::path::Path, cause: &std::io::Error) -> String {
+    if cause.kind() != std::io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    let group = nix::unistd::Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name);
+    format!("; fix: chown {user}:{group} {}", file.display())
+}
+
 impl SecretError {
     /// Whether this is a missing secret (as opposed to a failure to look).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_17_a_permission_error_names_the_chown_to_run() {
+        let file = PathBuf::from("/srv/vigo/secrets/vigo/db/dsn.enc");
+        let err = SecretError::Io {
+            action: "reading",
+            file: file.clone(),
+            cause: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let text = err.to_string();
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name);
+        assert!(
+            text.starts_with("reading /srv/vigo/secrets/vigo/db/dsn.enc: "),
+            "{text}"
+        );
+        assert!(text.contains(&format!("; fix: chown {user}:")), "{text}");
+        assert!(
+            text.ends_with(" /srv/vigo/secrets/vigo/db/dsn.enc"),
+            "{text}"
+        );
+
+        let other = SecretError::Io {
+            action: "reading",
+            file,
+            cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(!other.to_string().contains("chown"), "{other}");
     }
 }

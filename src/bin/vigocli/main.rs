@@ -18,6 +18,7 @@ mod output;
 mod rekey;
 mod repo;
 mod secrets;
+mod store_owner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

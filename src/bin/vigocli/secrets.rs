@@ -172,6 +172,7 @@ struct SetResult<'a> {
 }
 
 async fn set(path: &SecretPath, value: &SecretValue, globals: &Globals) -> anyhow::Result<()> {
+    crate::store_owner::act_as_store_owner(&backend::load_config(&globals.config)?)?;
     let Backend { raw, provider } = backend::open(&globals.config)?;
     let version = provider
         .set(path, value)
@@ -353,6 +354,7 @@ fn repo_exists(config_dir: &Path) -> bool {
 
 async fn bootstrap(globals: &Globals) -> anyhow::Result<()> {
     let raw = backend::load_config(&globals.config)?;
+    crate::store_owner::act_as_store_owner(&raw)?;
     if let SecretsBackend::Local {
         key_file,
         secrets_dir,
