@@ -17,8 +17,9 @@ keep_serving=yes
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "building vigosrv, vigocli and vigoenvoy"
-cargo build --quiet --bins
+step "building vigosrv, vigocli and vigoenvoy (a first build takes a few minutes)"
+# Cargo's own progress (compiled crates and the progress bar) on stderr.
+cargo build --bins
 bin="$root/target/debug"
 cli() { "$bin/vigocli" --config "$config" "$@"; }
 
@@ -29,7 +30,11 @@ if [ ! -f "$state/master.key" ]; then
 fi
 if ! cli secrets list vigo/quickstart | grep -q app_password; then
   step "storing the app password in the encrypted local store (value read from stdin)"
-  head -c 18 /dev/urandom | base64 | cli secrets set vigo/quickstart/app_password -
+  # The server is not started yet (it needs this secret to start), so the
+  # CLI's note that it could not notify the server is expected: drop it.
+  head -c 18 /dev/urandom | base64 | cli secrets set vigo/quickstart/app_password - |
+    { grep -v '^Server not reachable' || true; }
+  echo "vigosrv reads it when it starts, next."
 fi
 
 step "starting vigosrv (log: .vigo-quickstart/vigosrv.log)"
