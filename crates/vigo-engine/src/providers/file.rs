@@ -84,14 +84,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
         }
         // Missing (or a symlink or special file, which is replaced rather
         // than written through).
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        if !parent.is_dir() {
-            return Err(format!(
-                "cannot write {}: folder {} does not exist; add a directory resource for it and list it in depends_on",
-                path.display(),
-                parent.display()
-            ));
-        }
+        super::existing_parent(path, "write")?;
         if ctx.noop {
             // Say what is wrong with the path: missing, or not a file.
             let what = if fs::symlink_metadata(path).is_ok() {
@@ -329,20 +322,26 @@ mod tests {
         assert_eq!(run(&s, &catalog, false).status, Status::Unchanged);
     }
 
-    #[test]
-    fn secret_content_is_written_but_never_described() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("auth.conf");
+    /// A catalog holding `db/pw` = `value`, and the content `pw=<db/pw>`.
+    fn secret_catalog(value: &str) -> (Catalog, SecretText) {
         let secret = SecretPath::parse("db/pw").unwrap();
         let mut catalog = Catalog::empty("t");
         catalog.secrets = BTreeMap::from([(
             secret.clone(),
             CatalogSecret {
                 version: 1,
-                value: Some("canary-file".into()),
+                value: Some(value.into()),
             },
         )]);
         let content = SecretText(vec![Segment::Text("pw=".into()), Segment::Secret(secret)]);
+        (catalog, content)
+    }
+
+    #[test]
+    fn secret_content_is_written_but_never_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.conf");
+        let (catalog, content) = secret_catalog("canary-file");
         let s = spec(&path, Some(content), 0o600);
         fs::write(&path, "pw=old").unwrap();
         let outcome = run(&s, &catalog, false);
@@ -391,16 +390,7 @@ mod tests {
     fn issue_11_noop_never_shows_secret_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth.conf");
-        let secret = SecretPath::parse("db/pw").unwrap();
-        let mut catalog = Catalog::empty("t");
-        catalog.secrets = BTreeMap::from([(
-            secret.clone(),
-            CatalogSecret {
-                version: 1,
-                value: Some("canary-noop".into()),
-            },
-        )]);
-        let content = SecretText(vec![Segment::Text("pw=".into()), Segment::Secret(secret)]);
+        let (catalog, content) = secret_catalog("canary-noop");
         let s = spec(&path, Some(content), 0o600);
         fs::write(&path, "pw=edited-by-hand").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();

@@ -137,6 +137,20 @@ pub(crate) async fn run_tool(
         .map_err(|e| format!("running {}: {e}", program.display()))
 }
 
+/// The folder `path` goes in, or an error saying it does not exist and how
+/// to fix that (`verb`: what was to be done, e.g. "write", "create").
+pub(crate) fn existing_parent<'a>(path: &'a Path, verb: &str) -> Result<&'a Path, String> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if parent.is_dir() {
+        return Ok(parent);
+    }
+    Err(format!(
+        "cannot {verb} {}: folder {} does not exist; add a directory resource for it and list it in depends_on",
+        path.display(),
+        parent.display()
+    ))
+}
+
 /// Refuses names that a tool could take for an option or that hold
 /// whitespace or control characters.
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {

@@ -70,14 +70,7 @@ fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, String> {
             ));
         }
     };
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    if !parent.is_dir() {
-        return Err(format!(
-            "cannot create {}: folder {} does not exist; add a directory resource for it and list it in depends_on",
-            path.display(),
-            parent.display()
-        ));
-    }
+    let parent = super::existing_parent(path, "create")?;
     if noop {
         return Ok(Outcome::changed(format!("would {what}")));
     }
