@@ -322,3 +322,153 @@ fn issue_17_migrate_local_to_isopass_and_back() {
         assert!(!outputs.contains(canary.as_str()));
     }
 }
+
+#[test]
+fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    let a = TestDir::new();
+    let out = a.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let canary = format!("canary-{}", TestRng::from_clock().token());
+    cli_ok(&a, &["secrets", "bootstrap"]);
+    let set = a.cli_with_stdin(&["secrets", "set", PASSWORD, "-"], canary.as_bytes());
+    assert!(set.status.success(), "{}", all_output(&set));
+    write_config_repo(&a, &out);
+    let mut server = a.start_server(&[]);
+    let token = cli_ok(&a, &["envoys", "token"]);
+    let host = EnvoyHost::new(&a, APP1, Some(token.trim()));
+    let run = host.run_once();
+    assert!(run.status.success(), "{}", all_output(&run));
+    let converged = secret_conf(&out);
+    assert_eq!(converged, format!("password = {canary}\n"));
+
+    // Online: the server keeps running during the backup.
+    let passphrase = a.write("passphrase", "correct horse battery staple\n");
+    let archive = a.path().join("vigo.backup");
+    let backup = a.cli(&[
+        "backup",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ]);
+    let text = all_output(&backup);
+    assert!(backup.status.success(), "{text}");
+    assert!(
+        text.contains(", the database, the CA certificate."),
+        "{text}"
+    );
+    assert!(text.contains("The master key is not in it"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let sealed = std::fs::read(&archive).unwrap();
+    assert!(!contains_bytes(&sealed, canary.as_bytes()));
+    // Decrypted, it holds the expected entries and not the master key.
+    let key_text = std::fs::read_to_string(a.key_file()).unwrap();
+    let decryptor = age::Decryptor::new(&sealed[..]).unwrap();
+    let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+        "correct horse battery staple".to_owned(),
+    ));
+    let mut plain = Vec::new();
+    decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert!(!contains_bytes(&plain, key_text.trim().as_bytes()));
+    let names: Vec<String> = tar::Archive::new(&plain[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    for expected in [
+        "vigo-backup.json",
+        "vigo.db",
+        "ca.crt",
+        "secrets/vigo/app/password",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("master.key") || n.ends_with(".lock"))
+    );
+    assert!(server.terminate().success());
+
+    // A new folder, same port (the envoy's config names it).
+    let b = TestDir::new();
+    b.write(
+        "vigosrv.yaml",
+        &format!(
+            "listen: \"127.0.0.1:{}\"\ndata_dir: data\nconfig_dir: config\ndatabase:\n  dsn: \"secret:vigo/db/dsn\"\n",
+            a.port
+        ),
+    );
+    write_config_repo(&b, &out);
+    let refused = b.cli(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ]);
+    assert!(all_output(&refused).contains("copy the master key from its own backup"));
+    std::fs::create_dir_all(b.data_dir()).unwrap();
+    std::fs::set_permissions(b.data_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(a.key_file(), b.key_file()).unwrap();
+    std::fs::set_permissions(b.key_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = b.write("wrong", "not the passphrase\n");
+    let refused = b.cli(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let restore = b.cli(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ]);
+    let text = all_output(&restore);
+    assert!(restore.status.success(), "{text}");
+    assert!(
+        text.contains("the database, the CA certificate into"),
+        "{text}"
+    );
+    assert_eq!(
+        stdout(&b.cli(&["secrets", "get", PASSWORD])),
+        format!("{canary}\n")
+    );
+    // Not into a folder that holds an installation.
+    let again = b.cli(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ]);
+    assert!(
+        all_output(&again).contains("is not empty"),
+        "{}",
+        all_output(&again)
+    );
+
+    let mut server = crate::support::ServerProcess::spawn(&b.config(), &[]);
+    server.wait_healthy(a.port, &b.ca_file());
+    let run = host.run_once();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        all_output(&run),
+        server.log()
+    );
+    assert_eq!(secret_conf(&out), converged);
+    let listed = stdout(&b.cli(&["envoys", "list"]));
+    assert!(listed.contains(APP1), "{listed}");
+    server.terminate();
+    assert!(!server.log().contains(canary.as_str()));
+}

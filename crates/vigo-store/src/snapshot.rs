@@ -1,6 +1,7 @@
 //! A consistent copy of the embedded database while the server runs
 //! (`vigocli backup`).
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -48,6 +49,14 @@ pub async fn snapshot_embedded(dsn: &SecretValue, dest: &Path) -> Result<(), Sto
     if let Some(key) = &sqlite.key {
         options = options.pragma("key", format!("\"x'{}'\"", key.as_str()));
     }
+    // An empty 0600 file: ATTACH fills it (the connection, opened without
+    // create, could not create it), and it is never readable by others.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| failed(format!("creating {}: {e}", dest.display())))?;
     let mut conn = options.connect().await.map_err(|e| failed(e.to_string()))?;
     let dest_text = dest
         .to_str()

@@ -7,6 +7,7 @@
 
 mod admin;
 mod backend;
+mod backup;
 #[path = "../shared/cli.rs"]
 mod cli;
 mod completions;
@@ -81,6 +82,13 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
+    /// Write an encrypted archive of the secret files, the embedded
+    /// database (snapshot taken online) and the CA certificate; never the
+    /// master key.
+    Backup(backup::BackupArgs),
+    /// Restore an archive written by `backup` into an empty data folder
+    /// (the master key must be in place first).
+    Restore(backup::RestoreArgs),
     /// Print a shell completion script, e.g.
     /// `vigocli completions bash > /etc/bash_completion.d/vigocli`.
     Completions(completions::CompletionsArgs),
@@ -143,6 +151,8 @@ fn main() -> ExitCode {
                     Command::Check => repo::check(&globals).await,
                     Command::Catalog(args) => repo::catalog(&args, &globals).await,
                     Command::Config { command } => config::run(command, &globals).await,
+                    Command::Backup(args) => backup::backup(&args, &globals).await,
+                    Command::Restore(args) => backup::restore(&args, &globals).await,
                     Command::Completions(_) | Command::Manpages(_) => Ok(()),
                 }
             })
