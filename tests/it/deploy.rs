@@ -11,7 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, database_module,
+    stderr, stdout,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -29,36 +30,13 @@ const DEPLOY_DEADLINE: Duration = Duration::from_secs(3);
 /// the password, watching it and notifying a counting exec, and an exec
 /// that reads the password on stdin when it rotates).
 fn write_repo(root: &Path, out: &Path, web_extra: &str) {
-    let out = out.display();
     write(
         root,
         "nodes.vgo",
-        "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n  - match: \"web*.example.com\"\n    roles: [web]\n",
+        &format!("envoys:\n{DB_NODES}  - match: \"web*.example.com\"\n    roles: [web]\n"),
     );
-    write(
-        root,
-        "modules/database.vgo",
-        &format!(
-            r#"resources:
-  - name: pg-config
-    type: file
-    target_path: {out}/db.conf
-    content: "password = {{{{ .Vars.db_password }}}}\n"
-    watch_secret: ["vigo/db/password"]
-    notify: [pg-restart]
-  - name: pg-restart
-    type: exec
-    command: "echo restart >> {out}/restarts.log"
-    when: changed
-  - name: set-db-password
-    type: exec
-    command: "cat > /dev/null; echo ran >> {out}/password-runs.log"
-    stdin: "secret:vigo/db/password"
-    watch_secret: ["vigo/db/password"]
-    when: changed
-"#
-        ),
-    );
+    write(root, "modules/database.vgo", &database_module(out, ""));
+    let out = out.display();
     write(
         root,
         "modules/web.vgo",

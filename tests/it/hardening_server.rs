@@ -19,7 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok};
+use crate::support::{
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, database_module,
+};
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
@@ -118,37 +120,8 @@ impl Rig {
 /// db1: a file with the password that watches it and notifies a counted
 /// "restart", and a counted exec that watches it too.
 fn write_config_repo(dir: &TestDir, out: &Path) {
-    let out = out.display();
-    dir.write(
-        "config/nodes.vgo",
-        "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n",
-    );
-    dir.write(
-        "config/modules/database.vgo",
-        &format!(
-            r#"resources:
-  - name: pg-config
-    type: file
-    target_path: {out}/db.conf
-    content: |
-      password = {{{{ .Vars.db_password }}}}
-    watch_secret: ["vigo/db/password"]
-    notify: [pg-restart]
-
-  - name: pg-restart
-    type: exec
-    command: "echo restart >> {out}/restarts.log"
-    when: changed
-
-  - name: set-db-password
-    type: exec
-    command: "cat > /dev/null; echo ran >> {out}/password-runs.log"
-    stdin: "secret:vigo/db/password"
-    watch_secret: ["vigo/db/password"]
-    when: changed
-"#
-        ),
-    );
+    dir.write("config/nodes.vgo", &format!("envoys:\n{DB_NODES}"));
+    dir.write("config/modules/database.vgo", &database_module(out, ""));
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {

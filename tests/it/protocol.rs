@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr};
+use crate::support::{
+    DB_NODES, EnvoyHost, PgSchema, ServerProcess, TestDir, WEB_NODES, all_output, cli_ok, stderr,
+};
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
@@ -473,7 +475,7 @@ fn write_config_repo(dir: &TestDir) {
     let out = dir.path().join("out");
     dir.write(
         "config/nodes.vgo",
-        "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n",
+        &format!("envoys:\n{DB_NODES}{WEB_NODES}"),
     );
     dir.write(
         "config/modules/database.vgo",

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, cli_ok};
+use crate::support::{
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, WEB_NODES, all_output, cli_ok,
+    database_module,
+};
 use serde_json::Value;
 
 const DB1: &str = "db1.example.com";
@@ -102,40 +105,21 @@ impl Rig {
 
 /// The seed's example modules, writing under `out`.
 fn write_config_repo(dir: &TestDir, out: &Path) {
-    let out = out.display();
     dir.write(
         "config/nodes.vgo",
-        "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n",
+        &format!("envoys:\n{DB_NODES}{WEB_NODES}"),
     );
+    // With the `slow` marker present, set-db-password stops in the
+    // middle, to be killed there.
+    let o = out.display();
     dir.write(
         "config/modules/database.vgo",
-        &format!(
-            r#"resources:
-  - name: pg-config
-    type: file
-    target_path: {out}/db.conf
-    content: |
-      password = {{{{ .Vars.db_password }}}}
-    watch_secret: ["vigo/db/password"]
-    notify: [pg-restart]
-
-  # Stands in for `type: service` (no systemd here): counts restarts.
-  - name: pg-restart
-    type: exec
-    command: "echo restart >> {out}/restarts.log"
-    when: changed
-
-  # Reads the password on stdin; runs only when it rotates. With the
-  # `slow` marker present it stops in the middle, to be killed there.
-  - name: set-db-password
-    type: exec
-    command: "cat > /dev/null; if [ -e {out}/slow ]; then touch {out}/started; sleep 60; fi; echo ran >> {out}/password-runs.log"
-    stdin: "secret:vigo/db/password"
-    watch_secret: ["vigo/db/password"]
-    when: changed
-"#
+        &database_module(
+            out,
+            &format!("if [ -e {o}/slow ]; then touch {o}/started; sleep 60; fi; "),
         ),
     );
+    let out = out.display();
     dir.write(
         "config/modules/web.vgo",
         &format!(

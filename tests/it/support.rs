@@ -545,3 +545,42 @@ pub(crate) fn in_sync(output: &Output) -> bool {
     let text = stdout(output);
     text.lines().count() == 1 && text.contains(" resources: 0 changed, 0 failed, 0 skipped, ")
 }
+
+/// The `db*` envoys of the seed's example, as a `nodes.vgo` entry: role
+/// `database` with the password as a secret reference.
+pub(crate) const DB_NODES: &str = "  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n";
+
+/// The `web*` envoys of the seed's example, as a `nodes.vgo` entry.
+pub(crate) const WEB_NODES: &str = "  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n";
+
+/// The seed's `database` module, writing under `out`: `pg-config` holds
+/// the password, watches it and notifies `pg-restart` (an exec standing in
+/// for a service, counting restarts in `restarts.log`); `set-db-password`
+/// reads the password on stdin when it rotates, runs `before_count` (shell,
+/// may be empty) and counts its runs in `password-runs.log`.
+pub(crate) fn database_module(out: &Path, before_count: &str) -> String {
+    let out = out.display();
+    format!(
+        r#"resources:
+  - name: pg-config
+    type: file
+    target_path: {out}/db.conf
+    content: |
+      password = {{{{ .Vars.db_password }}}}
+    watch_secret: ["vigo/db/password"]
+    notify: [pg-restart]
+
+  - name: pg-restart
+    type: exec
+    command: "echo restart >> {out}/restarts.log"
+    when: changed
+
+  - name: set-db-password
+    type: exec
+    command: "cat > /dev/null; {before_count}echo ran >> {out}/password-runs.log"
+    stdin: "secret:vigo/db/password"
+    watch_secret: ["vigo/db/password"]
+    when: changed
+"#
+    )
+}
