@@ -23,6 +23,7 @@ mod operator_cli;
 mod protocol;
 mod replicas;
 mod rotation;
+mod run_now;
 mod secret_owner;
 mod secrets_cli;
 mod server_start;

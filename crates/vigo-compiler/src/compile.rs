@@ -73,6 +73,12 @@ impl ConfigRepo {
         self.compile_selection(envoy, &selection, secrets)
     }
 
+    /// The roles `envoy` gets (every `nodes.vgo` entry whose `match` fits
+    /// its name), in first-occurrence order.
+    pub fn roles_of(&self, envoy: &str) -> Vec<String> {
+        Selection::from_entries(self.matching(envoy)).roles
+    }
+
     pub(crate) fn compile_selection(
         &self,
         envoy: &str,

@@ -126,8 +126,9 @@ impl CancelHandle {
 #[derive(Debug)]
 pub struct Engine {
     /// Held for the engine's lifetime: another engine on the same data
-    /// folder would delete this one's transient secret files.
-    _lock: Flock<File>,
+    /// folder would delete this one's transient secret files. `None` for an
+    /// engine opened with [`Engine::for_noop`], which only evaluates.
+    lock: Option<Flock<File>>,
     state: StateStore,
     secret_file_dir: PathBuf,
     search_path: OsString,
@@ -170,9 +171,24 @@ impl Engine {
             fs::remove_file(entry.path()).map_err(dir_error)?;
         }
         Ok(Self {
-            _lock: lock,
+            lock: Some(lock),
             state,
             secret_file_dir,
+            search_path: command::process_search_path(),
+            cancel: CancelHandle::new(),
+        })
+    }
+
+    /// Opens the envoy state in `data_dir` to evaluate catalogs only
+    /// (`vigoenvoy run --once --noop`), beside a running envoy: no lock is
+    /// taken, the transient secret files of the running envoy are left
+    /// alone, and every [`apply`](Engine::apply) of this engine is a noop
+    /// that neither changes the host nor saves the state.
+    pub fn for_noop(data_dir: &Path) -> Result<Self, EngineError> {
+        Ok(Self {
+            lock: None,
+            state: StateStore::open(data_dir)?,
+            secret_file_dir: data_dir.join(SECRET_FILE_DIR),
             search_path: command::process_search_path(),
             cancel: CancelHandle::new(),
         })
@@ -207,6 +223,10 @@ impl Engine {
     /// catalog's secret values. Failures of single resources are in the
     /// report; the state is saved at the end (a save failure is logged).
     pub async fn apply(&mut self, catalog: &Catalog, options: ApplyOptions) -> Report {
+        // An engine without the lock only evaluates.
+        let options = ApplyOptions {
+            noop: options.noop || self.lock.is_none(),
+        };
         let started = Instant::now();
         let scrubber = Scrubber::for_catalog(catalog);
         let plan = Plan::of(catalog);

@@ -155,13 +155,27 @@ impl Envoy {
     /// Prepares the envoy: reads the CA, loads or makes the key, opens the
     /// engine's state.
     pub fn open(config: EnvoyConfig) -> Result<Self, RunError> {
+        Self::open_with(config, Engine::new)
+    }
+
+    /// Like [`open`](Envoy::open), for `run --once --noop`: the engine only
+    /// evaluates and takes no lock, so it works while the `run` loop holds
+    /// the data folder (see [`Engine::for_noop`]).
+    pub fn open_noop(config: EnvoyConfig) -> Result<Self, RunError> {
+        Self::open_with(config, Engine::for_noop)
+    }
+
+    fn open_with(
+        config: EnvoyConfig,
+        engine: fn(&std::path::Path) -> Result<Engine, vigo_engine::EngineError>,
+    ) -> Result<Self, RunError> {
         let ca_pem =
             std::fs::read_to_string(&config.ca_cert).map_err(|source| RunError::CaCert {
                 file: config.ca_cert.clone(),
                 source,
             })?;
         let identity = Identity::load_or_create(&config.data_dir, &config.name)?;
-        let engine = Engine::new(&config.data_dir)?;
+        let engine = engine(&config.data_dir)?;
         Ok(Self {
             config,
             ca_pem,
@@ -200,6 +214,11 @@ impl Envoy {
                 summary,
             }),
         };
+        // A run request (`vigocli run`): always report, naming it. A noop
+        // one is evaluated against the catalog it brings, which is not
+        // kept: the held catalog stays the last real one.
+        let mut run_request = None;
+        let mut noop_run = None;
         let (interval_secs, received) = match session.checkin(&request).await? {
             CheckinResponse::Unchanged { interval_secs } => {
                 tracing::debug!(envoy = %self.config.name, "catalog unchanged");
@@ -209,7 +228,32 @@ impl Envoy {
                 interval_secs,
                 fingerprint,
                 catalog,
+                noop: true,
+                run_request: asked,
             } => {
+                tracing::info!(
+                    envoy = %self.config.name,
+                    run = asked.as_deref().unwrap_or("-"),
+                    "noop run requested"
+                );
+                run_request = asked;
+                noop_run = Some(Held {
+                    fingerprint,
+                    catalog: *catalog,
+                });
+                (interval_secs, false)
+            }
+            CheckinResponse::Catalog {
+                interval_secs,
+                fingerprint,
+                catalog,
+                noop: false,
+                run_request: asked,
+            } => {
+                if let Some(run) = &asked {
+                    tracing::info!(envoy = %self.config.name, run = %run, "run requested");
+                }
+                run_request = asked;
                 tracing::info!(
                     envoy = %self.config.name,
                     resources = catalog.resources.len(),
@@ -230,6 +274,30 @@ impl Envoy {
         {
             tracing::warn!(error = %vigo_log::error_chain(&e), "posting the report of an earlier run failed");
         }
+        if let Some(asked) = noop_run {
+            let report = self
+                .engine
+                .apply(&asked.catalog, ApplyOptions { noop: true })
+                .await;
+            drop(asked);
+            let fingerprint = self
+                .held
+                .as_ref()
+                .map(|h| h.fingerprint.clone())
+                .unwrap_or_default();
+            session
+                .report(&ReportRequest {
+                    fingerprint,
+                    report: report.clone(),
+                    run_request,
+                })
+                .await?;
+            return Ok(Cycle::Applied {
+                interval,
+                report: Box::new(report),
+                received: true,
+            });
+        }
         let Some(report) = self.enforce(noop).await else {
             return Ok(Cycle::Unchanged { interval });
         };
@@ -246,11 +314,12 @@ impl Envoy {
                 .set_catalog_fingerprint(Some(fingerprint.clone()));
             self.engine.state().save().map_err(RunError::State)?;
         }
-        if received || noop || needs_report(&report) {
+        if received || noop || run_request.is_some() || needs_report(&report) {
             session
                 .report(&ReportRequest {
                     fingerprint,
                     report: report.clone(),
+                    run_request,
                 })
                 .await?;
         }
@@ -295,6 +364,7 @@ impl Envoy {
             self.unsent = Some(ReportRequest {
                 fingerprint,
                 report: report.clone(),
+                run_request: None,
             });
         }
         Some(report)

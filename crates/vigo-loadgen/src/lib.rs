@@ -651,6 +651,7 @@ async fn catalog_checkin(base: &str, envoy: &LoadEnvoy) -> anyhow::Result<bool> 
             secret_triggered_applied: applied,
             duration_ms: 0,
         },
+        run_request: None,
     };
     let response = envoy
         .client

@@ -11,6 +11,8 @@
 //! | `POST /v1/admin/envoys/{name}/remove` | → [`RemovedEnvoys`] |
 //! | `POST /v1/admin/config/reload` | → [`ConfigReloadAnswer`] |
 //! | `GET /v1/admin/config/status` | → [`ConfigStatus`] |
+//! | `POST /v1/admin/runs` | [`RunTarget`] → [`RunStarted`] |
+//! | `GET /v1/admin/runs/{id}` | → [`RunStatus`] |
 
 use serde::{Deserialize, Serialize};
 use vigo_secrets::SecretPath;
@@ -282,4 +284,69 @@ pub struct ConfigStatus {
     /// The last failed attempt since the start, with its errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<ConfigFailure>,
+}
+
+/// `vigocli run`: which envoys should apply now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunTarget {
+    /// An envoy name or a glob (`web*`), matched as `nodes.vgo` matches;
+    /// `None` with a role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Every approved envoy whose compiled catalog includes this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Evaluate only: change nothing, report the drift.
+    #[serde(default)]
+    pub noop: bool,
+    /// Who asks (recorded in the audit record).
+    #[serde(default)]
+    pub requested_by: String,
+}
+
+/// The run request the server recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunStarted {
+    /// The request's id, for `GET /v1/admin/runs/{id}`.
+    pub id: String,
+    /// The approved envoys it asked to run, by name.
+    pub envoys: Vec<String>,
+    /// Matching envoys that are not approved (pending, revoked): not asked.
+    #[serde(default)]
+    pub not_approved: Vec<String>,
+}
+
+/// One envoy's part of a run request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEnvoy {
+    /// The envoy.
+    pub name: String,
+    /// `pending` (not checked in yet), `delivered` (applying), `ok`,
+    /// `changed`, `failed`, `superseded` (a later request replaced it).
+    pub status: String,
+    /// The envoy's report of the run (scrubbed and diffs redacted by the
+    /// envoy), once it arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::Report>,
+}
+
+/// `GET /v1/admin/runs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunStatus {
+    /// The request's id.
+    pub id: String,
+    /// The target as given.
+    pub target: String,
+    /// Noop or not.
+    pub noop: bool,
+    /// Who asked.
+    pub requested_by: String,
+    /// When (RFC 3339).
+    pub requested_at: String,
+    /// Its envoys, by name.
+    pub envoys: Vec<RunEnvoy>,
 }

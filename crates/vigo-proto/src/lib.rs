@@ -110,6 +110,14 @@ pub enum CheckinResponse {
         fingerprint: String,
         /// The catalog itself.
         catalog: Box<Catalog>,
+        /// Evaluate only (a `vigocli run --noop` request): change nothing,
+        /// keep the catalog held before, report the drift.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        noop: bool,
+        /// The run request this answer serves (`vigocli run`): the envoy
+        /// applies now and always reports, naming it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_request: Option<String>,
     },
 }
 
@@ -121,6 +129,9 @@ pub struct ReportRequest {
     pub fingerprint: String,
     /// What happened, already scrubbed of secret values.
     pub report: Report,
+    /// The run request (`vigocli run`) this run answered, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_request: Option<String>,
 }
 
 /// One resource's outcome as the admin API shows it (`vigocli envoys show`).

@@ -23,6 +23,7 @@ pub mod fault;
 mod model;
 mod postgres;
 mod queries;
+mod runs;
 mod snapshot;
 mod sqlite;
 mod store;
@@ -39,6 +40,7 @@ pub use model::{
     AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
     LastRunRecord, ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
 };
+pub use runs::{NewRunRequest, PendingRun, RunEnvoyRecord, RunRecord, RunStore};
 pub use snapshot::{embedded_db_file, snapshot_embedded};
 pub use store::{Store, StoreHandle};
 pub use wake::{LISTENER_APPLICATION_NAME, MAX_PAYLOAD_BYTES, MAX_PAYLOADS, Wake, WakeListener};

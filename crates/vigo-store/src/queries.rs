@@ -1269,7 +1269,9 @@ macro_rules! impl_store {
             async fn checkin_due(&self, name: &str) -> Result<bool, StoreError> {
                 let due: Option<bool> = sqlx::query_scalar(
                     "SELECT (e.status <> 'approved' OR e.force_push = TRUE OR EXISTS \
-                     (SELECT 1 FROM triggers t WHERE t.envoy = e.name AND t.delivered_at IS NULL)) \
+                     (SELECT 1 FROM triggers t WHERE t.envoy = e.name AND t.delivered_at IS NULL) \
+                     OR EXISTS (SELECT 1 FROM run_request_envoys r \
+                     WHERE r.envoy = e.name AND r.delivered_at IS NULL)) \
                      AS due FROM envoys e WHERE e.name = $1",
                 )
                 .bind(name)
@@ -1283,7 +1285,8 @@ macro_rules! impl_store {
             async fn checkin_due_envoys(&self) -> Result<Vec<String>, StoreError> {
                 sqlx::query_scalar(
                     "SELECT name FROM envoys WHERE force_push = TRUE OR status <> 'approved' \
-                     UNION SELECT envoy FROM triggers WHERE delivered_at IS NULL",
+                     UNION SELECT envoy FROM triggers WHERE delivered_at IS NULL \
+                     UNION SELECT envoy FROM run_request_envoys WHERE delivered_at IS NULL",
                 )
                 .fetch_all(&self.pool)
                 .await

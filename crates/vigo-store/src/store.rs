@@ -29,7 +29,7 @@ pub type StoreHandle = Arc<dyn Store>;
 /// Vigo's persistent state (SPEC 8). Every method is safe to call
 /// concurrently, from one process or from several sharing a database.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: crate::runs::RunStore + Send + Sync + fmt::Debug {
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

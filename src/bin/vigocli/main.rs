@@ -18,6 +18,7 @@ mod migrate;
 mod output;
 mod rekey;
 mod repo;
+mod run;
 mod secrets;
 mod store_owner;
 
@@ -82,6 +83,9 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
+    /// Make envoys (a name, a glob like 'web*', or --role ROLE) check in and
+    /// apply their own catalog now, and print each one's result.
+    Run(run::RunArgs),
     /// Write an encrypted archive of the secret files, the embedded
     /// database (snapshot taken online) and the CA certificate; never the
     /// master key.
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
                     Command::Check => repo::check(&globals).await,
                     Command::Catalog(args) => repo::catalog(&args, &globals).await,
                     Command::Config { command } => config::run(command, &globals).await,
+                    Command::Run(args) => run::run(&args, &globals).await,
                     Command::Backup(args) => backup::backup(&args, &globals).await,
                     Command::Restore(args) => backup::restore(&args, &globals).await,
                     Command::Completions(_) | Command::Manpages(_) => Ok(()),

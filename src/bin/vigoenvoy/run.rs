@@ -32,7 +32,13 @@ pub(crate) struct RunArgs {
 /// Runs the command.
 pub(crate) fn run(args: &RunArgs, config: &Path) -> anyhow::Result<ExitCode> {
     let config = EnvoyConfig::load(config)?;
-    let mut envoy = Envoy::open(config)?;
+    // A noop needs no exclusive hold on the data folder: it works while the
+    // `run` loop holds it. A real `--once` beside the loop is refused.
+    let mut envoy = if args.noop {
+        Envoy::open_noop(config)?
+    } else {
+        Envoy::open(config)?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -134,10 +134,15 @@ pub(crate) async fn checkin(
         .as_deref()
         .and_then(Fingerprint::from_hex)
         .is_some_and(|f| f.matches(&compiled.fingerprint));
+    // A one-shot run request (`vigocli run`) always gets the full catalog;
+    // a noop one neither delivers triggers nor clears force-push.
+    let run = state.store().pending_run(name).await?;
+    let noop = run.as_ref().is_some_and(|r| r.noop);
     // Any queued trigger resends the catalog: one delivered but not yet
     // reported applied (a failed or interrupted run) is retried.
     // An envoy that holds no catalog in memory (`full`) always gets it.
-    if current && !request.full && !envoy.force_push && envoy.queued_triggers == 0 {
+    if current && !request.full && !envoy.force_push && envoy.queued_triggers == 0 && run.is_none()
+    {
         // The short answer's only write is the check-in time and facts,
         // which the server records in batches (see `CheckinBuffer`).
         state.checkins.push(CheckinRecord {
@@ -152,7 +157,11 @@ pub(crate) async fn checkin(
     }
 
     let store = state.store();
-    let triggers = store.triggers_for(name).await?;
+    let triggers = if noop {
+        Vec::new()
+    } else {
+        store.triggers_for(name).await?
+    };
     let mut compiled = compiled;
     if !triggers.is_empty() {
         let paths: Vec<&SecretPath> = triggers.iter().flat_map(|t| &t.secret_paths).collect();
@@ -193,6 +202,8 @@ pub(crate) async fn checkin(
         interval_secs,
         fingerprint: compiled.fingerprint.as_str().to_owned(),
         catalog: Box::new(catalog),
+        noop,
+        run_request: run.as_ref().map(|r| r.id.clone()),
     };
     // The answer carries secret values: serialise into a buffer that is
     // wiped when the response body is dropped.
@@ -222,10 +233,14 @@ pub(crate) async fn checkin(
             },
             delivered: flagged.iter().map(|r| (*r).to_owned()).collect(),
             dropped: stale.iter().map(|r| (*r).to_owned()).collect(),
-            clear_force_push: envoy.force_push,
+            clear_force_push: envoy.force_push && !noop,
             deliveries,
         })
         .await?;
+    if let Some(run) = &run {
+        store.run_delivered(&run.id, name, at).await?;
+        tracing::info!(envoy = %name, run = %run.id, noop, "run request delivered");
+    }
     state.metrics.checkin(CheckinResult::Catalog);
     state.metrics.catalog_bytes(bytes.len());
     tracing::debug!(
@@ -314,6 +329,16 @@ pub(crate) async fn report(
         state
             .store()
             .insert_report(name, at, summary, report.noop, &stored)
+            .await?;
+    }
+    if let Some(run) = &request.run_request {
+        // Recorded even when the report itself is not stored (rate limit):
+        // the operator waiting on `vigocli run` sees the outcome.
+        let stored = serde_json::to_value(&request)
+            .map_err(|e| AppError::Internal(format!("re-encoding a report of '{name}': {e}")))?;
+        state
+            .store()
+            .record_run_result(run, name, at, super::runs::outcome(report), &stored)
             .await?;
     }
     if !report.noop && !report.secret_triggered_applied.is_empty() {

@@ -9,6 +9,7 @@
 //! - `/v1/admin/secrets/{changed,history,who-uses}` (bearer token):
 //!   `api/secrets.rs`
 //! - `/v1/admin/config/{reload,status}` (bearer token): `api/config.rs`
+//! - `/v1/admin/runs`, `/v1/admin/runs/{id}` (bearer token): `api/runs.rs`
 //!
 //! The handlers parse and answer; the work is in the modules they call
 //! (`enroll.rs`, `rotation.rs`, `deploy.rs`, the store).
@@ -28,6 +29,7 @@ use crate::{AppError, AppState};
 pub(crate) mod admin;
 mod config;
 pub(crate) mod envoy;
+pub(crate) mod runs;
 mod secrets;
 
 /// The server's router with every route, bound to `state`.
@@ -48,6 +50,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/envoys/{name}/revoke", post(admin::revoke_envoy))
         .route("/v1/admin/envoys/{name}/remove", post(admin::remove_envoy))
+        .route("/v1/admin/runs", post(runs::start))
+        .route("/v1/admin/runs/{id}", get(runs::status))
         .merge(secrets::routes())
         .merge(config::routes())
         .fallback(not_found)
