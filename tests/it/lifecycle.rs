@@ -472,3 +472,83 @@ fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged()
     server.terminate();
     assert!(!server.log().contains(canary.as_str()));
 }
+
+#[test]
+fn issue_17_rekey_sigkilled_at_every_step_leaves_every_secret_readable() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = TestDir::new();
+    let canary = format!("canary-{}", TestRng::from_clock().token());
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let set = dir.cli_with_stdin(&["secrets", "set", PASSWORD, "-"], canary.as_bytes());
+    assert!(set.status.success(), "{}", all_output(&set));
+    let listed = stdout(&dir.cli(&["secrets", "list"]));
+    let expected: Vec<(String, String)> = listed
+        .lines()
+        .map(|l| {
+            let path = l.split_whitespace().next().unwrap().to_owned();
+            let value = stdout(&dir.cli(&["secrets", "get", &path]));
+            (path, value)
+        })
+        .collect();
+    let old_file = dir.data_dir().join("master.key.old");
+    let (mut killed, mut changed) = (0, 0);
+    for step in 1.. {
+        let key_before = std::fs::read(dir.key_file()).unwrap();
+        let out = crate::support::run(
+            dir.vigocli()
+                .args(["secrets", "rekey"])
+                .env("VIGO_TEST_REKEY_KILL_AT", step.to_string())
+                .stdin(std::process::Stdio::null()),
+        );
+        let finished = out.status.success();
+        if !finished {
+            assert_eq!(
+                out.status.signal(),
+                Some(9),
+                "step {step}: {}",
+                all_output(&out)
+            );
+            killed += 1;
+        }
+        // The next command recovers, whichever side of the commit it was.
+        assert_eq!(
+            stdout(&dir.cli(&["secrets", "list"])),
+            listed,
+            "step {step}"
+        );
+        for (path, value) in &expected {
+            let got = dir.cli(&["secrets", "get", path]);
+            assert_eq!(
+                &stdout(&got),
+                value,
+                "step {step}, {path}: {}",
+                all_output(&got)
+            );
+        }
+        assert!(
+            !dir.data_dir().join("master.key.new").exists(),
+            "step {step}"
+        );
+        if std::fs::read(dir.key_file()).unwrap() != key_before {
+            changed += 1;
+            assert_eq!(std::fs::read(&old_file).unwrap(), key_before, "step {step}");
+            // Every file opens under the new key alone.
+            let finish = dir.cli(&["secrets", "rekey", "--finish"]);
+            assert!(
+                finish.status.success(),
+                "step {step}: {}",
+                all_output(&finish)
+            );
+        } else {
+            assert!(!old_file.exists(), "step {step}");
+        }
+        if finished {
+            break;
+        }
+        assert!(step < 100, "the rekey never finished");
+    }
+    // Killed before and after the commit, at every secret.
+    assert!(killed > 2 * expected.len(), "{killed} kill points");
+    assert!(changed > expected.len(), "{changed} runs changed the key");
+}

@@ -212,6 +212,30 @@ pub(super) fn rekey_locked(
     Ok(Some(done))
 }
 
+/// The `go_on` of a real rekey: always goes on. Built with the
+/// `test-hooks` feature (end-to-end tests only), the process SIGKILLs
+/// itself before step `VIGO_TEST_REKEY_KILL_AT` (counted from 1).
+pub(super) fn kill_point() -> impl FnMut() -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        let kill_at: Option<usize> = std::env::var("VIGO_TEST_REKEY_KILL_AT")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut step = 0usize;
+        move || {
+            step += 1;
+            if kill_at == Some(step) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+            }
+            true
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        || true
+    }
+}
+
 /// Checks that every secret opens under the current key, then removes
 /// `master.key.old`. Returns how many secrets were checked, or `None` when
 /// there was no old key to remove.
