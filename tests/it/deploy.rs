@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, database_module,
-    stderr, stdout,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, bootstrapped_with_out,
+    cli_ok, database_module, stderr, stdout,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -73,10 +73,7 @@ impl Rig {
     /// a symlink to `config-a`, so that a later step can switch the whole
     /// repository without the watcher seeing it.
     fn new() -> Self {
-        let dir = TestDir::new();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        cli_ok(&dir, &["secrets", "bootstrap"]);
+        let (dir, out) = bootstrapped_with_out();
         cli_ok(&dir, &["secrets", "set", DB_PASSWORD, "first-password"]);
         write_repo(&dir.path().join("config-a"), &out, "");
         std::os::unix::fs::symlink("config-a", dir.path().join("config")).unwrap();

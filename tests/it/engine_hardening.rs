@@ -13,30 +13,20 @@ use crate::support::{EnvoyHost, TestDir, cli_ok, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use vigo_test_support::{Scratch, process_gone};
+use vigo_test_support::process_gone;
 
 /// Upper bound for waiting on something that should happen; not a
 /// performance expectation.
 const PATIENCE: Duration = Duration::from_secs(30);
 const CANARY: &str = "canary-envoy-h4rd-5521";
 
-/// A temporary folder with the catalog, the envoy's data folder and the
-/// files the catalog writes.
-struct Case(Scratch);
-
-impl std::ops::Deref for Case {
-    type Target = Scratch;
-
-    fn deref(&self) -> &Scratch {
-        &self.0
-    }
-}
+vigo_test_support::scratch_fixture!(
+    /// A temporary folder with the catalog, the envoy's data folder and the
+    /// files the catalog writes.
+    Case
+);
 
 impl Case {
-    fn new() -> Self {
-        Self(Scratch::new())
-    }
-
     fn secret_files(&self) -> PathBuf {
         self.path("data").join("secret-files")
     }
@@ -76,6 +66,18 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The pid the exec wrote to `pid_file` once it started its sleep.
+fn started_sleep(pid_file: &Path) -> i32 {
+    wait_until("the exec to start its sleep", || {
+        fs::read_to_string(pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn wait_for_exit(child: &mut Child) -> ExitStatus {
@@ -119,14 +121,7 @@ fn stop_during_exec(signal: Signal, expected_code: i32) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the exec to start its sleep", || {
-        fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let sleep_pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let sleep_pid = started_sleep(&pid_file);
     assert_eq!(
         fs::read_dir(case.secret_files()).unwrap().count(),
         1,
@@ -261,14 +256,7 @@ fn issue_12_item_7_sigterm_during_run_once_and_the_first_run_cycle_stops_cleanly
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_until("the exec to start its sleep", || {
-            fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
-        });
-        let sleep_pid: i32 = fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let sleep_pid = started_sleep(&pid_file);
         assert_eq!(fs::read_dir(&secret_files).unwrap().count(), 1);
         kill(
             Pid::from_raw(i32::try_from(child.id()).unwrap()),

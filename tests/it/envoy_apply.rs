@@ -6,25 +6,14 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use vigo_test_support::Scratch;
 
-/// A temporary folder holding a catalog, the envoy's data folder and the
-/// files the catalog writes.
-struct Case(Scratch);
-
-impl std::ops::Deref for Case {
-    type Target = Scratch;
-
-    fn deref(&self) -> &Scratch {
-        &self.0
-    }
-}
+vigo_test_support::scratch_fixture!(
+    /// A temporary folder holding a catalog, the envoy's data folder and the
+    /// files the catalog writes.
+    Case
+);
 
 impl Case {
-    fn new() -> Self {
-        Self(Scratch::new())
-    }
-
     fn write_catalog(&self, catalog: &Value) -> PathBuf {
         let path = self.path("catalog.json");
         fs::write(&path, serde_json::to_string_pretty(catalog).unwrap()).unwrap();

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, database_module,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, bootstrapped_with_out,
+    cli_ok, database_module,
 };
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
@@ -42,10 +43,7 @@ struct Rig {
 impl Rig {
     /// `None` when PostgreSQL is asked for but `VIGO_TEST_POSTGRES` is unset.
     fn new(postgres: bool) -> Option<Self> {
-        let dir = TestDir::new();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        cli_ok(&dir, &["secrets", "bootstrap"]);
+        let (dir, out) = bootstrapped_with_out();
         let schema = if postgres {
             let admin_url = vigo_test_support::postgres_url()?;
             Some(crate::support::PgSchema::create(&dir, admin_url))

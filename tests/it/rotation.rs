@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, WEB_NODES, all_output, cli_ok,
-    database_module,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, WEB_NODES, all_output,
+    bootstrapped_with_out, cli_ok, database_module,
 };
 use serde_json::Value;
 
@@ -39,10 +39,7 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        let dir = TestDir::new();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        cli_ok(&dir, &["secrets", "bootstrap"]);
+        let (dir, out) = bootstrapped_with_out();
         cli_ok(&dir, &["secrets", "set", DB_PASSWORD, FIRST_PASSWORD]);
         write_config_repo(&dir, &out);
         let db1 = EnvoyHost::new(&dir, DB1, None);
@@ -141,6 +138,14 @@ fn wait_for_count(server: &ServerProcess, needle: &str, times: usize) {
     }
 }
 
+/// What db1 has queued after the password rotates.
+fn db1_triggers() -> serde_json::Value {
+    serde_json::json!([
+        "pg-config <- vigo/db/password",
+        "set-db-password <- vigo/db/password"
+    ])
+}
+
 const ROTATION_DONE: &str = "rotation queued paths=vigo/db/password";
 
 #[test]
@@ -173,14 +178,7 @@ fn rotation_reaches_only_the_envoy_that_uses_the_secret_and_leaks_nowhere() {
 
     let db1 = rig.show(DB1);
     assert_eq!(db1["force_push"], true, "{db1}");
-    assert_eq!(
-        db1["queued_triggers"],
-        serde_json::json!([
-            "pg-config <- vigo/db/password",
-            "set-db-password <- vigo/db/password"
-        ]),
-        "{db1}"
-    );
+    assert_eq!(db1["queued_triggers"], db1_triggers(), "{db1}");
     let web1 = rig.show(WEB1);
     assert_eq!(web1["force_push"], false, "{web1}");
     assert_eq!(web1["queued_triggers"], serde_json::json!([]), "{web1}");
@@ -360,14 +358,7 @@ fn a_trigger_survives_a_server_restart_and_a_killed_envoy() {
         "the killed run did not finish"
     );
     let db1 = rig.show(DB1);
-    assert_eq!(
-        db1["queued_triggers"],
-        serde_json::json!([
-            "pg-config <- vigo/db/password",
-            "set-db-password <- vigo/db/password"
-        ]),
-        "{db1}"
-    );
+    assert_eq!(db1["queued_triggers"], db1_triggers(), "{db1}");
 
     // The next run gets the trigger again and finishes it.
     let run = rig.db1.run_once_with(DEBUG);

@@ -551,7 +551,8 @@ pub(crate) fn in_sync(output: &Output) -> bool {
 pub(crate) const DB_NODES: &str = "  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n";
 
 /// The `web*` envoys of the seed's example, as a `nodes.vgo` entry.
-pub(crate) const WEB_NODES: &str = "  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n";
+pub(crate) const WEB_NODES: &str =
+    "  - match: \"web*.example.com\"\n    roles: [web]\n    vars:\n      site_name: \"Example\"\n";
 
 /// The seed's `database` module, writing under `out`: `pg-config` holds
 /// the password, watches it and notifies `pg-restart` (an exec standing in
@@ -583,4 +584,14 @@ pub(crate) fn database_module(out: &Path, before_count: &str) -> String {
     when: changed
 "#
     )
+}
+
+/// A new test folder, bootstrapped (`vigocli secrets bootstrap`), with an
+/// empty `out` folder for the files envoys write; returns both.
+pub(crate) fn bootstrapped_with_out() -> (TestDir, PathBuf) {
+    let dir = TestDir::new();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    (dir, out)
 }

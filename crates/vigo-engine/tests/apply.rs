@@ -8,24 +8,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, Status};
-use vigo_test_support::{Scratch, process_gone};
+use vigo_test_support::process_gone;
 
-/// A temporary folder with a data folder for the envoy and room for targets.
-struct Host(Scratch);
-
-impl std::ops::Deref for Host {
-    type Target = Scratch;
-
-    fn deref(&self) -> &Scratch {
-        &self.0
-    }
-}
+vigo_test_support::scratch_fixture!(
+    /// A temporary folder with a data folder for the envoy and room for targets.
+    Host
+);
 
 impl Host {
-    fn new() -> Self {
-        Self(Scratch::new())
-    }
-
     fn data_dir(&self) -> PathBuf {
         self.path("envoy-data")
     }

@@ -429,3 +429,27 @@ pub fn process_gone(pid: i32) -> bool {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
+
+/// Declares `struct $name(Scratch)` that derefs to [`Scratch`] (so it has
+/// `path` and `p`) with a `new()`, for a test's own fixture methods.
+#[macro_export]
+macro_rules! scratch_fixture {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        struct $name($crate::Scratch);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::Scratch;
+
+            fn deref(&self) -> &$crate::Scratch {
+                &self.0
+            }
+        }
+
+        impl $name {
+            fn new() -> Self {
+                Self($crate::Scratch::new())
+            }
+        }
+    };
+}
