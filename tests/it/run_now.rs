@@ -224,7 +224,7 @@ fn issue_18_run_now_applies_on_the_matching_envoys_and_reports_each() {
     assert!(text.contains("did not answer within 3s:"), "{text}");
     assert!(text.contains(&format!("  {}  (", ENVOYS[1])), "{text}");
     assert!(
-        crate::support::stderr(&out).contains("1 envoys did not answer within the timeout"),
+        crate::support::stderr(&out).contains("1 envoy did not answer within the timeout"),
         "{}",
         all_output(&out)
     );

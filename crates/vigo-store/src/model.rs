@@ -180,6 +180,8 @@ pub struct EnvoyAuth {
     pub force_push: bool,
     /// How many of its resources have a rotation trigger queued.
     pub queued_triggers: u32,
+    /// Whether a run request (`vigocli run`) waits for its next check-in.
+    pub run_pending: bool,
 }
 
 /// One check-in to record (see [`Store::record_checkins`](crate::Store::record_checkins)).

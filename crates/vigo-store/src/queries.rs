@@ -453,7 +453,9 @@ macro_rules! impl_store {
                 let row = sqlx::query(
                     "SELECT status, cert_fingerprint, force_push, \
                      (SELECT COUNT(DISTINCT resource) FROM triggers t WHERE t.envoy = e.name) \
-                     AS queued_triggers FROM envoys e WHERE e.name = $1",
+                     AS queued_triggers, EXISTS (SELECT 1 FROM run_request_envoys r \
+                     WHERE r.envoy = e.name AND r.delivered_at IS NULL) AS run_pending \
+                     FROM envoys e WHERE e.name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&self.pool)
@@ -468,9 +470,10 @@ macro_rules! impl_store {
                         row.try_get::<Option<String>, _>("cert_fingerprint")?,
                         row.try_get::<bool, _>("force_push")?,
                         row.try_get::<i64, _>("queued_triggers")?,
+                        row.try_get::<bool, _>("run_pending")?,
                     ))
                 };
-                let (status, cert_fingerprint, force_push, queued) =
+                let (status, cert_fingerprint, force_push, queued, run_pending) =
                     get().map_err(StoreError::query("read envoy"))?;
                 let status = status.parse::<EnvoyStatus>().map_err(|detail| {
                     StoreError::Corrupt {
@@ -484,6 +487,7 @@ macro_rules! impl_store {
                     cert_fingerprint,
                     force_push,
                     queued_triggers: from_db_count(queued)?,
+                    run_pending,
                 }))
             }
 

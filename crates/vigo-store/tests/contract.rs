@@ -127,6 +127,7 @@ contract!(
     issue_12_catalog_sent_is_recorded_in_one_write,
     issue_12_queued_trigger_counts_cover_every_envoy,
     issue_11_the_last_run_comes_from_check_ins_and_reports,
+    issue_18_run_requests_are_delivered_once_and_record_outcomes,
 );
 
 // --- the contract -------------------------------------------------------------
@@ -1451,4 +1452,74 @@ async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
         .expect("migrate to 0003");
     check_names_after_0003(&store).await;
     store.close().await;
+}
+
+async fn issue_18_run_requests_are_delivered_once_and_record_outcomes(db: &TestDb) {
+    use vigo_store::{NewRunRequest, PendingRun};
+    let store = &db.store;
+    approved(db, &["web1", "web2", "db1"]).await;
+    let request = |id: &str, noop: bool, envoys: &[&str]| NewRunRequest {
+        id: id.to_owned(),
+        at: t(10),
+        requested_by: "alice (vigocli)".to_owned(),
+        target: "web*".to_owned(),
+        noop,
+        envoys: envoys.iter().map(|e| (*e).to_owned()).collect(),
+    };
+    store
+        .create_run_request(&request("r1", true, &["web1", "web2"]))
+        .await
+        .expect("create");
+    // Due: the waits of the asked envoys answer "check in now", no other.
+    assert!(store.checkin_due("web1").await.unwrap());
+    assert!(!store.checkin_due("db1").await.unwrap());
+    let auth = |name: &'static str| async move { store.envoy_auth(name).await.unwrap().unwrap() };
+    assert!(auth("web1").await.run_pending);
+    assert!(!auth("db1").await.run_pending);
+    let mut due = store.checkin_due_envoys().await.unwrap();
+    due.sort();
+    assert_eq!(due, ["web1", "web2"]);
+    assert_eq!(
+        store.pending_run("web1").await.unwrap(),
+        Some(PendingRun {
+            id: "r1".to_owned(),
+            noop: true
+        })
+    );
+    store.run_delivered("r1", "web1", t(20)).await.unwrap();
+    assert_eq!(store.pending_run("web1").await.unwrap(), None);
+    assert!(!store.checkin_due("web1").await.unwrap());
+    assert!(!auth("web1").await.run_pending);
+    store
+        .record_run_result(
+            "r1",
+            "web1",
+            t(30),
+            "changed",
+            &json!({"report": {"noop": true}}),
+        )
+        .await
+        .unwrap();
+    // A newer request replaces one not yet picked up.
+    store
+        .create_run_request(&request("r2", false, &["web2"]))
+        .await
+        .unwrap();
+    assert_eq!(store.pending_run("web2").await.unwrap().unwrap().id, "r2");
+    let r1 = store.run_request("r1").await.unwrap().expect("r1 stored");
+    assert_eq!(r1.requested_by, "alice (vigocli)");
+    assert!(r1.noop);
+    let outcomes: Vec<(&str, Option<&str>)> = r1
+        .envoys
+        .iter()
+        .map(|e| (e.envoy.as_str(), e.outcome.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("web1", Some("changed")), ("web2", Some("superseded"))]
+    );
+    assert_eq!(r1.envoys[0].report, Some(json!({"report": {"noop": true}})));
+    assert_eq!(r1.envoys[0].delivered_at, Some(t(20)));
+    assert_eq!(r1.envoys[0].reported_at, Some(t(30)));
+    assert!(store.run_request("nope").await.unwrap().is_none());
 }

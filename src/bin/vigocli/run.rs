@@ -127,9 +127,22 @@ pub(crate) async fn run(args: &RunArgs, globals: &Globals) -> anyhow::Result<()>
     }
     match (failed, silent.len()) {
         (0, 0) => Ok(()),
-        (f, 0) => bail!("{f} of {} envoys failed", started.envoys.len()),
-        (0, s) => bail!("{s} envoys did not answer within the timeout"),
-        (f, s) => bail!("{f} envoys failed and {s} did not answer within the timeout"),
+        (f, 0) => bail!("{} of {} failed", envoys(f), started.envoys.len()),
+        (0, s) => bail!("{} did not answer within the timeout", envoys(s)),
+        (f, s) => bail!(
+            "{} failed and {} did not answer within the timeout",
+            envoys(f),
+            envoys(s)
+        ),
+    }
+}
+
+/// `1 envoy`, `2 envoys`.
+fn envoys(n: usize) -> String {
+    if n == 1 {
+        "1 envoy".to_owned()
+    } else {
+        format!("{n} envoys")
     }
 }
 

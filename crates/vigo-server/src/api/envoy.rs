@@ -136,7 +136,11 @@ pub(crate) async fn checkin(
         .is_some_and(|f| f.matches(&compiled.fingerprint));
     // A one-shot run request (`vigocli run`) always gets the full catalog;
     // a noop one neither delivers triggers nor clears force-push.
-    let run = state.store().pending_run(name).await?;
+    let run = if envoy.run_pending {
+        state.store().pending_run(name).await?
+    } else {
+        None
+    };
     let noop = run.as_ref().is_some_and(|r| r.noop);
     // Any queued trigger resends the catalog: one delivered but not yet
     // reported applied (a failed or interrupted run) is retried.
@@ -426,6 +430,7 @@ pub(crate) async fn wait(
                 let due = if first {
                     let envoy = authenticate(state, peer).await?;
                     envoy.force_push
+                        || envoy.run_pending
                         || (envoy.queued_triggers > 0 && state.store().checkin_due(name).await?)
                 } else {
                     state.store().checkin_due(name).await?
