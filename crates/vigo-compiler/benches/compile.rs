@@ -2,6 +2,9 @@
 //! with templates and secret vars), secrets from an in-memory map. The
 //! figure that matters is catalogs per second on one core (target: 1,000).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hint::black_box;
@@ -9,7 +12,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigo_compiler::ConfigRepo;
-use vigo_secrets::{SecretPath, SecretValue, VersionedSecret};
+use vigo_secrets::{SecretPath, VersionedSecret};
 
 const ENVOYS: usize = 1_000;
 const ROLES: usize = 5;
@@ -68,13 +71,7 @@ fn write_repo(dir: &Path) {
 }
 
 fn secrets(repo: &ConfigRepo) -> BTreeMap<SecretPath, VersionedSecret> {
-    repo.referenced_secrets()
-        .into_iter()
-        .map(|p| {
-            let value = SecretValue::new(format!("value-of-{p}"));
-            (p, VersionedSecret { value, version: 1 })
-        })
-        .collect()
+    common::secrets_for(repo, |p| (format!("value-of-{p}"), 1))
 }
 
 fn bench_compile(c: &mut Criterion) {

@@ -3,12 +3,14 @@
 //! user, group and line resources. Each repository is written into a
 //! temporary folder; errors are compared whole, with file:line:column.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use vigo_catalog::ResourceKind;
 use vigo_compiler::{ConfigRepo, Diagnostics, render_catalog_text};
-use vigo_secrets::{SecretValue, VersionedSecret};
+use vigo_secrets::VersionedSecret;
 
 const CANARY: &str = "CANARY-4e1d";
 
@@ -31,13 +33,7 @@ fn repo(module: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
 }
 
 fn secrets(repo: &ConfigRepo) -> BTreeMap<vigo_secrets::SecretPath, VersionedSecret> {
-    repo.referenced_secrets()
-        .into_iter()
-        .map(|p| {
-            let value = SecretValue::new(format!("{CANARY}-{p}"));
-            (p, VersionedSecret { value, version: 1 })
-        })
-        .collect()
+    common::secrets_for(repo, |p| (format!("{CANARY}-{p}"), 1))
 }
 
 /// Load errors, or else check errors.

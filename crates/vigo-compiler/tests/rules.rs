@@ -1,6 +1,8 @@
 //! Smaller language rules, each on a repository written into a temporary
 //! folder: secret_file pairing, `when: changed`, template syntax positions.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use vigo_compiler::{ConfigRepo, Diagnostics};
@@ -20,14 +22,7 @@ fn problems(module: &str) -> Diagnostics {
     match ConfigRepo::load(dir.path()) {
         Err(d) => d,
         Ok(repo) => {
-            let secrets: BTreeMap<_, _> = repo
-                .referenced_secrets()
-                .into_iter()
-                .map(|p| {
-                    let value = SecretValue::from("CANARY-value");
-                    (p, VersionedSecret { value, version: 1 })
-                })
-                .collect();
+            let secrets = common::secrets_for(&repo, |_| ("CANARY-value".to_owned(), 1));
             repo.check(&secrets)
         }
     }

@@ -1,11 +1,10 @@
 //! YAML as the user writes it: modes, booleans, and parser errors in the
 //! user's terms. Each case is a repository in a temporary folder.
 
-use std::collections::BTreeMap;
+mod common;
 
 use vigo_catalog::{Catalog, ResourceKind};
 use vigo_compiler::{ConfigRepo, Diagnostics};
-use vigo_secrets::{SecretValue, VersionedSecret};
 
 /// Writes `nodes.vgo` (every envoy gets role `m`, with `vars`) and
 /// `modules/m.vgo`; returns the catalog of `h1` or every problem.
@@ -19,14 +18,7 @@ fn compile(vars: &str, module: &str) -> Result<Catalog, Diagnostics> {
     .unwrap();
     std::fs::write(dir.path().join("modules/m.vgo"), module).unwrap();
     let repo = ConfigRepo::load(dir.path())?;
-    let secrets: BTreeMap<_, _> = repo
-        .referenced_secrets()
-        .into_iter()
-        .map(|p| {
-            let value = SecretValue::from("CANARY-value");
-            (p, VersionedSecret { value, version: 1 })
-        })
-        .collect();
+    let secrets = common::secrets_for(&repo, |_| ("CANARY-value".to_owned(), 1));
     let problems = repo.check(&secrets);
     if !problems.is_empty() {
         return Err(problems);
