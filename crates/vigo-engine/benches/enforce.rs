@@ -7,10 +7,12 @@
 
 use std::hint::black_box;
 
+mod common;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vigo_catalog::Catalog;
-use vigo_engine::{ApplyOptions, Engine};
+use vigo_engine::ApplyOptions;
 
 const RESOURCES: usize = 1_000;
 /// Every tenth file's content uses the secret.
@@ -43,31 +45,20 @@ fn catalog(dir: &std::path::Path) -> Catalog {
 }
 
 fn enforcement_cycle(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let targets = dir.path().join("targets");
-    std::fs::create_dir(&targets).expect("targets folder");
-    let catalog = catalog(&targets);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut engine = Engine::new(&dir.path().join("data")).expect("engine");
-    let first = runtime.block_on(engine.apply(&catalog, ApplyOptions::default()));
-    assert_eq!(
-        first.summary.changed,
+    let mut host = common::converge(catalog, RESOURCES);
+    common::bench_converged(
+        c,
+        "enforce_cycle_1000_converged_files",
+        &mut host,
         RESOURCES,
-        "{:?}",
-        first.resources.first()
     );
-
-    c.bench_function("enforce_cycle_1000_converged_files", |b| {
-        b.iter(|| {
-            let report =
-                runtime.block_on(engine.apply(black_box(&catalog), ApplyOptions::default()));
-            assert_eq!(report.summary.unchanged, RESOURCES);
-            report
-        });
-    });
+    let common::Converged {
+        targets,
+        catalog,
+        runtime,
+        mut engine,
+        ..
+    } = host;
 
     let victim = targets.join("f500.conf");
     c.bench_function("enforce_cycle_1000_files_one_deleted", |b| {

@@ -2,12 +2,11 @@
 //! resource is checked (stat, read, compare) and reported unchanged. The
 //! goal is under 100 ms per apply.
 
-use std::hint::black_box;
+mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vigo_catalog::Catalog;
-use vigo_engine::{ApplyOptions, Engine};
 
 const RESOURCES: usize = 1_000;
 
@@ -28,26 +27,8 @@ fn catalog(dir: &std::path::Path) -> Catalog {
 }
 
 fn converged_apply(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let targets = dir.path().join("targets");
-    std::fs::create_dir(&targets).expect("targets folder");
-    let catalog = catalog(&targets);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut engine = Engine::new(&dir.path().join("data")).expect("engine");
-    let first = runtime.block_on(engine.apply(&catalog, ApplyOptions::default()));
-    assert_eq!(first.summary.changed, RESOURCES);
-
-    c.bench_function("apply_converged_1000_files", |b| {
-        b.iter(|| {
-            let report =
-                runtime.block_on(engine.apply(black_box(&catalog), ApplyOptions::default()));
-            assert_eq!(report.summary.unchanged, RESOURCES);
-            report
-        });
-    });
+    let mut host = common::converge(catalog, RESOURCES);
+    common::bench_converged(c, "apply_converged_1000_files", &mut host, RESOURCES);
 }
 
 criterion_group!(benches, converged_apply);
