@@ -202,13 +202,23 @@ pub(crate) fn load_issuer(ca: &CertifiedKey) -> Result<Issuer<'static, KeyPair>,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use x509_parser::extensions::GeneralName;
     use x509_parser::prelude::X509Certificate;
 
     use super::*;
+
+    /// The subject alternative names of `cert`.
+    pub(crate) fn sans<'a>(cert: &'a X509Certificate<'a>) -> &'a Vec<GeneralName<'a>> {
+        &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+    }
 
     pub(crate) fn parse(pem: &str) -> Vec<u8> {
         CertificateDer::from_pem_slice(pem.as_bytes())
@@ -268,12 +278,7 @@ mod tests {
         with_cert(&server.cert_pem, |cert| {
             assert_eq!(cert.subject().to_string(), "CN=localhost");
             assert_eq!(cert.issuer().to_string(), "CN=Vigo CA");
-            let sans = &cert
-                .subject_alternative_name()
-                .unwrap()
-                .unwrap()
-                .value
-                .general_names;
+            let sans = sans(cert);
             assert_eq!(
                 sans,
                 &vec![

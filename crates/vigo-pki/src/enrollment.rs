@@ -191,12 +191,7 @@ mod tests {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
 
         assert_eq!(cert.subject().to_string(), "CN=db1.example.com");
-        let sans = &cert
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names;
+        let sans = crate::authority::tests::sans(&cert);
         assert_eq!(sans, &vec![GeneralName::DNSName("db1.example.com")]);
         let bc = cert.basic_constraints().unwrap().unwrap().value;
         assert!(!bc.ca);
