@@ -7,24 +7,11 @@ use crate::support::{TestDir, stderr, stdout};
 
 /// Copies a config repository into the test folder's `config/`.
 fn copy_repo(from: &Path, dir: &TestDir) {
-    for entry in walk(from) {
+    for entry in vigo_test_support::files_under(from) {
         let rel = entry.strip_prefix(from).expect("inside the repo");
         let text = std::fs::read_to_string(&entry).expect("reading a repo file");
         dir.write(&format!("config/{}", rel.display()), &text);
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("listing a repo folder") {
-        let path = entry.expect("a folder entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 fn prepared(repo: &Path) -> TestDir {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
+use vigo_test_support::files_under;
 
 vigo_test_support::scratch_fixture!(
     /// A temporary folder holding a catalog, the envoy's data folder and the
@@ -144,7 +145,7 @@ fn a_canary_secret_reaches_no_output_and_nothing_in_the_data_folder() {
             .unwrap()
             .contains(CANARY)
     );
-    let files = walk(&case.path("data"));
+    let files = files_under(&case.path("data"));
     assert!(files.iter().any(|f| f.ends_with("state.json")));
     for file in files {
         let bytes = fs::read(&file).unwrap();
@@ -154,19 +155,6 @@ fn a_canary_secret_reaches_no_output_and_nothing_in_the_data_folder() {
             file.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, Status};
-use vigo_test_support::process_gone;
+use vigo_test_support::{files_under, process_gone};
 
 vigo_test_support::scratch_fixture!(
     /// A temporary folder with a data folder for the envoy and room for targets.
@@ -371,7 +371,7 @@ async fn secret_values_appear_nowhere_in_reports_or_state() {
             .contains(CANARY)
     );
     let mut checked = 0;
-    for entry in walk(&host.data_dir()) {
+    for entry in files_under(&host.data_dir()) {
         let bytes = fs::read(&entry).unwrap();
         assert!(
             !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
@@ -381,19 +381,6 @@ async fn secret_values_appear_nowhere_in_reports_or_state() {
         checked += 1;
     }
     assert!(checked >= 2, "state.json and state.key expected");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]

@@ -453,3 +453,22 @@ macro_rules! scratch_fixture {
         }
     };
 }
+
+/// Every file below `dir`, in the order the folders list them.
+///
+/// # Panics
+///
+/// When a folder cannot be read.
+#[must_use]
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a test folder") {
+        let path = entry.expect("read a test folder entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
