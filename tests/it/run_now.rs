@@ -231,6 +231,37 @@ fn issue_18_run_now_applies_on_the_matching_envoys_and_reports_each() {
 }
 
 #[test]
+fn issue_18_a_noop_check_in_leaves_a_pending_run_request_alone() {
+    let mut rig = Rig::new();
+    let name = ENVOYS[2];
+    rig.stop_loop(2);
+    // The request stays pending: nobody holds db1's wait.
+    let out = rig.run(&[name, "--timeout", "1s"]);
+    assert!(!out.status.success(), "{}", all_output(&out));
+    assert!(
+        stdout(&out).contains(&format!("  {name}  (")),
+        "{}",
+        all_output(&out)
+    );
+    let noop = crate::support::run(&mut rig.hosts[2].command(DEBUG, &["--once", "--noop"]));
+    assert!(noop.status.success(), "{}", all_output(&noop));
+    // A real run (`run --once`) is what picks the request up.
+    let log = rig.server.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("run request delivered") && l.contains(name)),
+        "a noop check-in took the pending run request:\n{log}"
+    );
+    let again = rig.hosts[2].run_once();
+    assert!(again.status.success(), "{}", all_output(&again));
+    assert!(
+        rig.server.wait_for_log("run request delivered"),
+        "{}",
+        rig.server.log()
+    );
+}
+
+#[test]
 fn issue_18_run_once_noop_works_beside_the_running_loop() {
     let rig = Rig::new();
     let name = ENVOYS[2];

@@ -213,6 +213,7 @@ impl Envoy {
                 age_ms: u64::try_from(finished.elapsed().as_millis()).unwrap_or(u64::MAX),
                 summary,
             }),
+            noop,
         };
         // A run request (`vigocli run`): always report, naming it. A noop
         // one is evaluated against the catalog it brings, which is not

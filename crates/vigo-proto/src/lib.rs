@@ -79,6 +79,10 @@ pub struct CheckinRequest {
     /// sends no report: this is how the server learns of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LastRun>,
+    /// A noop run (`run --once --noop`): the answer delivers no rotation
+    /// trigger, clears no force-push and serves no run request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noop: bool,
 }
 
 /// When the envoy last applied its catalog (not a noop run) and the counts.

@@ -136,12 +136,12 @@ pub(crate) async fn checkin(
         .is_some_and(|f| f.matches(&compiled.fingerprint));
     // A one-shot run request (`vigocli run`) always gets the full catalog;
     // a noop one neither delivers triggers nor clears force-push.
-    let run = if envoy.run_pending {
+    let run = if envoy.run_pending && !request.noop {
         state.store().pending_run(name).await?
     } else {
         None
     };
-    let noop = run.as_ref().is_some_and(|r| r.noop);
+    let noop = request.noop || run.as_ref().is_some_and(|r| r.noop);
     // Any queued trigger resends the catalog: one delivered but not yet
     // reported applied (a failed or interrupted run) is retried.
     // An envoy that holds no catalog in memory (`full`) always gets it.
