@@ -37,18 +37,7 @@ impl Case {
             "resources": resources,
             "secrets": {"app/pw": {"version": 1, "value": CANARY}},
         });
-        let file = self.path("catalog.json");
-        fs::write(&file, serde_json::to_string_pretty(&catalog).unwrap()).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vigoenvoy"));
-        command
-            .arg("--config")
-            .arg(self.path("no-envoy.yaml"))
-            .arg("apply")
-            .arg("--catalog")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(self.path("data"));
-        command
+        crate::support::envoy_apply_command(self, &catalog)
     }
 
     fn apply(&self, resources: Value) -> Output {

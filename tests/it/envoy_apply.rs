@@ -2,7 +2,7 @@
 //! folders.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
@@ -22,16 +22,7 @@ impl Case {
     }
 
     fn apply(&self, catalog: &Value, extra: &[&str]) -> assert_cmd::assert::Assert {
-        let file = self.write_catalog(catalog);
-        Command::cargo_bin("vigoenvoy")
-            .unwrap()
-            .arg("--config")
-            .arg(self.path("no-envoy.yaml"))
-            .arg("apply")
-            .arg("--catalog")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(self.path("data"))
+        Command::from_std(crate::support::envoy_apply_command(self, catalog))
             .args(extra)
             .env_remove("NO_COLOR")
             .assert()

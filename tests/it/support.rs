@@ -595,3 +595,23 @@ pub(crate) fn bootstrapped_with_out() -> (TestDir, PathBuf) {
     cli_ok(&dir, &["secrets", "bootstrap"]);
     (dir, out)
 }
+
+/// `vigoenvoy apply` of the catalog in `folder/catalog.json` (written from
+/// `catalog`), with `folder/data` as its data folder and no envoy config.
+pub(crate) fn envoy_apply_command(
+    folder: &vigo_test_support::Scratch,
+    catalog: &serde_json::Value,
+) -> Command {
+    let file = folder.path("catalog.json");
+    std::fs::write(&file, serde_json::to_string_pretty(catalog).unwrap()).unwrap();
+    let mut command = Command::new(bin("vigoenvoy"));
+    command
+        .arg("--config")
+        .arg(folder.path("no-envoy.yaml"))
+        .arg("apply")
+        .arg("--catalog")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(folder.path("data"));
+    command
+}
