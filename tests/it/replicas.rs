@@ -572,3 +572,29 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn issue_18_a_run_request_through_replica_a_wakes_a_wait_held_at_replica_b() {
+    let Some(admin_url) = vigo_test_support::postgres_url() else {
+        return;
+    };
+    let replicas = Replicas::start(admin_url);
+    let web1 = replicas.enroll("web1.example.com");
+    let wait = replicas.hold_wait_at_b("web1.example.com", &web1);
+    // `vigocli` talks to A; nothing answers the run (the wait is ours), so
+    // the CLI reports web1 as not answering.
+    let asked = Instant::now();
+    let out = replicas
+        .dir
+        .cli(&["run", "web1.example.com", "--timeout", "1s"]);
+    assert!(!out.status.success(), "{}", all_output(&out));
+    let (answered, response) = wait.answer();
+    assert!(response.checkin_now, "B:\n{}", replicas.b.log());
+    // Measured from before the CLI started (it opens the secrets backend
+    // first): well inside the 30 s sweep, so the notification woke it.
+    let elapsed = answered.saturating_duration_since(asked);
+    assert!(
+        elapsed < WAKE_BOUND * 5,
+        "B answered {elapsed:?} after the run was asked through A"
+    );
+}
