@@ -110,6 +110,36 @@ impl Rig {
         }
     }
 
+    /// Restarts the server without faults and checks that db1's next run
+    /// writes `value` and runs the watching resources (`runs` in all so
+    /// far) once, and that a further run changes nothing.
+    fn converges_once_after_restart(&self, fault: &str, value: &str, runs: usize) {
+        let server = self.start(&[]);
+        let run = self.db1.run_once();
+        assert!(
+            run.status.success(),
+            "{fault}: {}\nserver:\n{}",
+            all_output(&run),
+            server.log()
+        );
+        assert_eq!(self.db_conf(), format!("password = {value}\n"), "{fault}");
+        assert_eq!(
+            (self.count("restarts"), self.count("password-runs")),
+            (runs, runs),
+            "{fault}: the watching resources ran once\n{}",
+            server.log()
+        );
+        // Nothing is left queued: another run changes nothing.
+        let again = self.db1.run_once();
+        assert!(again.status.success(), "{fault}: {}", all_output(&again));
+        assert_eq!(
+            (self.count("restarts"), self.count("password-runs")),
+            (runs, runs),
+            "{fault}: ran again: {}",
+            all_output(&again)
+        );
+    }
+
     fn ca(&self) -> String {
         std::fs::read_to_string(self.dir.ca_file()).unwrap()
     }
@@ -194,31 +224,7 @@ fn interrupted_rotations(postgres: bool) {
                     assert!(server.terminate().success(), "{}", server.log());
                 }
             }
-            let server = rig.start(&[]);
-            let run = rig.db1.run_once();
-            assert!(
-                run.status.success(),
-                "{fault}: {}\nserver:\n{}",
-                all_output(&run),
-                server.log()
-            );
-            assert_eq!(rig.db_conf(), format!("password = {value}\n"), "{fault}");
-            assert_eq!(
-                (rig.count("restarts"), rig.count("password-runs")),
-                (runs, runs),
-                "{fault}: the watching resources ran once\n{}",
-                server.log()
-            );
-            // Nothing is left queued: another run changes nothing.
-            let again = rig.db1.run_once();
-            assert!(again.status.success(), "{fault}: {}", all_output(&again));
-            assert_eq!(
-                (rig.count("restarts"), rig.count("password-runs")),
-                (runs, runs),
-                "{fault}: ran again: {}",
-                all_output(&again)
-            );
-            drop(server);
+            rig.converges_once_after_restart(&fault, &value, runs);
         }
     }
 
@@ -258,26 +264,7 @@ fn interrupted_rotations(postgres: bool) {
                 (runs - 1, runs - 1)
             );
             drop(server);
-            let server = rig.start(&[]);
-            let run = rig.db1.run_once();
-            assert!(run.status.success(), "{fault}: {}", all_output(&run));
-            assert_eq!(rig.db_conf(), format!("password = {value}\n"), "{fault}");
-            assert_eq!(
-                (rig.count("restarts"), rig.count("password-runs")),
-                (runs, runs),
-                "{fault}\n{}",
-                server.log()
-            );
-            // Nothing is left queued: another run changes nothing.
-            let again = rig.db1.run_once();
-            assert!(again.status.success(), "{fault}: {}", all_output(&again));
-            assert_eq!(
-                (rig.count("restarts"), rig.count("password-runs")),
-                (runs, runs),
-                "{fault}: ran again: {}",
-                all_output(&again)
-            );
-            drop(server);
+            rig.converges_once_after_restart(&fault, &value, runs);
         }
     }
 }
