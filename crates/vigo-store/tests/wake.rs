@@ -47,6 +47,15 @@ async fn approved(store: &StoreHandle, name: &str) {
         .unwrap();
 }
 
+/// Checks that `name` is due and is the only envoy due.
+async fn only_due(store: &StoreHandle, name: &str) {
+    assert!(store.checkin_due(name).await.unwrap(), "{name} is due");
+    assert_eq!(
+        store.checkin_due_envoys().await.unwrap(),
+        vec![name.to_owned()]
+    );
+}
+
 async fn due_follows_the_state(store: &StoreHandle) {
     for name in ["db1.example.com", "web1.example.com", "web2.example.com"] {
         approved(store, name).await;
@@ -59,11 +68,7 @@ async fn due_follows_the_state(store: &StoreHandle) {
         .set_force_push(&["web1.example.com"], true)
         .await
         .unwrap();
-    assert!(store.checkin_due("web1.example.com").await.unwrap());
-    assert_eq!(
-        store.checkin_due_envoys().await.unwrap(),
-        vec!["web1.example.com".to_owned()]
-    );
+    only_due(store, "web1.example.com").await;
     store
         .set_force_push(&["web1.example.com"], false)
         .await
@@ -75,11 +80,7 @@ async fn due_follows_the_state(store: &StoreHandle) {
         .queue_triggers("db1.example.com", &[("config", &path)], at(10))
         .await
         .unwrap();
-    assert!(store.checkin_due("db1.example.com").await.unwrap());
-    assert_eq!(
-        store.checkin_due_envoys().await.unwrap(),
-        vec!["db1.example.com".to_owned()]
-    );
+    only_due(store, "db1.example.com").await;
     store
         .record_catalog_sent(&CatalogSent {
             checkin: CheckinRecord {
