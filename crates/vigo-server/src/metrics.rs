@@ -193,7 +193,10 @@ impl Metrics {
     /// the store (zero included), so an envoy that is down still shows the
     /// triggers waiting for it. A gauge of an envoy no longer listed drops
     /// to zero.
-    pub(crate) async fn refresh_queued_triggers(&self, store: &dyn Store) -> Result<(), StoreError> {
+    pub(crate) async fn refresh_queued_triggers(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(), StoreError> {
         let counts = store.queued_trigger_counts().await?;
         let mut known = self
             .trigger_envoys

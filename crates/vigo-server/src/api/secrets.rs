@@ -118,10 +118,7 @@ async fn who_uses(
 ) -> Result<Json<WhoUses>, AppError> {
     require_admin(&state, &headers)?;
     let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let envoys = state
-        .store()
-        .list_envoys()
-        .await?;
+    let envoys = state.store().list_envoys().await?;
     let mut users = Vec::new();
     for envoy in envoys {
         if envoy.status != EnvoyStatus::Approved {
