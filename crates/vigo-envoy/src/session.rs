@@ -144,10 +144,12 @@ impl Session {
         let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if status.is_success() {
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| SessionError::Server {
+            let decoded = serde_json::from_slice(body).map_err(|e| SessionError::Server {
                 status: status.as_u16(),
                 message: format!("unreadable answer: {e}"),
             });
+            wipe(bytes);
+            return decoded;
         }
         let message = serde_json::from_slice::<ApiError>(&bytes)
             .map(|e| e.message)
@@ -172,5 +174,15 @@ impl Session {
             server: self.base.clone(),
             cause: cause.to_string(),
         }
+    }
+}
+
+/// Overwrites an answer's body once it is decoded: a catalog answer holds
+/// secret values in plain JSON. Only a body this process owns alone can be
+/// wiped; hyper's and rustls's own buffers are outside Vigo's reach
+/// (docs/operations.md, "Security model").
+fn wipe(body: bytes::Bytes) {
+    if let Ok(mut owned) = body.try_into_mut() {
+        zeroize::Zeroize::zeroize(&mut owned[..]);
     }
 }

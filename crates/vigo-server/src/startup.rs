@@ -128,7 +128,7 @@ impl Server {
         &self.state
     }
 
-    /// The admin API's bearer token (`vigo/admin/token`), as loaded.
+    /// The admin API's bearer token (`vigo/server/admin_token`), as loaded.
     pub fn admin_token(&self) -> &SecretValue {
         &self.state.secrets.admin_token
     }
