@@ -20,7 +20,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "building vigosrv, vigocli and vigoenvoy (a first build takes a few minutes)"
 # Cargo's own progress (compiled crates and the progress bar) on stderr.
 cargo build --bins
-bin="$root/target/debug"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 cli() { "$bin/vigocli" --config "$config" "$@"; }
 
 mkdir -p "$state"
