@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{
-    EnvoyHost, PgSchema, ServerProcess, TestDir, all_output, cli_ok, stderr, stdout,
+    BackendEnv as Env, Database, EnvoyHost, TestDir, all_output, cli_ok, stderr, stdout,
 };
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
@@ -535,52 +535,8 @@ fn printed_fingerprint(output: &str) -> String {
 
 // --- backends ------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
-
-struct Env {
-    dir: TestDir,
-    postgres: Option<PgSchema>,
-}
-
-impl Env {
-    fn start(&self) -> ServerProcess {
-        let mut server = self.dir.start_server(&[]);
-        let backend = if self.postgres.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        };
-        assert!(
-            server.wait_for_log(&format!("database ready backend={backend}")),
-            "{}",
-            server.log()
-        );
-        server
-    }
-}
-
 fn with_backend(database: Database, scenario: fn(&Env)) {
-    let dir = TestDir::new();
-    let out = dir.cli(&["secrets", "bootstrap"]);
-    assert!(out.status.success(), "bootstrap: {}", stderr(&out));
-    let postgres = match database {
-        Database::Sqlite => None,
-        Database::Postgres => {
-            let Some(admin_url) = vigo_test_support::postgres_url() else {
-                return;
-            };
-            Some(PgSchema::create(&dir, admin_url))
-        }
-    };
-    let out = dir.cli(&["secrets", "set", DB_PASSWORD, SECRET]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    write_config_repo(&dir);
-    let env = Env { dir, postgres };
-    scenario(&env);
+    Env::prepare(database, SECRET, write_config_repo, scenario);
 }
 
 /// `db*` gets a file holding the database password; `web*` a page. Node

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PgSchema, ServerProcess, TestDir, WEB_NODES, all_output, cli_ok, stderr,
+    BackendEnv as Env, DB_NODES, Database, EnvoyHost, TestDir, WEB_NODES, all_output, cli_ok,
+    stderr,
 };
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
@@ -363,7 +364,7 @@ fn force_push(env: &Env) {
         let (_, body) = db1.checkin(None).await;
         let fingerprint = body["fingerprint"].as_str().unwrap().to_owned();
 
-        let store = vigo_store::connect(&env.dsn(dir))
+        let store = vigo_store::connect(&dsn(dir))
             .await
             .expect("open the server's database");
         store.set_force_push(&[DB1], true).await.unwrap();
@@ -410,63 +411,17 @@ fn force_push(env: &Env) {
 
 // --- backends ------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
-
-/// A prepared test folder: secrets bootstrapped, the config repository
-/// written, the database chosen.
-struct Env {
-    dir: TestDir,
-    postgres: Option<PgSchema>,
-}
-
-impl Env {
-    fn start(&self) -> ServerProcess {
-        let mut server = self.dir.start_server(&[]);
-        let backend = if self.postgres.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        };
-        assert!(
-            server.wait_for_log(&format!("database ready backend={backend}")),
-            "{}",
-            server.log()
-        );
-        server
-    }
-
-    /// The server's DSN, read back through the CLI as an operator would.
-    fn dsn(&self, dir: &TestDir) -> SecretValue {
-        SecretValue::new(
-            cli_ok(dir, &["secrets", "get", "vigo/db/dsn"])
-                .trim()
-                .to_owned(),
-        )
-    }
+/// The server's DSN, read back through the CLI as an operator would.
+fn dsn(dir: &TestDir) -> SecretValue {
+    SecretValue::new(
+        cli_ok(dir, &["secrets", "get", "vigo/db/dsn"])
+            .trim()
+            .to_owned(),
+    )
 }
 
 fn with_backend(database: Database, scenario: fn(&Env)) {
-    let dir = TestDir::new();
-    let out = dir.cli(&["secrets", "bootstrap"]);
-    assert!(out.status.success(), "bootstrap: {}", stderr(&out));
-    let postgres = match database {
-        Database::Sqlite => None,
-        Database::Postgres => {
-            let Some(admin_url) = vigo_test_support::postgres_url() else {
-                return;
-            };
-            Some(PgSchema::create(&dir, admin_url))
-        }
-    };
-    let out = dir.cli(&["secrets", "set", DB_PASSWORD, "s3cret-db"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    write_config_repo(&dir);
-    let env = Env { dir, postgres };
-    scenario(&env);
+    Env::prepare(database, "s3cret-db", write_config_repo, scenario);
 }
 
 /// `db*` gets a 0600 file holding the database password; `web*` a page.

@@ -474,6 +474,67 @@ impl TestRng {
     }
 }
 
+/// The database a test over both backends runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Database {
+    Sqlite,
+    Postgres,
+}
+
+/// A prepared test folder: secrets bootstrapped, the database password
+/// stored, the config repository written, the database chosen.
+pub(crate) struct BackendEnv {
+    pub(crate) dir: TestDir,
+    pub(crate) postgres: Option<PgSchema>,
+}
+
+impl BackendEnv {
+    /// Prepares a folder on `database` (storing `db_password` as
+    /// `vigo/db/password` and writing the repository with `write_repo`),
+    /// then runs `scenario`. Without a PostgreSQL server to use, the
+    /// PostgreSQL variant returns at once, by the rule of
+    /// `vigo_test_support::postgres_url`.
+    pub(crate) fn prepare(
+        database: Database,
+        db_password: &str,
+        write_repo: fn(&TestDir),
+        scenario: fn(&BackendEnv),
+    ) {
+        let dir = TestDir::new();
+        let out = dir.cli(&["secrets", "bootstrap"]);
+        assert!(out.status.success(), "bootstrap: {}", stderr(&out));
+        let postgres = match database {
+            Database::Sqlite => None,
+            Database::Postgres => {
+                let Some(admin_url) = vigo_test_support::postgres_url() else {
+                    return;
+                };
+                Some(PgSchema::create(&dir, admin_url))
+            }
+        };
+        let out = dir.cli(&["secrets", "set", "vigo/db/password", db_password]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        write_repo(&dir);
+        scenario(&BackendEnv { dir, postgres });
+    }
+
+    /// Starts vigosrv and waits until it says which database it uses.
+    pub(crate) fn start(&self) -> ServerProcess {
+        let mut server = self.dir.start_server(&[]);
+        let backend = if self.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        assert!(
+            server.wait_for_log(&format!("database ready backend={backend}")),
+            "{}",
+            server.log()
+        );
+        server
+    }
+}
+
 /// A fresh schema of the `VIGO_TEST_POSTGRES` server, made the test
 /// folder's database (its DSN stored as the `vigo/db/dsn` secret, as in
 /// production); dropped afterwards.
