@@ -10,14 +10,12 @@
 //! `VIGO_TEST_POSTGRES` names a PostgreSQL server, on a fresh schema of it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::support::{
     BackendEnv as Env, Database, EnvoyHost, TestDir, all_output, cli_ok, stderr, stdout,
 };
+use crate::wire::{ProtocolEnvoy, decode, runtime};
 use serde_json::{Value, json};
-use vigo_pki::CertifiedKey;
-use vigo_secrets::{EnvoyName, SecretValue};
 
 const DB1: &str = "db1.example.com";
 const WEB1: &str = "web1.example.com";
@@ -288,7 +286,7 @@ fn remove_then_enroll_again(env: &Env) {
             (200, Some("approved")),
             "{body}"
         );
-        let (status, body) = reborn.checkin().await;
+        let (status, body) = reborn.checkin(None).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["catalog"]["envoy"], DB1);
     });
@@ -409,87 +407,6 @@ fn capped_per_source(env: &Env) {
 
 // --- the envoy as bare protocol calls ----------------------------------------------
 
-/// An envoy speaking the wire protocol directly, with its own key.
-struct ProtocolEnvoy {
-    name: String,
-    base: String,
-    ca: String,
-    key: SecretValue,
-    csr: String,
-    cert: Option<String>,
-}
-
-impl ProtocolEnvoy {
-    fn new(dir: &TestDir, name: &str) -> Self {
-        let (key, csr) =
-            vigo_pki::generate_envoy_key_and_csr(&EnvoyName::parse(name).unwrap()).unwrap();
-        Self {
-            name: name.to_owned(),
-            base: format!("https://localhost:{}", dir.port),
-            ca: std::fs::read_to_string(dir.ca_file()).unwrap(),
-            key,
-            csr,
-            cert: None,
-        }
-    }
-
-    /// The same key asking under another name.
-    fn with_name(&self, name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            base: self.base.clone(),
-            ca: self.ca.clone(),
-            key: self.key.clone(),
-            csr: self.csr.clone(),
-            cert: None,
-        }
-    }
-
-    fn fingerprint(&self) -> String {
-        vigo_pki::csr_key_fingerprint(&self.csr).unwrap()
-    }
-
-    fn client(&self) -> reqwest::Client {
-        let identity = self.cert.as_ref().map(|cert| CertifiedKey {
-            cert_pem: cert.clone(),
-            key_pem: self.key.clone(),
-        });
-        let tls = vigo_pki::client_tls_config(&self.ca, identity.as_ref()).unwrap();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(Arc::unwrap_or_clone(tls))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap()
-    }
-
-    async fn enroll(&mut self, token: Option<&str>) -> (u16, Value) {
-        let mut body = json!({"name": self.name, "csr_pem": self.csr});
-        if let Some(token) = token {
-            body["token"] = json!(token);
-        }
-        let (status, answer) = self.post("/v1/enroll", &body).await;
-        if let Some(cert) = answer["cert_pem"].as_str() {
-            self.cert = Some(cert.to_owned());
-        }
-        (status, answer)
-    }
-
-    async fn checkin(&self) -> (u16, Value) {
-        self.post("/v1/checkin", &json!({"facts": {}})).await
-    }
-
-    async fn post(&self, route: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client()
-            .post(format!("{}{route}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {route}: {e}"));
-        decode(response).await
-    }
-}
-
 /// A raw admin API call with the bearer token, for what the CLI never sends.
 async fn admin_post(dir: &TestDir, route: &str, body: &Value) -> (u16, Value) {
     let token = cli_ok(dir, &["secrets", "get", "vigo/server/admin_token"]);
@@ -506,17 +423,6 @@ async fn admin_post(dir: &TestDir, route: &str, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     decode(response).await
-}
-
-async fn decode(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("reading the answer");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
 }
 
 /// The key fingerprint `vigoenvoy run --once` printed while it waits.
@@ -564,12 +470,4 @@ fn write_config_repo(dir: &TestDir) {
             out = out.display()
         ),
     );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }

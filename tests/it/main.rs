@@ -6,6 +6,7 @@
 //! `cargo test --test it rotation::`.
 
 mod support;
+mod wire;
 
 mod cli_hardening;
 mod config_cli;

@@ -9,13 +9,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{
     BackendEnv as Env, DB_NODES, Database, EnvoyHost, TestDir, WEB_NODES, all_output, cli_ok,
     stderr,
 };
+use crate::wire::{ProtocolEnvoy, runtime};
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
@@ -451,119 +451,6 @@ fn write_config_repo(dir: &TestDir) {
 
 // --- the envoy as bare protocol calls --------------------------------------------------
 
-/// An envoy speaking the wire protocol directly, to try what `vigoenvoy`
-/// never would.
-#[derive(Clone)]
-struct ProtocolEnvoy {
-    name: String,
-    base: String,
-    ca: String,
-    key: SecretValue,
-    csr: String,
-    cert: Option<String>,
-}
-
-impl ProtocolEnvoy {
-    fn new(dir: &TestDir, name: &str) -> Self {
-        let (key, csr) = vigo_secrets::EnvoyName::parse(name)
-            .map_err(|_| ())
-            .and_then(|name| vigo_pki::generate_envoy_key_and_csr(&name).map_err(|_| ()))
-            .unwrap_or_else(|_| (SecretValue::from("none"), "not a request".to_owned()));
-        Self {
-            name: name.to_owned(),
-            base: format!("https://localhost:{}", dir.port),
-            ca: std::fs::read_to_string(dir.ca_file()).unwrap(),
-            key,
-            csr,
-            cert: None,
-        }
-    }
-
-    fn with_identity(
-        dir: &TestDir,
-        name: &str,
-        key: SecretValue,
-        csr: String,
-        cert: String,
-    ) -> Self {
-        Self {
-            cert: Some(cert),
-            key,
-            csr,
-            ..Self::new(dir, name)
-        }
-    }
-
-    fn client(&self) -> reqwest::Client {
-        let identity = self.cert.as_ref().map(|cert| CertifiedKey {
-            cert_pem: cert.clone(),
-            key_pem: self.key.clone(),
-        });
-        let tls = vigo_pki::client_tls_config(&self.ca, identity.as_ref()).unwrap();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(Arc::unwrap_or_clone(tls))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap()
-    }
-
-    async fn enroll(&mut self, token: Option<&str>) -> (u16, Value) {
-        let mut body = json!({"name": self.name, "csr_pem": self.csr});
-        if let Some(token) = token {
-            body["token"] = json!(token);
-        }
-        let (status, answer) = self.post("/v1/enroll", &body).await;
-        if let Some(cert) = answer["cert_pem"].as_str() {
-            self.cert = Some(cert.to_owned());
-        }
-        (status, answer)
-    }
-
-    async fn checkin(&self, fingerprint: Option<&str>) -> (u16, Value) {
-        let mut body = json!({"facts": {"os": "linux"}});
-        if let Some(fingerprint) = fingerprint {
-            body["fingerprint"] = json!(fingerprint);
-        }
-        self.post("/v1/checkin", &body).await
-    }
-
-    async fn report(&self, body: &Value) -> (u16, Value) {
-        self.post("/v1/report", body).await
-    }
-
-    async fn wait(&self) -> (u16, Value) {
-        let response = self
-            .client()
-            .get(format!("{}/v1/wait", self.base))
-            .send()
-            .await
-            .expect("GET /v1/wait");
-        decode(response).await
-    }
-
-    async fn post(&self, route: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client()
-            .post(format!("{}{route}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {route}: {e}"));
-        decode(response).await
-    }
-}
-
-async fn decode(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("reading the answer");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
-}
-
 /// The CA as the server holds it, read through the CLI (tests only: it lets
 /// a test forge a certificate the CA signed but the server never issued).
 async fn ca_key(dir: &TestDir) -> CertifiedKey {
@@ -574,14 +461,6 @@ async fn ca_key(dir: &TestDir) -> CertifiedKey {
 }
 
 // --- small things --------------------------------------------------------------------
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs `vigocli` and returns its stdout, failing the test on a non-zero exit.
 fn https_text(dir: &TestDir, route: &str) -> String {
