@@ -1,4 +1,4 @@
-//! Enforcement on every run (SPEC 6.3): a real `vigosrv`, `vigocli` and
+//! Enforcement on every run (docs/ARCHITECTURE.md "A check-in"): a real `vigosrv`, `vigocli` and
 //! `vigoenvoy`. After the first converge the host drifts (a secret-bearing
 //! file edited and chmod'ed 0644, another managed file deleted, a plain
 //! file edited); `run --once --noop` must list exactly what differs without
@@ -120,7 +120,7 @@ impl Rig {
         shown
     }
 
-    /// SPEC 6.4: the canary appears in no output and nowhere under the
+    /// docs/operations.md "Security model": the canary appears in no output and nowhere under the
     /// envoy's data folder (only in the file the module writes).
     fn assert_canary_contained(&self) {
         let needle = self.canary.as_bytes();

@@ -1,4 +1,4 @@
-//! Enrollment hardening over the real binaries (SPEC 6.2, 7 `envoys`):
+//! Enrollment hardening over the real binaries (docs/operations.md "Enroll envoys", `envoys`):
 //! a pending name is bound to the first key that asked, approval names that
 //! key's fingerprint, `remove` frees a name, names are one lower-case form,
 //! unauthenticated requests are capped per source, and token lifetimes are

@@ -1,8 +1,8 @@
-//! `vigosrv` and `vigocli` with the isopass backend (SPEC 4.3, 4.4, 4.5),
-//! end to end against the isopass stand-in over TLS: fail-fast start-up
-//! (isopass down, wrong token, unsafe token file, missing secrets),
-//! `vigocli secrets bootstrap|set|get|list`, the token never reaching any
-//! output, and the secret watchers (isopass poller, local file watcher).
+//! `vigosrv` and `vigocli` with the isopass backend (docs/secrets.md "The isopass backend",
+//! "Fail-fast", "Rotation"), end to end against the isopass stand-in over TLS: fail-fast start-up
+//! (isopass down, wrong token, unsafe token file, missing secrets), `vigocli secrets
+//! bootstrap|set|get|list`, the token never reaching any output, and the secret watchers (isopass
+//! poller, local file watcher).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;

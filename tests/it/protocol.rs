@@ -1,6 +1,6 @@
-//! The envoy protocol end to end (SPEC 6.2, 6.3, 7 `envoys`, 8): a real
-//! `vigosrv`, `vigocli envoys ...`, and envoys that enroll, check in, apply
-//! and report — the real `vigoenvoy` for the acceptance run, a bare
+//! The envoy protocol end to end (docs/operations.md "Enroll envoys", "Replicas behind HAProxy";
+//! docs/ARCHITECTURE.md "A check-in", `envoys`): a real `vigosrv`, `vigocli envoys ...`, and envoys
+//! that enroll, check in, apply and report — the real `vigoenvoy` for the acceptance run, a bare
 //! protocol client for the refusals an honest envoy never provokes.
 //!
 //! Every scenario runs on the embedded database and, when
@@ -130,7 +130,7 @@ fn acceptance(env: &Env) {
         "<h1>Example on web1.example.com</h1>\n"
     );
 
-    // Second runs: every resource checked again (SPEC 6.3), nothing to do.
+    // Second runs: every resource checked again (docs/ARCHITECTURE.md "A check-in"), nothing to do.
     for host in [&db1, &web1] {
         let run = host.run_once();
         assert!(run.status.success(), "{}", all_output(&run));
@@ -179,7 +179,8 @@ fn acceptance(env: &Env) {
     assert!(!report.contains("s3cret-db"));
 
     let metrics = https_text(&env.dir, "/metrics");
-    // Every `run --once` asks for the full catalog (SPEC 6.3): four answers.
+    // Every `run --once` asks for the full catalog (docs/ARCHITECTURE.md "A check-in"): four
+    // answers.
     assert!(
         metrics.contains("vigo_checkins_total{result=\"catalog\"} 4"),
         "{metrics}"

@@ -1,4 +1,4 @@
-//! Secret rotation end to end (SPEC 4.5): a real `vigosrv`, `vigocli` and
+//! Secret rotation end to end (docs/secrets.md "Rotation"): a real `vigosrv`, `vigocli` and
 //! two real `vigoenvoy` processes on the seed's example shape.
 //!
 //! - `db1.example.com` (role database): a file holding the database
@@ -421,8 +421,8 @@ fn sets_in_quick_succession_coalesce_into_one_rotation() {
     assert_eq!((rig.count("restarts"), rig.count("password-runs")), (2, 2));
 }
 
-/// SPEC 8: several replicas share one PostgreSQL; a rotation handled by
-/// one reaches an envoy that checks in at another, with the new value.
+/// docs/operations.md "Replicas behind HAProxy": several replicas share one PostgreSQL; a rotation
+/// handled by one reaches an envoy that checks in at another, with the new value.
 #[test]
 fn a_rotation_handled_by_one_replica_reaches_envoys_of_another() {
     let Some(admin_url) = vigo_test_support::postgres_url() else {

@@ -601,7 +601,7 @@ impl ServerProcess {
 
 /// Whether a `vigoenvoy run --once` found the host in sync: it printed only
 /// the summary line, with nothing changed, failed or skipped (every run
-/// checks every resource, SPEC 6.3).
+/// checks every resource, docs/ARCHITECTURE.md "A check-in").
 pub(crate) fn in_sync(output: &Output) -> bool {
     let text = stdout(output);
     text.lines().count() == 1 && text.contains(" resources: 0 changed, 0 failed, 0 skipped, ")

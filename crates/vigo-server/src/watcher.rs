@@ -1,4 +1,4 @@
-//! The secret watchers (SPEC 4.5): noticing that a secret the server uses
+//! The secret watchers (docs/secrets.md "Rotation"): noticing that a secret the server uses
 //! changed in the backend without anyone telling the server, and running the
 //! rotation flow for it.
 //!

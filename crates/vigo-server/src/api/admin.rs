@@ -1,4 +1,4 @@
-//! The admin routes for envoys (bearer token, SPEC 7 `vigocli envoys`):
+//! The admin routes for envoys (bearer token, `vigocli envoys`):
 //!
 //! - `GET /v1/admin/envoys` → `Vec<`[`EnvoySummary`]`>`
 //! - `GET /v1/admin/envoys/{name}` → [`EnvoyDetail`]
