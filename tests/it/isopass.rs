@@ -4,7 +4,7 @@
 //! bootstrap|set|get|list`, the token never reaching any output, and the secret watchers (isopass
 //! poller, local file watcher).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -30,20 +30,7 @@ impl Isopass {
     /// Everything set up, nothing listening yet.
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = vigo_pki::generate_ca("isopass test CA").unwrap();
-        let server = vigo_pki::issue_server_cert(
-            &ca,
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-        std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-        std::fs::write(
-            dir.path().join("server.key"),
-            server.key_pem.expose_secret(),
-        )
-        .unwrap();
+        vigo_test_support::write_loopback_tls(dir.path(), "isopass test CA");
         let token = format!("tok-canary-{}", TestRng::from_clock().token());
         write_private(&dir.path().join("token"), &format!("{token}\n"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
