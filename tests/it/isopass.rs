@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::{
-    EnvoyHost, ServerProcess, TestDir, TestRng, all_output, cli_ok, free_port, stderr, stdout,
+    EnvoyHost, SERVER_SECRETS, ServerProcess, TestDir, TestRng, all_output, assert_contains,
+    cli_ok, free_port, stderr, stdout,
 };
 use isopass_standin::{Handle, StandinOptions, Transport};
 use vigo_secrets::{IsopassConfig, IsopassProvider, SecretPath, SecretProvider, SecretValue};
@@ -189,7 +190,7 @@ fn a_group_readable_token_file_is_refused_with_a_chmod_hint() {
         .lines()
         .find(|l| l.contains("ERROR server failed"))
         .unwrap_or_else(|| panic!("no error line in:\n{log}"));
-    assert!(error.contains("mode 0644"), "{error}");
+    assert_contains(error, "mode 0644");
     assert!(
         error.contains(&format!("chmod 600 {}", token_file.display())),
         "{error}"
@@ -200,7 +201,7 @@ fn a_group_readable_token_file_is_refused_with_a_chmod_hint() {
     // The CLI refuses it the same way.
     let out = dir.cli(&["secrets", "list"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "chmod 600");
 }
 
 #[test]
@@ -217,19 +218,8 @@ fn missing_secrets_stop_the_start_then_bootstrap_makes_it_serve() {
     let out = dir.cli(&["secrets", "bootstrap"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let created = stdout(&out);
-    for path in [
-        "vigo/tls/ca_cert",
-        "vigo/tls/ca_key",
-        "vigo/tls/server_cert",
-        "vigo/tls/server_key",
-        "vigo/db/dsn",
-        "vigo/server/admin_token",
-        "vigo/server/hmac_key",
-    ] {
-        assert!(
-            created.contains(&format!("Secret \"{path}\" created.")),
-            "{created}"
-        );
+    for path in SERVER_SECRETS {
+        assert_contains(&created, &format!("Secret \"{path}\" created."));
     }
     let again = dir.cli(&["secrets", "bootstrap"]);
     assert_eq!(
@@ -321,11 +311,7 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
     outputs.push(out);
     let out = dir.cli(&["--log-level", "trace", "secrets", "get", "app/none"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("isopass: not found"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "isopass: not found");
     outputs.push(out);
 
     assert!(server.terminate().success(), "{}", server.log());

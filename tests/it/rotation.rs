@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, WEB_NODES, all_output,
-    bootstrapped_with_out, cli_ok, database_module,
+    assert_contains, bootstrapped_with_out, cli_ok, database_module,
 };
 use serde_json::Value;
 
@@ -211,16 +211,16 @@ fn rotation_reaches_only_the_envoy_that_uses_the_secret_and_leaks_nowhere() {
     assert!(db1["last_rotation_lag_ms"].is_u64(), "{db1}");
     outputs.push_str(&db1.to_string());
     let shown = cli_ok(&rig.dir, &["envoys", "show", DB1]);
-    assert!(shown.contains("last rotation lag: "), "{shown}");
+    assert_contains(&shown, "last rotation lag: ");
     assert!(!shown.contains("last rotation lag: -"), "{shown}");
     outputs.push_str(&shown);
     let ca = std::fs::read_to_string(rig.dir.ca_file()).unwrap();
     let (_, metrics) =
         crate::support::https_get(&format!("https://127.0.0.1:{}/metrics", rig.dir.port), &ca)
             .unwrap();
-    assert!(
-        metrics.contains("vigo_rotation_lag_seconds{envoy=\"db1.example.com\"}"),
-        "{metrics}"
+    assert_contains(
+        &metrics,
+        "vigo_rotation_lag_seconds{envoy=\"db1.example.com\"}",
     );
     outputs.push_str(&metrics);
 
@@ -303,9 +303,9 @@ fn a_set_while_the_server_is_stopped_reaches_db1_after_restart() {
     assert!(server.terminate().success());
 
     let said = rig.set_password("set-while-down");
-    assert!(
-        said.contains("Server not reachable — the change will be applied when it next starts.\n"),
-        "{said}"
+    assert_contains(
+        &said,
+        "Server not reachable — the change will be applied when it next starts.\n",
     );
 
     let server = rig.start_server();
