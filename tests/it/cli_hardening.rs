@@ -63,10 +63,21 @@ fn as_unprivileged(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// Asserts that the running `child` (the binary `name`) turned its core
+/// dumps off and is not dumpable, then kills it.
+fn assert_no_core_dumps(name: &str, mut child: Child) {
+    let limited = eventually(&mut child, core_limit_is_zero);
+    let hidden = eventually(&mut child, not_dumpable);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(limited, "{name} left RLIMIT_CORE above 0");
+    assert!(hidden, "{name} is dumpable");
+}
+
 #[test]
 fn issue_12_item_10_vigocli_turns_core_dumps_off_before_reading_a_secret() {
     // Blocks reading the value from stdin, which the test holds open.
-    let mut child = as_unprivileged(
+    let child = as_unprivileged(
         Command::new(bin("vigocli"))
             .args(["--config", "/nonexistent/vigosrv.yaml"])
             .args(["secrets", "set", "vigo/app/x", "-"])
@@ -76,12 +87,7 @@ fn issue_12_item_10_vigocli_turns_core_dumps_off_before_reading_a_secret() {
     )
     .spawn()
     .unwrap();
-    let limited = eventually(&mut child, core_limit_is_zero);
-    let hidden = eventually(&mut child, not_dumpable);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(limited, "vigocli left RLIMIT_CORE above 0");
-    assert!(hidden, "vigocli is dumpable");
+    assert_no_core_dumps("vigocli", child);
 }
 
 #[test]
@@ -106,7 +112,7 @@ fn issue_12_item_10_vigoenvoy_turns_core_dumps_off() {
     )
     .unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = as_unprivileged(
+    let child = as_unprivileged(
         Command::new(bin("vigoenvoy"))
             .arg("--config")
             .arg(&config)
@@ -117,12 +123,7 @@ fn issue_12_item_10_vigoenvoy_turns_core_dumps_off() {
     )
     .spawn()
     .unwrap();
-    let limited = eventually(&mut child, core_limit_is_zero);
-    let hidden = eventually(&mut child, not_dumpable);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(limited, "vigoenvoy left RLIMIT_CORE above 0");
-    assert!(hidden, "vigoenvoy is dumpable");
+    assert_no_core_dumps("vigoenvoy", child);
 }
 
 #[test]
