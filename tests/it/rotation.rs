@@ -405,8 +405,14 @@ fn sets_in_quick_succession_coalesce_into_one_rotation() {
         assert!(child.wait().unwrap().success());
     }
     wait_for_count(&server, ROTATION_DONE, 1);
-    // Give a second batch, if there were one, time to run.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The flow handles notifications in order: once a later one (another
+    // secret's) is done, a second batch of the two sets would have run.
+    let marker = "vigo/test/marker";
+    let set = rig
+        .dir
+        .cli_with_stdin(&["secrets", "set", marker, "-"], b"marker");
+    assert!(set.status.success(), "{}", all_output(&set));
+    wait_for_count(&server, &format!("rotation queued paths={marker}"), 1);
     assert_eq!(
         server.log().matches(ROTATION_DONE).count(),
         1,
