@@ -24,6 +24,7 @@
 //! a tokio runtime; file work is short and done inline.
 
 mod atomic;
+mod batch;
 mod command;
 mod diff;
 mod engine;

@@ -368,6 +368,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before,
+            writes: None,
         };
         apply(spec, when, &ctx).await
     }
