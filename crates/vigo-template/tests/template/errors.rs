@@ -172,10 +172,10 @@ const CASES: &[(&str, usize, usize, &str)] = &[
     // Names and commands.
     ("{{ foo 1 }}", 1, 4, "function \"foo\" not defined"),
     (
-        "\n\n   {{ printf \"%d\" 1 | html }}",
+        "\n\n   {{ printf \"%d\" 1 | call }}",
         3,
         23,
-        "function \"html\" not defined",
+        "function \"call\" not defined",
     ),
     ("{{ $x }}", 1, 4, "undefined variable \"$x\""),
     (
