@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use vigo_template::{Piece, RenderOptions, Template, Value};
 
-use crate::common::{error, map, path, render, render_with, s, text};
+use crate::common::{assert_errors, assert_renders, error, map, path, render, render_with, s};
 
 const CASES: &[(&str, &str)] = &[
     // %T: the names Go prints for the same data decoded from YAML.
@@ -136,15 +136,7 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn issue_15_go_builtins_render_like_go() {
-    let mut failures = Vec::new();
-    for (src, want) in CASES {
-        match std::panic::catch_unwind(|| text(src)) {
-            Ok(got) if got == *want => {}
-            Ok(got) => failures.push(format!("{src:?}: got {got:?}, want {want:?}")),
-            Err(_) => failures.push(format!("{src:?}: failed")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_renders(CASES);
 }
 
 /// (template, line, column, message)
@@ -282,18 +274,7 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
 
 #[test]
 fn issue_15_go_builtin_errors_are_positioned() {
-    let mut failures = Vec::new();
-    for (src, line, column, message) in ERRORS {
-        match std::panic::catch_unwind(|| error(src)) {
-            Ok(e) if (e.line, e.column, e.message.as_str()) == (*line, *column, *message) => {}
-            Ok(e) => failures.push(format!(
-                "{src:?}:\n   got {}:{} {}\n  want {line}:{column} {message}",
-                e.line, e.column, e.message
-            )),
-            Err(_) => failures.push(format!("{src:?}: rendered without error")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_errors(ERRORS);
 }
 
 /// The taint model holds through the new builtins: a secret cannot be
