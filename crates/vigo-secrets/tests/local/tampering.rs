@@ -156,11 +156,7 @@ async fn truncated_files_are_refused() {
 async fn appended_bytes_are_refused() {
     let s = Store::new();
     let p = path("vigo/t");
-    s.provider.set(&p, &value("v")).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    bytes.push(0);
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, "v", |bytes| bytes.push(0)).await;
     assert!(matches!(
         s.provider.get(&p).await,
         Err(SecretError::Integrity)
@@ -171,11 +167,8 @@ async fn appended_bytes_are_refused() {
 async fn an_unknown_format_version_is_a_format_error() {
     let s = Store::new();
     let p = path("vigo/t");
-    s.provider.set(&p, &value("v")).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    bytes[FORMAT_AT] = 9;
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, "v", |bytes| bytes[FORMAT_AT] = 9)
+        .await;
     let err = s.provider.get(&p).await.unwrap_err();
     assert!(
         err.to_string()
@@ -194,12 +187,8 @@ async fn errors_never_hold_the_value() {
     let s = Store::new();
     let canary = "CANARY-91bd-never-in-errors";
     let p = path("vigo/c");
-    s.provider.set(&p, &value(canary)).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, canary, |bytes| *bytes.last_mut().unwrap() ^= 1)
+        .await;
     let err = s.provider.get(&p).await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains(canary));
 }
