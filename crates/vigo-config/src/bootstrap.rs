@@ -232,6 +232,15 @@ mod tests {
 
     use super::*;
 
+    /// The version of the well-known secret `constant` in `provider`.
+    async fn version(provider: &MemoryProvider, constant: &str) -> u64 {
+        provider
+            .get(&well_known::path(constant))
+            .await
+            .unwrap()
+            .version
+    }
+
     #[tokio::test]
     async fn generates_everything_once() {
         let provider = MemoryProvider::new();
@@ -270,14 +279,7 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_empty());
-        assert_eq!(
-            provider
-                .get(&well_known::path(DB_DSN))
-                .await
-                .unwrap()
-                .version,
-            1
-        );
+        assert_eq!(version(&provider, DB_DSN).await, 1);
     }
 
     #[tokio::test]
@@ -298,14 +300,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created.len(), 2);
-        assert_eq!(
-            provider
-                .get(&well_known::path(CA_CERT))
-                .await
-                .unwrap()
-                .version,
-            1
-        );
+        assert_eq!(version(&provider, CA_CERT).await, 1);
         let ca = provider
             .get(&well_known::path(CA_CERT))
             .await

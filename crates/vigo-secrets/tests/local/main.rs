@@ -37,14 +37,18 @@ impl Store {
         self.dir.path().join("secrets")
     }
 
+    /// Stores `v` at `p` and returns the bytes of its file.
+    async fn store_and_read(&self, p: &SecretPath, v: &str) -> Vec<u8> {
+        self.provider.set(p, &value(v)).await.unwrap();
+        fs::read(self.provider.file_for(p)).unwrap()
+    }
+
     /// Stores `v` at `p`, then changes the bytes of its file with `edit`,
     /// as anyone with write access to the folder could.
     async fn store_then_edit(&self, p: &SecretPath, v: &str, edit: impl FnOnce(&mut Vec<u8>)) {
-        self.provider.set(p, &value(v)).await.unwrap();
-        let file = self.provider.file_for(p);
-        let mut bytes = fs::read(&file).unwrap();
+        let mut bytes = self.store_and_read(p, v).await;
         edit(&mut bytes);
-        fs::write(&file, &bytes).unwrap();
+        fs::write(self.provider.file_for(p), &bytes).unwrap();
     }
 
     /// Another provider on the same folder, as a second process would have.

@@ -101,8 +101,7 @@ async fn an_older_file_put_back_keeps_its_own_version() {
     // Restoring an old file is not forgery: it decrypts, at its old version.
     let s = Store::new();
     let p = path("vigo/rollback");
-    s.provider.set(&p, &value("old")).await.unwrap();
-    let old = fs::read(s.provider.file_for(&p)).unwrap();
+    let old = s.store_and_read(&p, "old").await;
     s.provider.set(&p, &value("new")).await.unwrap();
     fs::write(s.provider.file_for(&p), &old).unwrap();
     let got = s.provider.get(&p).await.unwrap();
