@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
+    AuditEvent, CatalogSent, CheckinRecord, EnvoyRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
     RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
 
@@ -76,6 +76,42 @@ impl TestDb {
     }
 }
 
+/// The envoy `name`'s enrollment request (a new one, or the one it has).
+async fn request_enrollment(
+    store: &StoreHandle,
+    name: &str,
+    csr: &str,
+    at: Timestamp,
+) -> EnvoyRecord {
+    store
+        .upsert_enrollment_request(name, csr, at)
+        .await
+        .unwrap_or_else(|e| panic!("enrollment request of {name}: {e}"))
+}
+
+/// Approves `name` with a certificate and its fingerprint.
+async fn approve(
+    store: &StoreHandle,
+    name: &str,
+    cert: &str,
+    fingerprint: &str,
+    at: Timestamp,
+) -> EnvoyRecord {
+    store
+        .approve_envoy(name, cert, fingerprint, at)
+        .await
+        .unwrap_or_else(|e| panic!("approving {name}: {e}"))
+}
+
+/// The stored envoy `name`, which must exist.
+async fn read_envoy(store: &StoreHandle, name: &str) -> EnvoyRecord {
+    store
+        .envoy(name)
+        .await
+        .expect("read")
+        .unwrap_or_else(|| panic!("envoy {name} exists"))
+}
+
 /// Runs each named contract check once per backend.
 macro_rules! contract {
     ($($check:ident),* $(,)?) => {
@@ -134,20 +170,14 @@ contract!(
 
 async fn enrollment_flow(db: &TestDb) {
     let store = &db.store;
-    let pending = store
-        .upsert_enrollment_request("web1.example.com", "CSR-1", t(0))
-        .await
-        .expect("request");
+    let pending = request_enrollment(store, "web1.example.com", "CSR-1", t(0)).await;
     assert_eq!(pending.status, EnvoyStatus::Pending);
     assert_eq!(pending.csr_pem.as_deref(), Some("CSR-1"));
     assert_eq!(pending.enrolled_at, t(0));
     assert_eq!(pending.facts, json!({}));
     assert!(!pending.force_push);
 
-    let again = store
-        .upsert_enrollment_request("web1.example.com", "CSR-2", t(5))
-        .await
-        .expect("second request");
+    let again = request_enrollment(store, "web1.example.com", "CSR-2", t(5)).await;
     assert_eq!(
         again.csr_pem.as_deref(),
         Some("CSR-1"),
@@ -155,10 +185,7 @@ async fn enrollment_flow(db: &TestDb) {
     );
     assert_eq!(again.enrolled_at, t(0), "first request time is kept");
 
-    let approved = store
-        .approve_envoy("web1.example.com", "CERT-1", "ab12", t(10))
-        .await
-        .expect("approve");
+    let approved = approve(store, "web1.example.com", "CERT-1", "ab12", t(10)).await;
     assert_eq!(approved.status, EnvoyStatus::Approved);
     assert_eq!(approved.cert_pem.as_deref(), Some("CERT-1"));
     assert_eq!(approved.cert_fingerprint.as_deref(), Some("ab12"));
@@ -177,17 +204,11 @@ async fn enrollment_flow(db: &TestDb) {
     assert_eq!(renewed.status, EnvoyStatus::Approved);
 
     // A new CSR from an approved envoy keeps it approved.
-    let requested = store
-        .upsert_enrollment_request("web1.example.com", "CSR-3", t(20))
-        .await
-        .expect("request while approved");
+    let requested = request_enrollment(store, "web1.example.com", "CSR-3", t(20)).await;
     assert_eq!(requested.status, EnvoyStatus::Approved);
     assert_eq!(requested.cert_pem.as_deref(), Some("CERT-2"));
 
-    store
-        .upsert_enrollment_request("db1.example.com", "CSR-DB", t(30))
-        .await
-        .expect("second envoy");
+    request_enrollment(store, "db1.example.com", "CSR-DB", t(30)).await;
     assert!(matches!(
         store.set_envoy_certificate("db1.example.com", "C", "f").await,
         Err(StoreError::EnvoyNotApproved { name }) if name == "db1.example.com"
@@ -210,18 +231,12 @@ async fn enrollment_flow(db: &TestDb) {
 
 async fn revoked_envoys_stay_revoked(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR-A", t(0))
-        .await
-        .expect("request");
-    store
-        .approve_envoy("a", "CERT-A", "fa", t(1))
-        .await
-        .expect("approve");
+    request_enrollment(store, "a", "CSR-A", t(0)).await;
+    approve(store, "a", "CERT-A", "fa", t(1)).await;
     store.set_force_push(&["a"], true).await.expect("force");
     store.revoke_envoy("a", t(2)).await.expect("revoke");
 
-    let revoked = store.envoy("a").await.expect("read").expect("exists");
+    let revoked = read_envoy(store, "a").await;
     assert_eq!(revoked.status, EnvoyStatus::Revoked);
     assert_eq!(revoked.revoked_at, Some(t(2)));
     assert!(!revoked.force_push);
@@ -234,16 +249,13 @@ async fn revoked_envoys_stay_revoked(db: &TestDb) {
         store.set_envoy_certificate("a", "CERT-B", "fb").await,
         Err(StoreError::EnvoyRevoked { .. })
     ));
-    let after = store
-        .upsert_enrollment_request("a", "CSR-EVIL", t(4))
-        .await
-        .expect("request from a revoked envoy");
+    let after = request_enrollment(store, "a", "CSR-EVIL", t(4)).await;
     assert_eq!(after.status, EnvoyStatus::Revoked);
     assert_eq!(after.csr_pem.as_deref(), Some("CSR-A"));
     assert_eq!(after.cert_fingerprint.as_deref(), Some("fa"));
 
     store.revoke_envoy("a", t(9)).await.expect("revoke twice");
-    let twice = store.envoy("a").await.expect("read").expect("exists");
+    let twice = read_envoy(store, "a").await;
     assert_eq!(
         twice.revoked_at,
         Some(t(2)),
@@ -343,20 +355,14 @@ async fn concurrent_consumers_exactly_one_wins(db: &TestDb) {
 
 async fn checkin_bookkeeping(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
-    store
-        .approve_envoy("a", "CERT", "f", t(1))
-        .await
-        .expect("approve");
+    request_enrollment(store, "a", "CSR", t(0)).await;
+    approve(store, "a", "CERT", "f", t(1)).await;
     let facts = json!({"os": "debian", "cpus": 2, "tags": ["x", "y"]});
     store
         .record_checkin("a", &facts, Some("fp-1"), t(100))
         .await
         .expect("check-in");
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.facts, facts);
     assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp-1"));
     assert_eq!(envoy.last_checkin_at, Some(t(100)));
@@ -365,7 +371,7 @@ async fn checkin_bookkeeping(db: &TestDb) {
         .record_checkin("a", &json!({}), None, t(200))
         .await
         .expect("check-in");
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.catalog_fingerprint, None);
     assert_eq!(envoy.last_checkin_at, Some(t(200)));
 
@@ -378,10 +384,7 @@ async fn checkin_bookkeeping(db: &TestDb) {
 async fn batched_checkins_never_move_time_back(db: &TestDb) {
     let store = &db.store;
     for name in ["a", "b"] {
-        store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
+        request_enrollment(store, name, "CSR", t(0)).await;
     }
     let record = |name: &str, at: i64| CheckinRecord {
         name: name.to_owned(),
@@ -403,10 +406,10 @@ async fn batched_checkins_never_move_time_back(db: &TestDb) {
         .record_checkins(&[record("a", 200), record("b", 200)])
         .await
         .expect("batch");
-    let a = store.envoy("a").await.expect("read").expect("exists");
+    let a = read_envoy(store, "a").await;
     assert_eq!(a.last_checkin_at, Some(t(300)));
     assert_eq!(a.facts, json!({ "seen": 300 }));
-    let b = store.envoy("b").await.expect("read").expect("exists");
+    let b = read_envoy(store, "b").await;
     assert_eq!(b.last_checkin_at, Some(t(200)));
     assert_eq!(b.catalog_fingerprint.as_deref(), Some("fp-200"));
     store.record_checkins(&[]).await.expect("empty batch");
@@ -415,17 +418,11 @@ async fn batched_checkins_never_move_time_back(db: &TestDb) {
 async fn envoy_auth_reads_status_force_push_and_trigger_count(db: &TestDb) {
     let store = &db.store;
     assert_eq!(store.envoy_auth("a").await.expect("read"), None);
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    request_enrollment(store, "a", "CSR", t(0)).await;
     let auth = store.envoy_auth("a").await.expect("read").expect("exists");
     assert_eq!(auth.status, EnvoyStatus::Pending);
     assert_eq!(auth.cert_fingerprint, None);
-    store
-        .approve_envoy("a", "CERT", "f", t(1))
-        .await
-        .expect("approve");
+    approve(store, "a", "CERT", "f", t(1)).await;
     let (one, two) = (path("app/one"), path("app/two"));
     store
         .queue_triggers(
@@ -448,10 +445,7 @@ async fn envoy_auth_reads_status_force_push_and_trigger_count(db: &TestDb) {
 async fn force_push_is_stored(db: &TestDb) {
     let store = &db.store;
     for name in ["a", "b", "c"] {
-        store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
+        request_enrollment(store, name, "CSR", t(0)).await;
     }
     assert_eq!(
         store
@@ -474,10 +468,7 @@ async fn force_push_is_stored(db: &TestDb) {
 async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
     let store = &db.store;
     let (db_pw, api_key) = (path("vigo/db/password"), path("vigo/api/key"));
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    request_enrollment(store, "a", "CSR", t(0)).await;
 
     store
         .queue_triggers(
@@ -550,7 +541,7 @@ async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
     assert_eq!(left[0].delivered_at, None);
     assert_eq!(left[0].queued_at, t(100));
 
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_rotation_lag, Some(Duration::from_millis(300)));
     assert_eq!(
         store.triggers_for("b").await.expect("read").len(),
@@ -590,10 +581,7 @@ async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
 
 async fn reports_keep_the_latest(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    request_enrollment(store, "a", "CSR", t(0)).await;
     assert!(store.last_report("a").await.expect("read").is_none());
     let summary = ReportSummary {
         changed: 2,
@@ -634,7 +622,7 @@ async fn reports_keep_the_latest(db: &TestDb) {
     assert!(last.noop);
     assert_eq!(last.summary, ReportSummary::default());
     assert_eq!(last.body, json!({"resources": []}));
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_report_at, Some(t(20)));
     assert_eq!(
         store
@@ -776,10 +764,7 @@ async fn deliveries_filter_by_envoy_and_path(db: &TestDb) {
 }
 
 async fn migrations_are_idempotent(db: &TestDb) {
-    db.store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    request_enrollment(&db.store, "a", "CSR", t(0)).await;
     let again = vigo_store::connect(&db.dsn)
         .await
         .expect("connect a second time");
@@ -795,14 +780,8 @@ async fn migrations_are_idempotent(db: &TestDb) {
 
 async fn approved(db: &TestDb, names: &[&str]) {
     for name in names {
-        db.store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
-        db.store
-            .approve_envoy(name, "CERT", &format!("fp-{name}"), t(0))
-            .await
-            .expect("approve");
+        request_enrollment(&db.store, name, "CSR", t(0)).await;
+        approve(&db.store, name, "CERT", &format!("fp-{name}"), t(0)).await;
     }
 }
 
@@ -1031,7 +1010,7 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
     let deliveries = store.deliveries(Some("a"), None).await.expect("deliveries");
     assert_eq!(deliveries.len(), 1);
     assert_eq!((deliveries[0].version, deliveries[0].at), (4, t(20)));
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_checkin_at, Some(t(20)));
     assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp1"));
     assert_eq!(envoy.facts, json!({"os": "linux"}));
@@ -1052,10 +1031,7 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
 async fn issue_12_queued_trigger_counts_cover_every_envoy(db: &TestDb) {
     let store = &db.store;
     approved(db, &["a", "b", "r"]).await;
-    store
-        .upsert_enrollment_request("p", "CSR", t(0))
-        .await
-        .expect("pending");
+    request_enrollment(store, "p", "CSR", t(0)).await;
     let (one, two) = (path("app/one"), path("app/two"));
     store
         .queue_triggers("a", &[("x", &one), ("x", &two), ("y", &one)], t(1))
@@ -1112,17 +1088,11 @@ async fn issue_12_pending_requests_stay_bound_to_the_first_key(db: &TestDb) {
     assert_eq!(existing.key_fingerprint.as_deref(), Some("KEY-A"));
     assert_eq!(existing.csr_pem.as_deref(), Some("KEY-A"));
     assert_eq!(existing.enrolled_at, t(0));
-    let after = store
-        .upsert_enrollment_request("web1", "CSR-EVIL", t(6))
-        .await
-        .expect("upsert");
+    let after = request_enrollment(store, "web1", "CSR-EVIL", t(6)).await;
     assert_eq!(after.csr_pem.as_deref(), Some("KEY-A"));
 
     // Approval keeps the bound fingerprint.
-    let approved = store
-        .approve_envoy("web1", "CERT", "CF", t(7))
-        .await
-        .expect("approve");
+    let approved = approve(store, "web1", "CERT", "CF", t(7)).await;
     assert_eq!(approved.key_fingerprint.as_deref(), Some("KEY-A"));
 }
 
@@ -1164,10 +1134,7 @@ async fn issue_12_pending_requests_are_capped(db: &TestDb) {
     assert_eq!(ask("d", "s1", 61_000).await, EnrollmentRecorded::TotalLimit);
     assert_eq!(ask("d", "s3", 61_000).await, EnrollmentRecorded::TotalLimit);
     // Approved envoys do not count; requests with a token are not capped.
-    store
-        .approve_envoy("a", "C", "F", t(62_000))
-        .await
-        .expect("approve");
+    approve(store, "a", "C", "F", t(62_000)).await;
     assert!(matches!(
         ask("d", "s1", 62_001).await,
         EnrollmentRecorded::Created(_)
@@ -1195,10 +1162,7 @@ async fn issue_12_pending_requests_expire(db: &TestDb) {
             .await
             .expect("request");
     }
-    store
-        .approve_envoy("kept", "C", "F", t(1))
-        .await
-        .expect("approve");
+    approve(store, "kept", "C", "F", t(1)).await;
     let expired = store.expire_pending(t(5)).await.expect("expire");
     assert_eq!(expired, ["old"]);
     assert!(store.envoy("old").await.expect("read").is_none());
@@ -1216,10 +1180,7 @@ async fn issue_12_remove_deletes_pending_and_revoked_envoys_only(db: &TestDb) {
             .expect("request");
     }
     for name in ["revoked", "approved"] {
-        store
-            .approve_envoy(name, "C", "F", t(1))
-            .await
-            .expect("approve");
+        approve(store, name, "C", "F", t(1)).await;
     }
     let api = path("vigo/api/key");
     store
@@ -1395,18 +1356,15 @@ async fn check_names_after_0003(store: &StoreHandle) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
-    let folder = tempfile::tempdir().expect("temporary folder");
-    let file = folder.path().join("vigo.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&file)
-        .create_if_missing(true)
-        .pragma("key", format!("\"x'{KEY}'\""));
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("open SQLite");
-    let before = migrations_before_0003("sqlite");
+/// Migrates the empty database on `conn` to 0002 (the migrations of
+/// `backend` before 0003), writes [`LEGACY_ROWS`] and closes it.
+async fn fill_legacy_database<C>(mut conn: C, backend: &str)
+where
+    C: Connection + sqlx::migrate::Migrate,
+    for<'c> &'c mut C:
+        sqlx::Acquire<'c, Connection = &'c mut C> + sqlx::Executor<'c, Database = C::Database>,
+{
+    let before = migrations_before_0003(backend);
     sqlx::migrate::Migrator::new(before.path())
         .await
         .expect("read migrations")
@@ -1418,6 +1376,20 @@ async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
         .await
         .expect("legacy rows");
     conn.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let file = folder.path().join("vigo.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .pragma("key", format!("\"x'{KEY}'\""));
+    let conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open SQLite");
+    fill_legacy_database(conn, "sqlite").await;
 
     let dsn = SecretValue::new(format!("sqlite://{}?key={KEY}", file.display()));
     let store = vigo_store::connect(&dsn).await.expect("migrate to 0003");
@@ -1431,21 +1403,10 @@ async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
         return;
     };
     let schema = PgSchema::create(&admin_url);
-    let mut conn = sqlx::PgConnection::connect(&schema.dsn())
+    let conn = sqlx::PgConnection::connect(&schema.dsn())
         .await
         .expect("connect");
-    let before = migrations_before_0003("postgres");
-    sqlx::migrate::Migrator::new(before.path())
-        .await
-        .expect("read migrations")
-        .run(&mut conn)
-        .await
-        .expect("migrate to 0002");
-    sqlx::raw_sql(LEGACY_ROWS)
-        .execute(&mut conn)
-        .await
-        .expect("legacy rows");
-    conn.close().await.ok();
+    fill_legacy_database(conn, "postgres").await;
 
     let store = vigo_store::connect(&SecretValue::new(schema.dsn()))
         .await
