@@ -148,13 +148,9 @@ fn temp_name(target: &Path) -> OsString {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use vigo_test_support::mode;
 
     use super::*;
-
-    fn mode(file: &Path) -> u32 {
-        fs::metadata(file).unwrap().permissions().mode() & 0o777
-    }
 
     #[test]
     fn replaces_the_file_with_its_mode_and_leaves_nothing_behind() {

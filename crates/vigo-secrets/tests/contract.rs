@@ -47,9 +47,7 @@ async fn local() -> Backend {
 }
 
 async fn isopass() -> Backend {
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (site, standin, provider) = TlsSite::serving().await;
     Backend {
         provider: Box::new(provider),
         _keep: vec![Box::new(StopOnDrop(Some(standin))), Box::new(site)],
@@ -82,6 +80,14 @@ impl TlsSite {
         vigo_test_support::write_loopback_tls(dir.path(), "isopass stand-in test CA");
         write_private(&dir.path().join("token"), &format!("{TOKEN}\n"));
         TlsSite { dir }
+    }
+
+    /// A new site, a stand-in serving it, and a client of that stand-in.
+    async fn serving() -> (TlsSite, isopass_standin::Handle, IsopassProvider) {
+        let site = TlsSite::new();
+        let standin = site.spawn().await;
+        let provider = site.provider(&standin);
+        (site, standin, provider)
     }
 
     fn file(&self, name: &str) -> PathBuf {

@@ -454,6 +454,22 @@ macro_rules! scratch_fixture {
     };
 }
 
+/// The permission bits of `path` (file type masked off, set-id and sticky
+/// bits kept), to compare with an octal mode such as `0o600`.
+///
+/// # Panics
+///
+/// When `path` cannot be read.
+#[must_use]
+pub fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("reading the mode of {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
 /// Every file below `dir`, in the order the folders list them.
 ///
 /// # Panics
