@@ -249,20 +249,25 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
     let out = dir.cli(&["--log-level", "trace", "secrets", "bootstrap"]);
     assert!(out.status.success(), "{}", stderr(&out));
     outputs.push(out);
+    // `secrets set` of the Grafana password, traced.
+    let set = |value: &[u8]| {
+        let out = dir.cli_with_stdin(
+            &[
+                "--log-level",
+                "trace",
+                "secrets",
+                "set",
+                "app/grafana/admin-password",
+                "-",
+            ],
+            value,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
 
     // Server down: stored, and said so.
-    let out = dir.cli_with_stdin(
-        &[
-            "--log-level",
-            "trace",
-            "secrets",
-            "set",
-            "app/grafana/admin-password",
-            "-",
-        ],
-        b"first-value\n",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = set(b"first-value\n");
     assert_eq!(
         stdout(&out),
         "Secret \"app/grafana/admin-password\" stored.\nServer not reachable — the change will be applied when it next starts.\n"
@@ -270,18 +275,7 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
     outputs.push(out);
 
     let mut server = dir.start_server(&["--log-level", "trace"]);
-    let out = dir.cli_with_stdin(
-        &[
-            "--log-level",
-            "trace",
-            "secrets",
-            "set",
-            "app/grafana/admin-password",
-            "-",
-        ],
-        b"second-value\n",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = set(b"second-value\n");
     assert_eq!(
         stdout(&out),
         "Secret \"app/grafana/admin-password\" stored.\nServer notified — affected envoys will apply on next check-in.\n"

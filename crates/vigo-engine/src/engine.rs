@@ -234,6 +234,10 @@ impl Engine {
         let plan = Plan::of(catalog);
         let n = catalog.resources.len();
         let mut run = Run {
+            catalog,
+            plan: &plan,
+            scrubber: &scrubber,
+            noop: options.noop,
             status: vec![None; n],
             refreshed_by: vec![None; n],
             results: Vec::with_capacity(n),
@@ -255,18 +259,7 @@ impl Engine {
             let batched = !options.noop && matches!(resource.kind, ResourceKind::File(_));
             // What comes after the batch sees its files durable in place.
             if !held.is_empty() && (!batched || plan.before[i].iter().any(|&p| in_batch[p])) {
-                for (j, outcome, duration_ms) in commit_batch(&batch, &mut held, &mut in_batch) {
-                    self.finish(
-                        catalog,
-                        &plan,
-                        &scrubber,
-                        options,
-                        &mut run,
-                        j,
-                        outcome,
-                        duration_ms,
-                    );
-                }
+                self.commit_held(&mut run, &batch, &mut held, &mut in_batch);
             }
             let resource_started = Instant::now();
             let blocker = plan.before[i]
@@ -324,30 +317,10 @@ impl Engine {
                     writes: staged_before..batch.len(),
                 });
             } else {
-                self.finish(
-                    catalog,
-                    &plan,
-                    &scrubber,
-                    options,
-                    &mut run,
-                    i,
-                    outcome,
-                    duration_ms,
-                );
+                self.finish(&mut run, i, outcome, duration_ms);
             }
         }
-        for (j, outcome, duration_ms) in commit_batch(&batch, &mut held, &mut in_batch) {
-            self.finish(
-                catalog,
-                &plan,
-                &scrubber,
-                options,
-                &mut run,
-                j,
-                outcome,
-                duration_ms,
-            );
-        }
+        self.commit_held(&mut run, &batch, &mut held, &mut in_batch);
         let Run {
             results,
             triggered_applied,
@@ -372,23 +345,24 @@ impl Engine {
         }
     }
 
+    /// Commits the open batch and records its resources, in the order they
+    /// were applied.
+    fn commit_held(
+        &mut self,
+        run: &mut Run<'_>,
+        batch: &WriteBatch,
+        held: &mut Vec<Held>,
+        in_batch: &mut [bool],
+    ) {
+        for (i, outcome, duration_ms) in commit_batch(batch, held, in_batch) {
+            self.finish(run, i, outcome, duration_ms);
+        }
+    }
+
     /// Records resource `i`'s outcome: its status, the refresh events it
     /// sends, its state record and its line of the report.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the per-apply context of one loop, passed by reference"
-    )]
-    fn finish(
-        &mut self,
-        catalog: &Catalog,
-        plan: &Plan,
-        scrubber: &Scrubber,
-        options: ApplyOptions,
-        run: &mut Run,
-        i: usize,
-        outcome: Outcome,
-        duration_ms: u64,
-    ) {
+    fn finish(&mut self, run: &mut Run<'_>, i: usize, outcome: Outcome, duration_ms: u64) {
+        let (catalog, plan, scrubber) = (run.catalog, run.plan, run.scrubber);
         let resource = &catalog.resources[i];
         run.status[i] = Some(outcome.status);
         if outcome.status == Status::Changed {
@@ -396,7 +370,7 @@ impl Engine {
                 run.refreshed_by[t].get_or_insert(i);
             }
         }
-        if !options.noop && matches!(outcome.status, Status::Changed | Status::Unchanged) {
+        if !run.noop && matches!(outcome.status, Status::Changed | Status::Unchanged) {
             self.record_success(catalog, i, outcome.status);
             if resource.secret_triggered {
                 run.triggered_applied.push(resource.name.clone());
@@ -451,8 +425,12 @@ async fn apply_one(kind: &ResourceKind, when: vigo_catalog::When, ctx: &Context<
     }
 }
 
-/// What one apply has decided so far.
-struct Run {
+/// One apply: what it works on, and what it has decided so far.
+struct Run<'a> {
+    catalog: &'a Catalog,
+    plan: &'a Plan,
+    scrubber: &'a Scrubber,
+    noop: bool,
     status: Vec<Option<Status>>,
     /// Per resource: the changed resource whose `notify` reached it.
     refreshed_by: Vec<Option<usize>>,
