@@ -75,18 +75,6 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Runs a query with `psql` and returns its unaligned output.
-fn psql_value(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running psql");
-    assert!(out.status.success(), "psql {sql}: {}", all_output(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Polls `done` every 20 ms until it holds; panics after `PATIENCE`.
 fn eventually(what: &str, done: impl FnMut() -> bool) {
     eventually_or(what, done, String::new);
@@ -183,7 +171,7 @@ impl Replicas {
 
     /// The listening connections of this schema, by backend pid.
     fn listeners(&self) -> Vec<String> {
-        let text = psql_value(
+        let text = vigo_test_support::psql_query(
             &self.admin_url,
             &format!(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = '{}' AND query = 'LISTEN \"vigo_wake:{}\"'",
@@ -310,7 +298,7 @@ fn issue_14_waits_are_woken_again_after_the_listeners_lose_their_connection() {
     let wait = replicas.hold_wait_at_b("api2.example.com", &api2);
     let old = replicas.listeners();
     assert_eq!(old.len(), 2);
-    let terminated = psql_value(
+    let terminated = vigo_test_support::psql_query(
         &replicas.admin_url,
         &format!(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({})) AS t",

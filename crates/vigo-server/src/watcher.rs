@@ -672,23 +672,38 @@ mod tests {
         (stop, task)
     }
 
+    /// The poller alone over `paths` (their versions now held), every
+    /// `every`: what it submits, its stop switch and its task.
+    async fn poll_only(
+        provider: Arc<dyn SecretProvider>,
+        paths: &[SecretPath],
+        every: Duration,
+    ) -> (
+        mpsc::UnboundedReceiver<BTreeSet<SecretPath>>,
+        tokio::sync::oneshot::Sender<()>,
+        JoinHandle<()>,
+    ) {
+        let held = provider.versions(paths).await.unwrap();
+        let (target, rx) = recorder(provider, held);
+        let plan = WatchPlan {
+            poll: Some(every),
+            files: None,
+        };
+        let (stop, task) = watch(target, plan);
+        (rx, stop, task)
+    }
+
     #[tokio::test]
     async fn the_poller_submits_a_changed_version() {
         let provider = Arc::new(MemoryProvider::new());
         provider.insert(&p("app/pw"), "one".into());
         provider.insert(&p("app/other"), "x".into());
-        let held = provider
-            .versions(&[p("app/pw"), p("app/other")])
-            .await
-            .unwrap();
-        let (target, mut rx) = recorder(provider.clone(), held);
-        let (stop, task) = watch(
-            target,
-            WatchPlan {
-                poll: Some(Duration::from_millis(50)),
-                files: None,
-            },
-        );
+        let (mut rx, stop, task) = poll_only(
+            provider.clone(),
+            &[p("app/pw"), p("app/other")],
+            Duration::from_millis(50),
+        )
+        .await;
         provider
             .set(&p("app/pw"), &SecretValue::from("two"))
             .await
@@ -835,18 +850,12 @@ mod tests {
             .set(&path, &SecretValue::from("value-one-canary"))
             .await
             .unwrap();
-        let held = provider
-            .versions(std::slice::from_ref(&path))
-            .await
-            .unwrap();
-        let (target, mut rx) = recorder(provider.clone(), held);
-        let (stop, task) = watch(
-            target,
-            WatchPlan {
-                poll: Some(Duration::from_millis(100)),
-                files: None,
-            },
-        );
+        let (mut rx, stop, task) = poll_only(
+            provider.clone(),
+            std::slice::from_ref(&path),
+            Duration::from_millis(100),
+        )
+        .await;
 
         provider
             .set(&path, &SecretValue::from("value-two-canary"))

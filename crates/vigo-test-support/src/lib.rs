@@ -151,9 +151,20 @@ impl Drop for PgSchema {
 ///
 /// When `psql` cannot run or the SQL fails (its stderr is in the message).
 pub fn psql(url: &str, sql: &str) {
+    let _output = psql_query(url, sql);
+}
+
+/// Runs a query with `psql` against `url` and returns its output, unaligned
+/// and without headers (`-At`), trimmed.
+///
+/// # Panics
+///
+/// As [`psql`].
+#[must_use = "use psql() to run SQL whose output is not needed"]
+pub fn psql_query(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-At", "-c", sql])
         .stdin(Stdio::null())
         .output()
         .expect("running psql");
@@ -162,6 +173,7 @@ pub fn psql(url: &str, sql: &str) {
         "psql {sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Whether something accepts TCP connections at the host and port of
