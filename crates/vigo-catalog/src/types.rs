@@ -631,6 +631,7 @@ impl<'de> Deserialize<'de> for AbsPath {
 
 /// Why a mode was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModeError {
     /// Not one to four octal digits (with an optional `0o`).
     #[error("invalid mode '{0}': write it as an octal string such as \"0644\"")]
@@ -639,6 +640,7 @@ pub enum ModeError {
 
 /// Why a path was refused as an [`AbsPath`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PathError {
     /// It does not start with `/`.
     #[error("path '{0}' must be absolute (start with '/')")]

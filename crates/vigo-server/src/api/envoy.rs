@@ -178,8 +178,11 @@ pub(crate) async fn checkin(
             Err(e) => {
                 // Sending the old values would let the envoy clear its
                 // triggers without the new ones; it retries instead.
-                tracing::error!(envoy = %name, error = %e, "cannot load the rotated secrets; the envoy retries later");
-                return Err(AppError::Internal(format!("loading rotated secrets: {e}")));
+                let cause = crate::error_chain(&e);
+                tracing::error!(envoy = %name, error = %cause, "cannot load the rotated secrets; the envoy retries later");
+                return Err(AppError::Internal(format!(
+                    "loading rotated secrets: {cause}"
+                )));
             }
         }
     }
