@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -251,19 +250,7 @@ async fn plain_http_is_refused_off_loopback() {
 #[tokio::test]
 async fn serves_tls_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = vigo_pki::generate_ca("stand-in test CA").unwrap();
-    let server = vigo_pki::issue_server_cert(
-        &ca,
-        &["localhost".to_owned()],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-    )
-    .unwrap();
-    fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-    fs::write(
-        dir.path().join("server.key"),
-        server.key_pem.expose_secret(),
-    )
-    .unwrap();
+    let ca_pem = vigo_test_support::write_loopback_tls(dir.path(), "stand-in test CA");
     let handle = spawn(StandinOptions {
         transport: Transport::Tls {
             cert_file: dir.path().join("server.pem"),
@@ -274,7 +261,7 @@ async fn serves_tls_with_the_given_certificate() {
     .await
     .unwrap();
     let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap()])
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .build()
         .unwrap();
     let answer = client

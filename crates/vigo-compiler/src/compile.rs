@@ -460,9 +460,9 @@ fn template_message(field: &str, message: &str) -> String {
     }
 }
 
-/// Rendered text that must carry no secret (a command line, a guard, an
-/// environment value, a line of a file): secret taint, SPEC 5.1. A
-/// `secret:` reference written into the text is refused the same way.
+/// Rendered text that must carry no secret (a command line, a guard, an environment value, a line
+/// of a file): secret taint (docs/modules.md "Secrets never go on a command line"). A `secret:`
+/// reference written into the text is refused the same way.
 fn no_secret(
     module: &Module,
     decl: &ResourceDecl,

@@ -1,4 +1,4 @@
-//! First start (SPEC 4.2): the local master key, then the secrets the server
+//! First start (docs/secrets.md "First start"): the local master key, then the secrets the server
 //! generates for itself. Nothing that exists is ever replaced.
 //!
 //! `vigosrv` runs [`prepare_local_key`] on every start with the local
@@ -51,7 +51,7 @@ pub fn prepare_local_key(key_file: &Path, secrets_dir: &Path) -> Result<KeyStep,
     Ok(KeyStep::Generated)
 }
 
-/// Creates each generated secret of SPEC 4.2 that is missing, and returns
+/// Creates each generated secret (docs/secrets.md "First start") that is missing, and returns
 /// the paths it created. `data_dir` (absolute) is where the embedded
 /// database's DSN points.
 pub async fn ensure_generated_secrets(

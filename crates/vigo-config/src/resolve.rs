@@ -1,5 +1,5 @@
 //! The second stage of loading: fetching every `secret:` reference of a
-//! [`RawConfig`] through the provider (SPEC 4.4). Nothing falls back: the
+//! [`RawConfig`] through the provider (docs/secrets.md "Fail-fast"). Nothing falls back: the
 //! first reference that cannot be fetched is the error.
 
 use std::collections::BTreeMap;

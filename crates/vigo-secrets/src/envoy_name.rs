@@ -1,4 +1,5 @@
-//! Envoy names (SPEC 6.1, 6.2): the one rule for what an envoy may be called.
+//! Envoy names (docs/operations.md "An envoy", "Enroll envoys"): the one rule for what an envoy may
+//! be called.
 //!
 //! An envoy's name is its identity: the common name and only DNS name of its
 //! certificate, the key of its database row, the name its catalog is compiled

@@ -1,5 +1,5 @@
-//! The local backend (SPEC 4.2): one AES-256-GCM file per secret under a
-//! master key.
+//! The local backend (docs/secrets.md "The local store (default)"): one AES-256-GCM file per secret
+//! under a master key.
 //!
 //! `secret:vigo/db/dsn` lives in `<secrets_dir>/vigo/db/dsn`. The file
 //! format is described in `local/format.rs`; crash-safe writing, the write

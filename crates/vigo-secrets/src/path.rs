@@ -1,4 +1,4 @@
-//! Secret paths and `secret:` references (SPEC 4.1).
+//! Secret paths and `secret:` references (docs/secrets.md "References").
 //!
 //! A path is validated once, when it is parsed; everything downstream takes a
 //! [`SecretPath`] and so can never be handed `../../etc/shadow`.

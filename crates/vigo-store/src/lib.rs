@@ -1,6 +1,7 @@
-//! Vigo's database layer (SPEC 8): envoys and their enrollment, one-time
-//! enrollment tokens, queued rotation triggers, envoy reports, the secret
-//! versions the server has seen, the secret audit log and secret deliveries.
+//! Vigo's database layer (docs/secrets.md "What is stored"; docs/operations.md "Replicas behind
+//! HAProxy"): envoys and their enrollment, one-time enrollment tokens, queued rotation triggers,
+//! envoy reports, the secret versions the server has seen, the secret audit log and secret
+//! deliveries.
 //!
 //! [`connect`] picks the backend from the DSN — the embedded SQLite file
 //! (`sqlite:///…/vigo.db?key=<64 hex>`, encrypted at rest with SQLCipher) or

@@ -370,6 +370,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before: false,
+            writes: None,
         }
     }
 

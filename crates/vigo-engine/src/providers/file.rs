@@ -97,7 +97,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> 
             )));
         }
         let bytes = desired.as_ref().map(|d| d.as_slice()).unwrap_or_default();
-        write(path, bytes, Attributes { mode, uid, gid })?;
+        write(path, bytes, Attributes { mode, uid, gid }, ctx)?;
         return Ok(Outcome::changed(format!(
             "wrote {} (mode {})",
             path.display(),
@@ -127,6 +127,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> 
             path,
             desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
             attributes,
+            ctx,
         )?;
         let what = if secret_content {
             ""
@@ -255,8 +256,19 @@ fn same_content(path: &Path, meta: &Metadata, desired: &[u8]) -> Result<bool, Pr
     Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&current, desired).is_ok())
 }
 
-fn write(path: &Path, bytes: &[u8], attributes: Attributes) -> Result<(), ProviderError> {
-    atomic::write_file(path, bytes, attributes).map_err(ProviderError::io("writing", path))
+/// Writes the file durably, or stages it in the context's batch (which
+/// makes it durable and renames it before the resource is reported).
+fn write(
+    path: &Path,
+    bytes: &[u8],
+    attributes: Attributes,
+    ctx: &Context<'_>,
+) -> Result<(), ProviderError> {
+    match ctx.writes {
+        Some(batch) => batch.stage(path, bytes, attributes),
+        None => atomic::write_file(path, bytes, attributes),
+    }
+    .map_err(ProviderError::io("writing", path))
 }
 
 #[cfg(test)]
@@ -295,6 +307,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before: false,
+            writes: None,
         };
         apply(spec, &ctx)
     }
