@@ -12,12 +12,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::Catalog;
 
-/// A resource tag: non-empty, letters, digits, `_`, `.` and `-` only.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A resource tag: non-empty, letters, digits, `_`, `.` and `-` only. In
+/// JSON, a string checked when read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Tag(String);
 
 impl Tag {
@@ -58,16 +60,17 @@ impl std::str::FromStr for Tag {
     }
 }
 
-impl Serialize for Tag {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+impl TryFrom<String> for Tag {
+    type Error = TagError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
     }
 }
 
-impl<'de> Deserialize<'de> for Tag {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
+impl From<Tag> for String {
+    fn from(tag: Tag) -> Self {
+        tag.0
     }
 }
 
