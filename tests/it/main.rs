@@ -22,6 +22,7 @@ mod isopass;
 mod lifecycle;
 mod loadgen_smoke;
 mod operator_cli;
+mod partial_runs;
 mod protocol;
 mod replicas;
 mod rotation;

@@ -10,9 +10,13 @@
 //!
 //! Main types: [`Catalog`], [`Resource`], [`ResourceKind`], [`SecretText`],
 //! [`Mode`], [`AbsPath`]. [`Catalog::fingerprint`] is the keyed HMAC of 6.3.
+//! [`Tag`]s label resources; a [`Selection`] of tags and names picks the
+//! part of a catalog a partial run applies.
 
 mod fingerprint;
+mod select;
 mod types;
 
 pub use fingerprint::{CATALOG_FORMAT, Fingerprint};
+pub use select::{Selected, Selection, SelectionError, Tag, TagError};
 pub use types::*;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigo_secrets::{SecretPath, SecretValue};
 
+use crate::Tag;
+
 /// The compiled desired state of one envoy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +66,9 @@ pub struct Resource {
     /// `always` or `changed` (execs: run only on refresh, trigger or first run).
     #[serde(default, skip_serializing_if = "When::is_always")]
     pub when: When,
+    /// Labels that select the resource for a partial run (`--tags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
     /// Set by the server when a watched secret rotated; cleared once the
     /// envoy reports this resource applied.
     #[serde(
@@ -626,6 +631,7 @@ impl<'de> Deserialize<'de> for AbsPath {
 
 /// Why a mode was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModeError {
     /// Not one to four octal digits (with an optional `0o`).
     #[error("invalid mode '{0}': write it as an octal string such as \"0644\"")]
@@ -634,6 +640,7 @@ pub enum ModeError {
 
 /// Why a path was refused as an [`AbsPath`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PathError {
     /// It does not start with `/`.
     #[error("path '{0}' must be absolute (start with '/')")]
@@ -760,6 +767,7 @@ mod tests {
             notify: vec!["pg-service".into()],
             watch_secret: vec![path("vigo/db/password")],
             when: When::Always,
+            tags: vec![],
             secret_triggered: true,
             source: Some("modules/database.vgo:3".into()),
         });

@@ -425,6 +425,7 @@ fn render_resource(
         notify: decl.notify.names.clone(),
         watch_secret: decl.watch_secret.clone(),
         when: decl.when,
+        tags: decl.tags.clone(),
         secret_triggered: false,
         source: Some(format!("{}:{}", module.file, decl.name_pos.line)),
     })

@@ -194,6 +194,11 @@ fn resource_text(
         "watch_secret",
         r.watch_secret.iter().map(ToString::to_string).collect(),
     );
+    list(
+        out,
+        "tags",
+        r.tags.iter().map(ToString::to_string).collect(),
+    );
     if r.secret_triggered {
         field(out, "_secret_triggered", &true);
     }

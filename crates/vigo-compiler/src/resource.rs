@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use std::path::{Component, Path};
 
 use vigo_catalog::{
-    AbsPath, FileBytes, GroupSpec, Mode, Presence, ServiceState, SymlinkSpec, UserSpec, When,
+    AbsPath, FileBytes, GroupSpec, Mode, Presence, ServiceState, SymlinkSpec, Tag, UserSpec, When,
 };
 use vigo_secrets::{SecretPath, SecretRef};
 use vigo_template::{Output, Piece, RenderOptions, Template, TemplateError, Value};
@@ -85,6 +85,7 @@ pub(crate) const COMMON: &[&str] = &[
     "notify",
     "watch_secret",
     "when",
+    "tags",
 ];
 
 /// Default exec timeout (docs/modules.md "Resources").
@@ -100,6 +101,7 @@ pub(crate) struct ResourceDecl {
     pub(crate) notify: NameList,
     pub(crate) watch_secret: Vec<SecretPath>,
     pub(crate) when: When,
+    pub(crate) tags: Vec<Tag>,
 }
 
 /// Resource names listed in `depends_on` or `notify`.
@@ -262,6 +264,7 @@ pub(crate) fn parse_resource(
     let depends_on = fields.names("depends_on");
     let notify = fields.names("notify");
     let watch_secret = fields.secret_paths("watch_secret");
+    let tags = fields.tags();
     let when = match fields.string("when") {
         None => When::Always,
         Some((w, pos)) => {
@@ -492,6 +495,7 @@ pub(crate) fn parse_resource(
         notify,
         watch_secret,
         when,
+        tags,
     })
 }
 
@@ -631,6 +635,53 @@ impl Fields<'_> {
                 Ok(p) if !out.contains(&p) => out.push(p),
                 Ok(_) => {}
                 Err(e) => self.error(pos, format!("{key}: {e}")),
+            }
+        }
+        out
+    }
+
+    /// `tags`: a list of tags (a single one may be written as a plain
+    /// string), each checked where it is written; repeats are dropped.
+    fn tags(&mut self) -> Vec<Tag> {
+        let Some(value) = self.take("tags") else {
+            return Vec::new();
+        };
+        let items = match self.raw.get("tags") {
+            Some(node) if matches!(node.value, Node::String(_)) => vec![node.clone()],
+            Some(Spanned {
+                value: Node::List(items),
+                ..
+            }) => items.clone(),
+            _ => {
+                self.error(
+                    Pos::of(&value.referenced),
+                    format!(
+                        "'tags' must be a list of tags, not {}",
+                        kind_of(&value.value)
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let pos = Pos::of(&item.referenced);
+            // A number is a tag as written (`tags: [2024]`).
+            let text = match self.file.json(&item) {
+                Json::String(s) => s,
+                Json::Number(_) => self.file.scalar_text(&item).unwrap_or_default().to_owned(),
+                other => {
+                    self.error(
+                        pos,
+                        format!("each tag must be a string, not {}", kind_of(&other)),
+                    );
+                    continue;
+                }
+            };
+            match Tag::parse(&text) {
+                Ok(tag) if !out.contains(&tag) => out.push(tag),
+                Ok(_) => {}
+                Err(e) => self.error(pos, format!("tags: {e}")),
             }
         }
         out

@@ -202,3 +202,36 @@ fn issue_15_new_resource_errors_are_positioned() {
     );
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn issue_15_tags_reach_the_catalog() {
+    let (text, catalog) = catalog_text(
+        "resources:\n  - name: conf\n    type: file\n    target_path: /etc/nginx.conf\n    content: x\n    tags: [nginx, web.front, nginx]\n  - name: pkg\n    type: package\n    package: nginx\n    tags: nginx\n  - name: year\n    type: package\n    package: y\n    tags: [2024, v1.10]\n  - name: plain\n    type: package\n    package: curl\n",
+        &[],
+    );
+    let tags = |i: usize| -> Vec<&str> {
+        catalog.resources[i]
+            .tags
+            .iter()
+            .map(|t| t.as_str())
+            .collect()
+    };
+    // Repeats dropped, a plain string is a list of one, numbers as written.
+    assert_eq!(tags(0), ["nginx", "web.front"]);
+    assert_eq!(tags(1), ["nginx"]);
+    assert_eq!(tags(2), ["2024", "v1.10"]);
+    assert!(tags(3).is_empty());
+    let json = serde_json::to_value(&catalog.resources).unwrap();
+    assert_eq!(json[0]["tags"], serde_json::json!(["nginx", "web.front"]));
+    assert!(json[3].get("tags").is_none(), "{json}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn issue_15_invalid_tags_are_positioned() {
+    let text = problems(
+        "resources:\n  - name: a\n    type: package\n    package: a\n    tags: [ok, \"web server\", \"\"]\n  - name: b\n    type: package\n    package: b\n    tags: {web: true}\n  - name: c\n    type: package\n    package: c\n    tags:\n      - true\n      - [x]\n      - \"a/b\"\n",
+        &[],
+    );
+    insta::assert_snapshot!(text);
+}

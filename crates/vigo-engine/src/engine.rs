@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::watch;
-use vigo_catalog::{Catalog, ResourceKind};
+use vigo_catalog::{Catalog, ResourceKind, Selected};
 
 use crate::atomic;
 use crate::batch::WriteBatch;
@@ -68,9 +68,14 @@ pub enum EngineError {
 
 /// How to apply.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     /// Report what would change and change nothing (no command runs).
     pub noop: bool,
+    /// A partial run (`--tags`, `--resource`): apply only these resources,
+    /// in the catalog's order. The others are not checked, not changed and
+    /// not in the report; their records in the envoy state are kept.
+    /// `None`: the whole catalog.
+    pub only: Option<&'a Selected>,
 }
 
 /// Message of a resource whose provider was stopped midway.
@@ -224,10 +229,16 @@ impl Engine {
     /// would change). Every message in the report is scrubbed of the
     /// catalog's secret values. Failures of single resources are in the
     /// report; the state is saved at the end (a save failure is logged).
-    pub async fn apply(&mut self, catalog: &Catalog, options: ApplyOptions) -> Report {
+    pub async fn apply(&mut self, catalog: &Catalog, options: ApplyOptions<'_>) -> Report {
         // An engine without the lock only evaluates.
         let options = ApplyOptions {
             noop: options.noop || self.lock.is_none(),
+            ..options
+        };
+        let selected = |i: usize| {
+            options
+                .only
+                .is_none_or(|only| only.contains(&catalog.resources[i].name))
         };
         let started = Instant::now();
         let scrubber = Scrubber::for_catalog(catalog);
@@ -238,6 +249,7 @@ impl Engine {
             plan: &plan,
             scrubber: &scrubber,
             noop: options.noop,
+            only: options.only,
             status: vec![None; n],
             refreshed_by: vec![None; n],
             results: Vec::with_capacity(n),
@@ -254,7 +266,7 @@ impl Engine {
         let state_before = self.state.data().clone();
         let mut stop = self.cancel.0.stop.subscribe();
 
-        for &i in &plan.order {
+        for &i in plan.order.iter().filter(|&&i| selected(i)) {
             let resource = &catalog.resources[i];
             let batched = !options.noop && matches!(resource.kind, ResourceKind::File(_));
             // What comes after the batch sees its files durable in place.
@@ -367,6 +379,14 @@ impl Engine {
         run.status[i] = Some(outcome.status);
         if outcome.status == Status::Changed {
             for &t in &plan.notifies[i] {
+                let target = &catalog.resources[t].name;
+                if !run.noop && run.only.is_some_and(|only| !only.contains(target)) {
+                    tracing::warn!(
+                        resource = %resource.name,
+                        notify = %target,
+                        "the notified resource is not selected for this run: it gets no refresh event"
+                    );
+                }
                 run.refreshed_by[t].get_or_insert(i);
             }
         }
@@ -431,6 +451,8 @@ struct Run<'a> {
     plan: &'a Plan,
     scrubber: &'a Scrubber,
     noop: bool,
+    /// A partial run's selection (see [`ApplyOptions::only`]).
+    only: Option<&'a Selected>,
     status: Vec<Option<Status>>,
     /// Per resource: the changed resource whose `notify` reached it.
     refreshed_by: Vec<Option<usize>>,

@@ -171,6 +171,7 @@ mod tests {
             notify: notify.iter().map(|s| (*s).into()).collect(),
             watch_secret: vec![],
             when: When::Always,
+            tags: vec![],
             secret_triggered: false,
             source: None,
         }

@@ -38,6 +38,7 @@ mod state;
 
 pub use diff::SECRET_CONTENT;
 pub use engine::{ApplyOptions, CancelHandle, Engine, EngineError, LOCK_FILE, SECRET_FILE_DIR};
+pub use providers::ProviderError;
 pub use report::{CommandOutput, Report, ResourceResult, Status, Summary};
 pub use scrub::{REDACTED, Scrubber};
 pub use state::{ResourceState, STATE_FILE, STATE_KEY_FILE, StateData, StateError, StateStore};

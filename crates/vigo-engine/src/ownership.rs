@@ -13,42 +13,52 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Group, Uid, User, fchown};
 
+use crate::providers::ProviderError;
+
 /// The uid of `name` (a user name, or a number).
-pub(crate) fn user_id(name: &str) -> Result<Uid, String> {
+pub(crate) fn user_id(name: &str) -> Result<Uid, ProviderError> {
     if let Ok(id) = name.parse::<u32>() {
         return Ok(Uid::from_raw(id));
     }
     match User::from_name(name) {
         Ok(Some(user)) => Ok(user.uid),
-        Ok(None) => Err(format!(
-            "user '{name}' does not exist on this host; create it first (a package or an exec resource) and list that in depends_on"
-        )),
-        Err(e) => Err(format!("looking up user '{name}': {e}")),
+        Ok(None) => Err(ProviderError::NoSuchAccount {
+            kind: "user",
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(ProviderError::Lookup {
+            what: format!("user '{name}'"),
+            source,
+        }),
     }
 }
 
 /// The gid of `name` (a group name, or a number).
-pub(crate) fn group_id(name: &str) -> Result<Gid, String> {
+pub(crate) fn group_id(name: &str) -> Result<Gid, ProviderError> {
     if let Ok(id) = name.parse::<u32>() {
         return Ok(Gid::from_raw(id));
     }
     match Group::from_name(name) {
         Ok(Some(group)) => Ok(group.gid),
-        Ok(None) => Err(format!(
-            "group '{name}' does not exist on this host; create it first (a package or an exec resource) and list that in depends_on"
-        )),
-        Err(e) => Err(format!("looking up group '{name}': {e}")),
+        Ok(None) => Err(ProviderError::NoSuchAccount {
+            kind: "group",
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(ProviderError::Lookup {
+            what: format!("group '{name}'"),
+            source,
+        }),
     }
 }
 
 /// The owner a resource asks for (`owner`), else the envoy's effective user.
-pub(crate) fn owner_or_self(owner: Option<&str>) -> Result<Uid, String> {
+pub(crate) fn owner_or_self(owner: Option<&str>) -> Result<Uid, ProviderError> {
     owner.map_or_else(|| Ok(nix::unistd::geteuid()), user_id)
 }
 
 /// The group a resource asks for (`group`), else the envoy's effective
 /// group.
-pub(crate) fn group_or_self(group: Option<&str>) -> Result<Gid, String> {
+pub(crate) fn group_or_self(group: Option<&str>) -> Result<Gid, ProviderError> {
     group.map_or_else(|| Ok(nix::unistd::getegid()), group_id)
 }
 
@@ -63,7 +73,7 @@ pub(crate) fn set_attributes(
     uid: Option<Uid>,
     gid: Option<Gid>,
     mode: u32,
-) -> Result<(), String> {
+) -> Result<(), ProviderError> {
     let opened = OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
@@ -75,24 +85,23 @@ pub(crate) fn set_attributes(
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return set_attributes_by_path(path, uid, gid, mode);
         }
-        Err(e) => return Err(format!("opening {}: {e}", path.display())),
+        Err(e) => return Err(ProviderError::io("opening", path)(e)),
     };
     let now = file
         .metadata()
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        .map_err(ProviderError::io("reading", path))?;
     if now.dev() != meta.dev() || now.ino() != meta.ino() {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "{} was replaced while Vigo was changing it; check who else writes there, then apply again",
             path.display()
-        ));
+        )));
     }
     if uid.is_some() || gid.is_some() {
-        fchown(&file, uid, gid)
-            .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
+        fchown(&file, uid, gid).map_err(ProviderError::sys("changing owner of", path))?;
     }
     // After chown: chown clears set-id bits, so the mode goes last.
     file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("changing mode of {}: {e}", path.display()))
+        .map_err(ProviderError::io("changing mode of", path))
 }
 
 fn set_attributes_by_path(
@@ -100,21 +109,20 @@ fn set_attributes_by_path(
     uid: Option<Uid>,
     gid: Option<Gid>,
     mode: u32,
-) -> Result<(), String> {
+) -> Result<(), ProviderError> {
     if uid.is_some() || gid.is_some() {
         std::os::unix::fs::lchown(path, uid.map(Uid::as_raw), gid.map(Gid::as_raw))
-            .map_err(|e| format!("changing owner of {}: {e}", path.display()))?;
+            .map_err(ProviderError::io("changing owner of", path))?;
     }
-    let meta =
-        fs::symlink_metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let meta = fs::symlink_metadata(path).map_err(ProviderError::io("reading", path))?;
     if meta.file_type().is_symlink() {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "{} was replaced by a symlink while Vigo was changing it; check who else writes there, then apply again",
             path.display()
-        ));
+        )));
     }
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("changing mode of {}: {e}", path.display()))
+        .map_err(ProviderError::io("changing mode of", path))
 }
 
 /// Refuses to put a secret-bearing `target`, owned by `owner`, in a folder
@@ -124,23 +132,22 @@ fn set_attributes_by_path(
 /// `/tmp` still lets anyone create the name first); every folder above must
 /// belong to root or `owner` and, where others can write to it, be sticky
 /// (so they cannot rename what is below).
-pub(crate) fn check_secret_folder(target: &Path, owner: Uid) -> Result<(), String> {
+pub(crate) fn check_secret_folder(target: &Path, owner: Uid) -> Result<(), ProviderError> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("/"),
     };
-    let real = fs::canonicalize(parent)
-        .map_err(|e| format!("resolving folder {}: {e}", parent.display()))?;
+    let real = fs::canonicalize(parent).map_err(ProviderError::io("resolving folder", parent))?;
     let refuse = |folder: &Path, why: String| {
-        Err(format!(
+        Err(ProviderError::refused(format!(
             "refusing to write secret-bearing {}: folder {} {why}; put the file in a folder that only root and its owner can write to, e.g. a folder of its own managed by a directory resource (mode 0755) listed in depends_on",
             target.display(),
             folder.display()
-        ))
+        )))
     };
     for folder in real.ancestors() {
-        let meta = fs::symlink_metadata(folder)
-            .map_err(|e| format!("reading folder {}: {e}", folder.display()))?;
+        let meta =
+            fs::symlink_metadata(folder).map_err(ProviderError::io("reading folder", folder))?;
         if meta.uid() != 0 && meta.uid() != owner.as_raw() {
             return refuse(folder, format!("belongs to user {}", user_name(meta.uid())));
         }
@@ -192,7 +199,7 @@ mod tests {
         assert_eq!(user_id("root").unwrap(), Uid::from_raw(0));
         assert_eq!(group_id("0").unwrap(), Gid::from_raw(0));
         assert_eq!(user_name(0), "root");
-        let err = user_id("no-such-user-vigo").unwrap_err();
+        let err = user_id("no-such-user-vigo").unwrap_err().to_string();
         assert!(err.contains("'no-such-user-vigo' does not exist"), "{err}");
     }
 }

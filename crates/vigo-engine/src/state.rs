@@ -185,10 +185,12 @@ impl StateStore {
 
     /// Keyed fingerprint of a resource as it would be applied: its canonical
     /// JSON plus the values of the secrets it uses, so a rotated value
-    /// changes it. The trigger flag is left out.
+    /// changes it. The trigger flag and the tags are left out.
     pub fn resource_fingerprint(&self, resource: &Resource, catalog: &Catalog) -> String {
         let mut plain = resource.clone();
         plain.secret_triggered = false;
+        // Tags choose what a run applies; they change nothing on the host.
+        plain.tags.clear();
         let json = Zeroizing::new(serde_json::to_vec(&plain).unwrap_or_default());
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(b"vigo-envoy-resource-v1\0");

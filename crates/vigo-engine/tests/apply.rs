@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use vigo_catalog::Catalog;
+use vigo_catalog::{Catalog, Selection, Tag};
 use vigo_engine::{ApplyOptions, Engine, Report, Status};
 use vigo_test_support::{files_under, process_gone};
 
@@ -30,7 +30,13 @@ impl Host {
 
     async fn noop(&self, catalog: &Catalog) -> Report {
         self.engine()
-            .apply(catalog, ApplyOptions { noop: true })
+            .apply(
+                catalog,
+                ApplyOptions {
+                    noop: true,
+                    ..ApplyOptions::default()
+                },
+            )
             .await
     }
 }
@@ -325,6 +331,106 @@ async fn a_failure_skips_its_dependents_and_independent_branches_run() {
     );
 }
 
+/// Runs `catalog` with only what `selection` picks.
+async fn apply_selected(host: &Host, catalog: &Catalog, selection: &Selection) -> Report {
+    let only = selection.resolve(catalog).unwrap();
+    host.engine()
+        .apply(
+            catalog,
+            ApplyOptions {
+                only: Some(&only),
+                ..ApplyOptions::default()
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn issue_15_a_partial_run_applies_the_selection_and_its_dependencies_in_order() {
+    let host = Host::new();
+    let order = host.p("order.log");
+    let step = |name: &str| exec(name, &format!("echo {name} >> {order}"));
+    let mut top = step("top");
+    top["tags"] = json!(["web"]);
+    top["depends_on"] = json!(["mid"]);
+    top["notify"] = json!(["restart"]);
+    let mut mid = step("mid");
+    mid["depends_on"] = json!(["base"]);
+    let mut restart = step("restart");
+    restart["when"] = json!("changed");
+    let mut unrelated = file("unrelated", &host.p("unrelated"), "x", "0644");
+    unrelated["tags"] = json!(["db"]);
+    let mut once = step("once");
+    once["when"] = json!("changed");
+    // Declared top first: the order comes from the edges.
+    let c = catalog(json!([top, unrelated, mid, step("base"), restart, once]));
+    let lines = || fs::read_to_string(&order).unwrap_or_default();
+
+    // `once` runs on its first apply only; the envoy state records that.
+    let first = apply_selected(
+        &host,
+        &c,
+        &Selection {
+            resources: vec!["once".into()],
+            ..Selection::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        first.summary.to_string(),
+        "1 resources: 1 changed, 0 failed, 0 skipped, 0 unchanged"
+    );
+    assert_eq!(lines(), "once\n");
+
+    let web = Selection {
+        tags: vec![Tag::parse("web").unwrap()],
+        ..Selection::default()
+    };
+    let report = apply_selected(&host, &c, &web).await;
+    let applied: Vec<&str> = report.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(applied, ["base", "mid", "top"]);
+    assert_eq!(
+        report.summary.to_string(),
+        "3 resources: 3 changed, 0 failed, 0 skipped, 0 unchanged"
+    );
+    // Not selected: not checked, not changed. `restart` is notified by
+    // `top`, which changed, but is outside the selection.
+    assert_eq!(lines(), "once\nbase\nmid\ntop\n");
+    assert!(!host.path("unrelated").exists());
+
+    // The partial run kept the record of `once`: a whole run does not run
+    // it again.
+    let whole = host.apply(&c).await;
+    assert_eq!(status_of(&whole, "once"), Status::Unchanged);
+    assert_eq!(status_of(&whole, "unrelated"), Status::Changed);
+    assert_eq!(whole.summary.total, 6);
+}
+
+#[tokio::test]
+async fn issue_15_a_failed_dependency_skips_the_selected_resource() {
+    let host = Host::new();
+    let mut tagged = file("conf", &host.p("conf"), "x", "0644");
+    tagged["tags"] = json!(["app"]);
+    tagged["depends_on"] = json!(["broken"]);
+    let c = catalog(json!([
+        exec("broken", "exit 3"),
+        tagged,
+        file("other", &host.p("other"), "y", "0644"),
+    ]));
+    let app = Selection {
+        tags: vec![Tag::parse("app").unwrap()],
+        ..Selection::default()
+    };
+    let report = apply_selected(&host, &c, &app).await;
+    assert_eq!(status_of(&report, "broken"), Status::Failed);
+    assert_eq!(status_of(&report, "conf"), Status::Skipped);
+    assert_eq!(
+        report.summary.to_string(),
+        "2 resources: 0 changed, 1 failed, 1 skipped, 0 unchanged"
+    );
+    assert!(!host.path("other").exists() && !host.path("conf").exists());
+}
+
 #[tokio::test]
 async fn a_cycle_fails_its_members_without_panicking() {
     let host = Host::new();
@@ -493,7 +599,15 @@ async fn service_provider_with_stand_in_systemctl_starts_enables_and_restarts_on
             .with_search_path(search_path.clone());
         async move {
             let mut engine = engine;
-            engine.apply(&c, ApplyOptions { noop }).await
+            engine
+                .apply(
+                    &c,
+                    ApplyOptions {
+                        noop,
+                        ..ApplyOptions::default()
+                    },
+                )
+                .await
         }
     };
 
@@ -552,7 +666,13 @@ async fn package_provider_with_stand_in_apt_installs_only_when_missing() {
         .await;
     assert_eq!(status_of(&second, "pg"), Status::Unchanged);
     let noop = engine
-        .apply(&build("absent"), ApplyOptions { noop: true })
+        .apply(
+            &build("absent"),
+            ApplyOptions {
+                noop: true,
+                ..ApplyOptions::default()
+            },
+        )
         .await;
     assert_eq!(message_of(&noop, "pg"), "would remove postgresql (apt)");
     let removed = engine
@@ -596,7 +716,13 @@ async fn issue_15_package_version_is_installed_and_then_kept() {
         .await;
     assert_eq!(message_of(&second, "pg"), "postgresql 15.4-1 is installed");
     let noop = engine
-        .apply(&build("15.2-1"), ApplyOptions { noop: true })
+        .apply(
+            &build("15.2-1"),
+            ApplyOptions {
+                noop: true,
+                ..ApplyOptions::default()
+            },
+        )
         .await;
     assert_eq!(
         message_of(&noop, "pg"),

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use vigo_catalog::Catalog;
+use vigo_catalog::{Catalog, Selected, Selection, SelectionError};
 use vigo_engine::{ApplyOptions, Engine, Report, Summary};
 use vigo_proto::{CheckinRequest, CheckinResponse, LastRun, ReportRequest};
 
@@ -138,6 +138,9 @@ pub enum RunError {
     /// The applied catalog's fingerprint could not be stored.
     #[error("saving envoy state")]
     State(#[source] vigo_engine::StateError),
+    /// `--tags` or `--resource` named something the catalog does not have.
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
 }
 
 impl RunError {
@@ -203,7 +206,23 @@ impl Envoy {
     /// when none is held), enforce the catalog, report when something
     /// changed or failed or a catalog arrived.
     pub async fn run_once(&mut self, noop: bool) -> Result<Cycle, RunError> {
+        self.run_selected(noop, &Selection::default()).await
+    }
+
+    /// [`run_once`](Envoy::run_once) applying only what `selection` picks
+    /// (`run --once --tags`, `--resource`; empty: everything). A partial
+    /// run tells the server so, which then delivers only the triggers of
+    /// the selected resources and clears no force-push; its catalog does
+    /// not count as applied (the next check-in brings the whole catalog).
+    /// A tag or name the catalog lacks is [`RunError::Selection`], and
+    /// nothing is applied.
+    pub async fn run_selected(
+        &mut self,
+        noop: bool,
+        selection: &Selection,
+    ) -> Result<Cycle, RunError> {
         self.enforced_this_cycle = false;
+        let partial = !selection.is_empty();
         let session = self.ensure_enrolled().await?;
         let request = CheckinRequest {
             fingerprint: self.engine.state().catalog_fingerprint().map(str::to_owned),
@@ -214,6 +233,7 @@ impl Envoy {
                 summary,
             }),
             noop,
+            selection: partial.then(|| selection.clone()),
         };
         // A run request (`vigocli run`): always report, naming it. A noop
         // one is evaluated against the catalog it brings, which is not
@@ -276,9 +296,16 @@ impl Envoy {
             tracing::warn!(error = %vigo_log::error_chain(&e), "posting the report of an earlier run failed");
         }
         if let Some(asked) = noop_run {
+            let only = select(selection, &asked.catalog)?;
             let report = self
                 .engine
-                .apply(&asked.catalog, ApplyOptions { noop: true })
+                .apply(
+                    &asked.catalog,
+                    ApplyOptions {
+                        noop: true,
+                        only: only.as_ref(),
+                    },
+                )
                 .await;
             drop(asked);
             let fingerprint = self
@@ -299,7 +326,11 @@ impl Envoy {
                 received: true,
             });
         }
-        let Some(report) = self.enforce(noop).await else {
+        let only = match &self.held {
+            Some(held) => select(selection, &held.catalog)?,
+            None => None,
+        };
+        let Some(report) = self.enforce(noop, only.as_ref()).await else {
             return Ok(Cycle::Unchanged { interval });
         };
         let fingerprint = self
@@ -307,15 +338,16 @@ impl Envoy {
             .as_ref()
             .map(|h| h.fingerprint.clone())
             .unwrap_or_default();
-        if received && !noop && !report.has_failures() {
+        if received && !noop && !partial && !report.has_failures() {
             // Only a fully applied catalog counts as current: after a
-            // failure the next check-in brings the whole catalog again.
+            // failure or a partial run the next check-in brings the whole
+            // catalog again.
             self.engine
                 .state_mut()
                 .set_catalog_fingerprint(Some(fingerprint.clone()));
             self.engine.state().save().map_err(RunError::State)?;
         }
-        if received || noop || run_request.is_some() || needs_report(&report) {
+        if received || noop || partial || run_request.is_some() || needs_report(&report) {
             session
                 .report(&ReportRequest {
                     fingerprint,
@@ -331,18 +363,21 @@ impl Envoy {
         })
     }
 
-    /// Applies the held catalog (or, with noop, evaluates it); `None` when
-    /// this process holds none. A real run spends the secret triggers it
-    /// applied and becomes the "last run" of the next check-in.
-    async fn enforce(&mut self, noop: bool) -> Option<Report> {
+    /// Applies the held catalog, or `only` those of its resources (or,
+    /// with noop, evaluates it); `None` when this process holds none. A
+    /// real run spends the secret triggers it applied; a real run of the
+    /// whole catalog becomes the "last run" of the next check-in.
+    async fn enforce(&mut self, noop: bool, only: Option<&Selected>) -> Option<Report> {
         let held = self.held.as_mut()?;
         let report = self
             .engine
-            .apply(&held.catalog, ApplyOptions { noop })
+            .apply(&held.catalog, ApplyOptions { noop, only })
             .await;
         if !noop {
             held.spend_triggers(&report);
-            self.last_run = Some((Instant::now(), report.summary));
+            if only.is_none() {
+                self.last_run = Some((Instant::now(), report.summary));
+            }
             self.enforced_this_cycle = true;
         }
         Some(report)
@@ -355,7 +390,7 @@ impl Envoy {
         if self.enforced_this_cycle {
             return None;
         }
-        let report = self.enforce(false).await?;
+        let report = self.enforce(false, None).await?;
         if needs_report(&report) {
             let fingerprint = self
                 .held
@@ -500,6 +535,14 @@ impl Envoy {
             identity.as_ref(),
         )?)
     }
+}
+
+/// What a run applies of `catalog`: `None` for everything.
+fn select(selection: &Selection, catalog: &Catalog) -> Result<Option<Selected>, SelectionError> {
+    if selection.is_empty() {
+        return Ok(None);
+    }
+    selection.resolve(catalog).map(Some)
 }
 
 /// Whether a run must be reported even when no catalog arrived: it changed
@@ -649,7 +692,7 @@ mod tests {
         held.resources[2].secret_triggered = true;
         hold(&mut envoy, held);
 
-        let first = envoy.enforce(false).await.unwrap();
+        let first = envoy.enforce(false, None).await.unwrap();
         assert_eq!(first.secret_triggered_applied, ["reload"]);
         let flags: Vec<bool> = envoy
             .held
@@ -667,7 +710,7 @@ mod tests {
         );
 
         std::fs::remove_file(&target).unwrap();
-        let second = envoy.enforce(false).await.unwrap();
+        let second = envoy.enforce(false, None).await.unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "x\n");
         let status =
             |r: &Report, name: &str| r.resources.iter().find(|x| x.name == name).unwrap().status;

@@ -83,6 +83,12 @@ pub struct CheckinRequest {
     /// trigger, clears no force-push and serves no run request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub noop: bool,
+    /// A partial run (`run --once --tags`, `--resource`): the envoy applies
+    /// only the selected resources and their dependencies. The answer
+    /// delivers only the triggers of those, clears no force-push and serves
+    /// no run request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<vigo_catalog::Selection>,
 }
 
 /// When the envoy last applied its catalog (not a noop run) and the counts.

@@ -248,7 +248,7 @@ pub(crate) async fn reload(state: &AppState, source: ReloadSource) -> ReloadOutc
             if !moved.is_empty()
                 && let Err(e) = state.rotation.enqueue(moved, Actor::Watcher)
             {
-                tracing::warn!(error = %e, "secrets that changed since the last load were not queued for rotation");
+                tracing::warn!(error = %error_chain(&e), "secrets that changed since the last load were not queued for rotation");
             }
             ReloadOutcome::Reloaded { changed }
         }

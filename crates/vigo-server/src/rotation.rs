@@ -72,18 +72,47 @@ impl Actor {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum RotationError {
-    /// Reloading the server config, the repository or the database failed;
-    /// the text names the path or step (never a value).
-    #[error("{0}")]
-    Failed(String),
+    /// A step of the flow failed: reloading the server config, resolving
+    /// the repository's secrets, connecting with a rotated database DSN,
+    /// reading versions, the store. The cause names the path or step
+    /// (never a value); shared, since one outcome answers a whole batch.
+    #[error("{step}")]
+    Failed {
+        /// The step, e.g. "reloading server config".
+        step: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The flow of a batch panicked or was cancelled.
+    #[error(
+        "the rotation flow {how} unexpectedly; nothing more was done for this change (run `vigocli secrets set` again or restart vigosrv to retry)"
+    )]
+    Aborted {
+        /// "panicked" or "was cancelled".
+        how: &'static str,
+    },
+    /// The rotation task ended (and is restarted) while holding this change.
+    #[error("the rotation task stopped before it finished this change (see the server log)")]
+    Dropped,
     /// The flow task is gone (the server is shutting down).
     #[error("the server is shutting down")]
     Stopped,
 }
 
+impl RotationError {
+    /// A [`Failed`](Self::Failed) step.
+    fn failed(step: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Failed {
+            step,
+            source: Arc::new(source),
+        }
+    }
+}
+
 impl From<vigo_store::StoreError> for RotationError {
     fn from(e: vigo_store::StoreError) -> Self {
-        Self::Failed(format!("store: {}", crate::error_chain(&e)))
+        Self::failed("store", e)
     }
 }
 
@@ -166,12 +195,7 @@ impl RotationQueue {
             .map_err(|_| RotationError::Stopped)?;
         // No answer: the task failed while holding this change (it is
         // restarted by its supervisor) or the server is stopping.
-        answer.await.unwrap_or_else(|_| {
-            Err(RotationError::Failed(
-                "the rotation task stopped before it finished this change (see the server log)"
-                    .to_owned(),
-            ))
-        })
+        answer.await.unwrap_or(Err(RotationError::Dropped))
     }
 
     /// Queues a change without waiting for it: the flow runs after the
@@ -198,7 +222,7 @@ impl SubmitChanges for RotationQueue {
         self.submit(paths, Actor::Watcher)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain(&e))
     }
 }
 
@@ -230,7 +254,7 @@ async fn run_task(state: AppState, rx: Arc<Mutex<mpsc::UnboundedReceiver<Request
         let paths: BTreeSet<SecretPath> = by_actor.values().flatten().cloned().collect();
         let result = run_isolated(&state, paths.clone(), by_actor).await;
         if let Err(e) = &result {
-            tracing::error!(error = %e, paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
+            tracing::error!(error = %crate::error_chain(e), paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
         }
         for done in batch.into_iter().filter_map(|request| request.done) {
             let _ = done.send(result.clone());
@@ -262,9 +286,7 @@ async fn run_isolated(
             } else {
                 "was cancelled"
             };
-            Err(RotationError::Failed(format!(
-                "the rotation flow {how} unexpectedly; nothing more was done for this change (run `vigocli secrets set` again or restart vigosrv to retry)"
-            )))
+            Err(RotationError::Aborted { how })
         }
     }
 }
@@ -302,12 +324,11 @@ async fn run_flow(
 
     vigo_store::fault::point("rotation.after_reload").await?;
     let path_list: Vec<SecretPath> = paths.iter().cloned().collect();
-    let versions = state.provider.versions(&path_list).await.map_err(|e| {
-        RotationError::Failed(format!(
-            "reading secret versions: {}",
-            crate::error_chain(&e)
-        ))
-    })?;
+    let versions = state
+        .provider
+        .versions(&path_list)
+        .await
+        .map_err(|e| RotationError::failed("reading secret versions", e))?;
     let claims: Vec<RotationClaim> = actors
         .iter()
         .flat_map(|(actor, actor_paths)| {
@@ -421,26 +442,23 @@ async fn reload(state: &AppState) -> Result<(), RotationError> {
 /// [`reload`] for a caller that holds `state.reloading`.
 async fn reload_locked(state: &AppState) -> Result<(), RotationError> {
     let current = state.config();
-    let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
-        RotationError::Failed(format!("{what}: {}", crate::error_chain(e)))
-    };
-    let raw =
-        RawConfig::load(&current.raw.file).map_err(|e| failed("reloading server config", &e))?;
+    let raw = RawConfig::load(&current.raw.file)
+        .map_err(|e| RotationError::failed("reloading server config", e))?;
     let resolved = vigo_config::resolve(&raw, &*state.provider)
         .await
-        .map_err(|e| failed("reloading server config", &e))?;
+        .map_err(|e| RotationError::failed("reloading server config", e))?;
     // The serving repository, not `config_dir`: a half-finished edit on
     // disk must not block a rotation (config reloads deploy edits).
     let snapshot = state
         .repo()
         .refresh_secrets(&*state.provider)
         .await
-        .map_err(|e| failed("resolving the config repository's secrets", &e))?;
+        .map_err(|e| RotationError::failed("resolving the config repository's secrets", e))?;
 
     if !resolved.database_dsn.ct_eq(&current.database_dsn) {
         let store = vigo_store::connect(&resolved.database_dsn)
             .await
-            .map_err(|e| failed("connecting with the rotated database DSN", &e))?;
+            .map_err(|e| RotationError::failed("connecting with the rotated database DSN", e))?;
         let old = state.replace_store(store);
         tracing::info!("database credentials rotated; new pool in use, draining the old one");
         tokio::spawn(async move { old.close().await });
@@ -519,5 +537,23 @@ mod tests {
         assert_eq!(names("cli"), ["a/x"]);
         assert_eq!(names("watcher"), ["a/y"]);
         assert_eq!(names("startup"), ["a/z"]);
+    }
+
+    #[test]
+    fn issue_13_a_failed_step_keeps_its_cause_typed_and_prints_it_once() {
+        let cause = vigo_store::StoreError::EnvoyNotFound {
+            name: "web1".into(),
+        };
+        let cause_text = cause.to_string();
+        let err = RotationError::from(cause);
+        assert_eq!(err.to_string(), "store");
+        let source = std::error::Error::source(&err).expect("the cause is the source");
+        assert_eq!(source.to_string(), cause_text);
+        assert_eq!(crate::error_chain(&err), format!("store: {cause_text}"));
+        // A batch's outcome goes to every waiter: the clone shares the cause.
+        assert_eq!(
+            crate::error_chain(&err.clone()),
+            format!("store: {cause_text}")
+        );
     }
 }

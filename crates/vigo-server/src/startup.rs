@@ -187,7 +187,7 @@ impl Server {
             let reconciling = self.reconciling;
             async move {
                 if let Err(e) = reconcile_at_startup(&state).await {
-                    tracing::error!(error = %e, "start-up reconciliation of secret versions failed");
+                    tracing::error!(error = %crate::error_chain(&e), "start-up reconciliation of secret versions failed");
                 }
                 drop(reconciling);
             }

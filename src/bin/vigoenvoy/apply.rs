@@ -1,8 +1,9 @@
-//! `vigoenvoy apply --catalog FILE [--noop] [--data-dir DIR]`.
+//! `vigoenvoy apply --catalog FILE [--noop] [--data-dir DIR] [--tags T]
+//! [--resource NAME]`.
 //!
-//! Reads a revealed catalog file, applies it with the engine, prints one
-//! line per resource that changed, failed or was skipped, then the summary
-//! line. Exit 0 when nothing failed, [`EXIT_FAILED`] when a resource failed,
+//! Reads a revealed catalog file, applies it (or the part `--tags` and
+//! `--resource` select) with the engine, prints one line per resource that
+//! changed, failed or was skipped, then the summary line. Exit 0 when nothing failed, [`EXIT_FAILED`] when a resource failed,
 //! 1 for bad input, 128 + the signal number when SIGTERM/SIGINT stopped it.
 
 use std::fs;
@@ -16,6 +17,7 @@ use vigo_catalog::Catalog;
 use vigo_engine::{ApplyOptions, Engine, Report, ResourceResult, Scrubber, Status};
 use zeroize::Zeroizing;
 
+use crate::select::SelectArgs;
 use crate::stop::Stop;
 
 /// Exit status when at least one resource failed.
@@ -34,11 +36,23 @@ pub(crate) struct ApplyArgs {
     /// `data_dir` of the config file, else /var/lib/vigoenvoy].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    select: SelectArgs,
 }
 
 /// Runs the command.
 pub(crate) fn run(args: &ApplyArgs, config: &Path) -> anyhow::Result<ExitCode> {
     let catalog = read_catalog(&args.catalog)?;
+    let selection = args.select.selection();
+    let only = if selection.is_empty() {
+        None
+    } else {
+        Some(
+            selection
+                .resolve(&catalog)
+                .with_context(|| format!("selecting from {}", args.catalog.display()))?,
+        )
+    };
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => data_dir_from_config(config)?,
@@ -54,7 +68,7 @@ pub(crate) fn run(args: &ApplyArgs, config: &Path) -> anyhow::Result<ExitCode> {
     let (report, stop) = runtime.block_on(async {
         let stop = Stop::install(engine.cancel_handle())?;
         let report = tokio::select! {
-            report = engine.apply(&catalog, ApplyOptions { noop: args.noop }) => Some(report),
+            report = engine.apply(&catalog, ApplyOptions { noop: args.noop, only: only.as_ref() }) => Some(report),
             () = stop.deadline() => None,
         };
         anyhow::Ok((report, stop))

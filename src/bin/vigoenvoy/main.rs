@@ -8,6 +8,7 @@ mod apply;
 #[path = "../shared/cli.rs"]
 mod cli;
 mod run;
+mod select;
 mod stop;
 
 use std::path::PathBuf;

@@ -5,14 +5,17 @@
 //! it, then exits non-zero if a resource failed, if the envoy still waits
 //! for approval, or if the server could not be reached. `run --once --noop`
 //! prints every drifted resource and what differs, changing nothing.
+//! `run --once --tags T` / `--resource NAME` apply part of the catalog; the
+//! loop refuses them (it enforces the whole catalog).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use vigo_envoy::{Cycle, Envoy, EnvoyConfig};
 
 use crate::apply::print_report;
+use crate::select::SelectArgs;
 use crate::stop::Stop;
 
 /// Exit status when a resource failed.
@@ -27,10 +30,18 @@ pub(crate) struct RunArgs {
     /// With --once: report what would change and change nothing.
     #[arg(long, requires = "once")]
     noop: bool,
+    #[command(flatten)]
+    select: SelectArgs,
 }
 
 /// Runs the command.
 pub(crate) fn run(args: &RunArgs, config: &Path) -> anyhow::Result<ExitCode> {
+    let selection = args.select.selection();
+    if !args.once && !selection.is_empty() {
+        bail!(
+            "--tags and --resource apply part of the catalog once: add --once (the `run` loop always enforces the whole catalog)"
+        );
+    }
     let config = EnvoyConfig::load(config)?;
     // A noop needs no exclusive hold on the data folder: it works while the
     // `run` loop holds it. A real `--once` beside the loop is refused.
@@ -70,7 +81,7 @@ pub(crate) fn run(args: &RunArgs, config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(code.unwrap_or(ExitCode::SUCCESS));
         }
         let cycle = tokio::select! {
-            cycle = envoy.run_once(args.noop) => cycle,
+            cycle = envoy.run_selected(args.noop, &selection) => cycle,
             () = stop.deadline() => return Ok(stop.exit().unwrap_or(ExitCode::FAILURE)),
         };
         if let Some(code) = stop.exit() {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::unistd::{Gid, Group, User};
@@ -14,7 +15,7 @@ use vigo_catalog::{GroupSpec, Presence, UserSpec};
 use zeroize::Zeroizing;
 
 use super::exec::scrubbed_output;
-use super::{Context, Outcome, check_name, output_excerpt};
+use super::{Context, Outcome, ProviderError, check_name, output_excerpt};
 use crate::command::{self, Exit, Invocation};
 use crate::ownership;
 
@@ -28,10 +29,13 @@ pub(crate) async fn apply_group(spec: &GroupSpec, ctx: &Context<'_>) -> Outcome 
     converge_group(spec, ctx).await.into()
 }
 
-async fn converge_group(spec: &GroupSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+async fn converge_group(spec: &GroupSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let name = spec.group.as_str();
     check_name("group", name)?;
-    let existing = Group::from_name(name).map_err(|e| format!("looking up group '{name}': {e}"))?;
+    let existing = Group::from_name(name).map_err(|source| ProviderError::Lookup {
+        what: format!("group '{name}'"),
+        source,
+    })?;
     let (tool, args, what) = match (spec.state, existing) {
         (Presence::Absent, None) => {
             return Ok(Outcome::unchanged(format!("group {name} is absent")));
@@ -79,10 +83,13 @@ pub(crate) async fn apply_user(spec: &UserSpec, ctx: &Context<'_>) -> Outcome {
     converge_user(spec, ctx).await.into()
 }
 
-async fn converge_user(spec: &UserSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+async fn converge_user(spec: &UserSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let name = spec.user.as_str();
     check_name("user", name)?;
-    let existing = User::from_name(name).map_err(|e| format!("looking up user '{name}': {e}"))?;
+    let existing = User::from_name(name).map_err(|source| ProviderError::Lookup {
+        what: format!("user '{name}'"),
+        source,
+    })?;
     if spec.state == Presence::Absent {
         if existing.is_none() {
             return Ok(Outcome::unchanged(format!("user {name} is absent")));
@@ -108,8 +115,7 @@ async fn converge_user(spec: &UserSpec, ctx: &Context<'_>) -> Result<Outcome, St
         .password
         .as_ref()
         .map(|p| p.reveal(&ctx.catalog.secrets))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
 
     let mut changes = Vec::new();
     let Some(user) = existing else {
@@ -209,10 +215,14 @@ async fn converge_user(spec: &UserSpec, ctx: &Context<'_>) -> Result<Outcome, St
 
 /// The supplementary groups of `user` (every group listing it, less its
 /// primary group).
-fn supplementary(user: &str, primary: Gid) -> Result<BTreeSet<u32>, String> {
-    let name = CString::new(user).map_err(|_| format!("user name '{user}' holds NUL"))?;
-    let all = nix::unistd::getgrouplist(&name, primary)
-        .map_err(|e| format!("listing the groups of user '{user}': {e}"))?;
+fn supplementary(user: &str, primary: Gid) -> Result<BTreeSet<u32>, ProviderError> {
+    let name = CString::new(user)
+        .map_err(|_| ProviderError::refused(format!("user name '{user}' holds NUL")))?;
+    let all =
+        nix::unistd::getgrouplist(&name, primary).map_err(|source| ProviderError::Lookup {
+            what: format!("the groups of user '{user}'"),
+            source,
+        })?;
     Ok(all
         .into_iter()
         .filter(|g| *g != primary)
@@ -233,9 +243,9 @@ fn names(ids: &BTreeSet<u32>) -> String {
 
 /// Whether `/etc/shadow` holds exactly `hash` for `user` (compared in
 /// constant time; the file's content is zeroized after).
-fn shadow_hash_is(user: &str, hash: &str) -> Result<bool, String> {
+fn shadow_hash_is(user: &str, hash: &str) -> Result<bool, ProviderError> {
     let text = Zeroizing::new(
-        std::fs::read_to_string(SHADOW).map_err(|e| format!("reading {SHADOW}: {e}"))?,
+        std::fs::read_to_string(SHADOW).map_err(ProviderError::io("reading", Path::new(SHADOW)))?,
     );
     let current = text.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
@@ -247,11 +257,11 @@ fn shadow_hash_is(user: &str, hash: &str) -> Result<bool, String> {
 }
 
 /// Sets the hash with `chpasswd -e`, the hash on its standard input.
-async fn set_password(ctx: &Context<'_>, user: &str, hash: &str) -> Result<(), String> {
+async fn set_password(ctx: &Context<'_>, user: &str, hash: &str) -> Result<(), ProviderError> {
     if hash.contains(['\n', ':']) || hash.is_empty() {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "the password secret of user {user} is not a crypt(3) hash (empty, or holds ':' or a newline)"
-        ));
+        )));
     }
     let input = Zeroizing::new(format!("{user}:{hash}\n").into_bytes());
     run(ctx, "chpasswd", &["-e".to_owned()], Some(input)).await
@@ -264,9 +274,11 @@ async fn run(
     tool: &str,
     args: &[String],
     stdin: Option<Zeroizing<Vec<u8>>>,
-) -> Result<(), String> {
+) -> Result<(), ProviderError> {
     let program = command::find_program(tool, ctx.search_path).ok_or_else(|| {
-        format!("{tool} is not on the search path; install the shadow-utils (passwd) tools")
+        ProviderError::refused(format!(
+            "{tool} is not on the search path; install the shadow-utils (passwd) tools"
+        ))
     })?;
     let invocation = Invocation {
         program: program.clone(),
@@ -279,7 +291,11 @@ async fn run(
     };
     let finished = command::run(invocation)
         .await
-        .map_err(|e| format!("running {}: {e}", program.display()))?;
+        .map_err(|source| ProviderError::Run {
+            verb: "running",
+            program: program.clone(),
+            source,
+        })?;
     let reason = match finished.exit {
         Exit::Code(0) => return Ok(()),
         Exit::Code(code) => format!("exit status {code}"),
@@ -288,7 +304,9 @@ async fn run(
     };
     let output = scrubbed_output(&finished, ctx.scrubber);
     let excerpt = output_excerpt(&output.stderr, 300);
-    Err(format!("{tool} failed ({reason}): {excerpt}"))
+    Err(ProviderError::refused(format!(
+        "{tool} failed ({reason}): {excerpt}"
+    )))
 }
 
 /// "create x" -> "created x", and so on for the verbs used here.

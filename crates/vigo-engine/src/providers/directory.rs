@@ -9,7 +9,7 @@ use std::path::Path;
 use vigo_catalog::{DirectorySpec, Presence};
 
 use super::file::{current, fix_attributes};
-use super::{Context, Outcome};
+use super::{Context, Outcome, ProviderError};
 use crate::ownership;
 
 /// Converges one `directory` resource.
@@ -22,35 +22,35 @@ pub(crate) fn apply(spec: &DirectorySpec, ctx: &Context<'_>) -> Outcome {
 }
 
 /// Removes the directory if present and empty.
-fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
+fn remove(path: &Path, noop: bool) -> Result<Outcome, ProviderError> {
     let Some(meta) = current(path)? else {
         return Ok(Outcome::unchanged(format!("{} is absent", path.display())));
     };
     if !meta.is_dir() {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "{} is not a directory; use a file resource to remove it",
             path.display()
-        ));
+        )));
     }
     let empty = fs::read_dir(path)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?
+        .map_err(ProviderError::io("reading", path))?
         .next()
         .is_none();
     if !empty {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "directory {} is not empty; remove its contents first (file resources with state: absent), then it can be removed",
             path.display()
-        ));
+        )));
     }
     if noop {
         return Ok(Outcome::changed(format!("would remove {}", path.display())));
     }
-    fs::remove_dir(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    fs::remove_dir(path).map_err(ProviderError::io("removing", path))?;
     Ok(Outcome::changed(format!("removed {}", path.display())))
 }
 
 /// Creates the directory (and missing parents) or fixes its attributes.
-fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, String> {
+fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let mode = spec.mode.bits();
     // Without `owner`/`group` the directory is the envoy's: one created
@@ -66,18 +66,17 @@ fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, String> {
                 format!("{} is in sync", path.display()),
             ))
         }
-        Some(_) => Err(format!(
+        Some(_) => Err(ProviderError::refused(format!(
             "{} exists and is not a directory; remove it first (a file resource with state: absent)",
             path.display()
-        )),
+        ))),
         None => {
             let created = format!("created {} (mode {})", path.display(), spec.mode);
             if noop {
                 return Ok(Outcome::changed(format!("would {created}")));
             }
-            fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-            let meta = fs::symlink_metadata(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            fs::create_dir_all(path).map_err(ProviderError::io("creating", path))?;
+            let meta = fs::symlink_metadata(path).map_err(ProviderError::io("reading", path))?;
             // The umask shaped the initial mode; set the real one.
             fix_attributes(path, &meta, mode, uid, gid, false)?;
             Ok(Outcome::changed(created))

@@ -15,7 +15,7 @@ use std::time::Duration;
 use vigo_catalog::{ExecSpec, SECRET_FILE_PLACEHOLDER, When};
 use zeroize::Zeroizing;
 
-use super::{Context, Outcome, output_excerpt, show_command};
+use super::{Context, Outcome, ProviderError, output_excerpt, show_command};
 use crate::atomic::random_suffix;
 use crate::command::{self, CAPTURE_LIMIT, Capture, Exit, Finished, Invocation};
 use crate::ownership;
@@ -49,7 +49,7 @@ pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Out
     let because = reason.map(|r| format!(" ({r})")).unwrap_or_default();
     let identity = match Identity::of(spec) {
         Ok(identity) => identity,
-        Err(message) => return Outcome::failed(message),
+        Err(e) => return Outcome::failed(e.message()),
     };
     // Guards only look: they run in noop runs too, as the decision needs.
     for (key, guard) in [("unless", &spec.unless), ("onlyif", &spec.onlyif)] {
@@ -57,7 +57,7 @@ pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Out
         let shown_guard = ctx.scrubber.scrub(&show_command(guard));
         let finished = match run_shell(spec, ctx, &identity, guard, None).await {
             Ok(finished) => finished,
-            Err(message) => return Outcome::failed(format!("{key} guard: {message}")),
+            Err(e) => return Outcome::failed(format!("{key} guard: {}", e.message())),
         };
         let passed = match finished.exit {
             Exit::Code(code) => code == 0,
@@ -91,7 +91,7 @@ pub(crate) async fn apply(spec: &ExecSpec, when: When, ctx: &Context<'_>) -> Out
             &format!("ran `{shown}`{because}"),
             spec.timeout_secs,
         ),
-        Err(message) => Outcome::failed(message),
+        Err(e) => Outcome::failed(e.message()),
     }
 }
 
@@ -103,13 +103,16 @@ pub(super) struct Identity {
 }
 
 impl Identity {
-    fn of(spec: &ExecSpec) -> Result<Self, String> {
+    fn of(spec: &ExecSpec) -> Result<Self, ProviderError> {
         let user = match &spec.user {
             None => None,
             Some(name) => {
                 let uid = ownership::user_id(name)?;
-                let user = nix::unistd::User::from_uid(uid)
-                    .map_err(|e| format!("looking up user '{name}': {e}"))?;
+                let user =
+                    nix::unistd::User::from_uid(uid).map_err(|source| ProviderError::Lookup {
+                        what: format!("user '{name}'"),
+                        source,
+                    })?;
                 Some((uid, user))
             }
         };
@@ -117,10 +120,10 @@ impl Identity {
             (Some(group), _) => Some(ownership::group_id(group)?),
             (None, Some((_, Some(user)))) => Some(user.gid),
             (None, Some((_, None))) => {
-                return Err(format!(
+                return Err(ProviderError::refused(format!(
                     "user {} has no entry in the user database, so its group is unknown; set 'group'",
                     spec.user.as_deref().unwrap_or_default()
-                ));
+                )));
             }
             (None, None) => None,
         };
@@ -147,13 +150,13 @@ async fn run_shell(
     identity: &Identity,
     script: &str,
     stdin: Option<Zeroizing<Vec<u8>>>,
-) -> Result<Finished, String> {
+) -> Result<Finished, ProviderError> {
     if let Some(cwd) = &spec.cwd
         && !cwd.as_path().is_dir()
     {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "cwd {cwd} is not an existing directory; create it first (a directory resource in depends_on)"
-        ));
+        )));
     }
     let script = match spec.umask {
         Some(mask) => format!("umask {mask}\n{script}"),
@@ -179,31 +182,36 @@ async fn run_shell(
     };
     command::run(invocation)
         .await
-        .map_err(|e| format!("starting /bin/sh: {e}"))
+        .map_err(|source| ProviderError::Run {
+            verb: "starting",
+            program: PathBuf::from("/bin/sh"),
+            source,
+        })
 }
 
 /// Prepares the secret file and input, then runs the command.
-async fn run(spec: &ExecSpec, ctx: &Context<'_>, identity: &Identity) -> Result<Finished, String> {
+async fn run(
+    spec: &ExecSpec,
+    ctx: &Context<'_>,
+    identity: &Identity,
+) -> Result<Finished, ProviderError> {
     let uses_placeholder = spec.command.contains(SECRET_FILE_PLACEHOLDER);
     let secret_file = match &spec.secret_file {
         Some(text) => {
-            let value = text
-                .reveal(&ctx.catalog.secrets)
-                .map_err(|e| e.to_string())?;
+            let value = text.reveal(&ctx.catalog.secrets)?;
             // The file lives in the envoy's private folder, which another
             // user cannot enter (the compiler refuses the combination).
             if identity.ids.is_some() {
-                return Err(
-                    "secret_file cannot be used with user or group; pass the secret on stdin"
-                        .to_owned(),
-                );
+                return Err(ProviderError::refused(
+                    "secret_file cannot be used with user or group; pass the secret on stdin",
+                ));
             }
             Some(SecretFile::create(ctx.secret_file_dir, value.as_bytes())?)
         }
         None if uses_placeholder => {
-            return Err(format!(
+            return Err(ProviderError::refused(format!(
                 "the command uses {SECRET_FILE_PLACEHOLDER} but the resource has no secret_file; add one"
-            ));
+            )));
         }
         None => None,
     };
@@ -220,8 +228,7 @@ async fn run(spec: &ExecSpec, ctx: &Context<'_>, identity: &Identity) -> Result<
             text.reveal(&ctx.catalog.secrets)
                 .map(|v| Zeroizing::new(v.as_bytes().to_vec()))
         })
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let result = run_shell(spec, ctx, identity, &command_line, stdin).await;
     // The command has ended (or never started): the file goes now.
     drop(secret_file);
@@ -287,25 +294,25 @@ struct SecretFile {
 
 impl SecretFile {
     /// Writes `value` to a new 0600 file in `dir` (the envoy's 0700 folder).
-    fn create(dir: &Path, value: &[u8]) -> Result<Self, String> {
+    fn create(dir: &Path, value: &[u8]) -> Result<Self, ProviderError> {
         let path = dir.join(format!("secret-{}", random_suffix()));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| format!("creating secret file in {}: {e}", dir.display()))?;
+            .map_err(ProviderError::io("creating secret file in", dir))?;
         let guard = Self { path };
         file.write_all(value)
             .and_then(|()| file.sync_all())
-            .map_err(|e| format!("writing secret file {}: {e}", guard.path.display()))?;
+            .map_err(ProviderError::io("writing secret file", &guard.path))?;
         Ok(guard)
     }
 
     /// The path as it goes into a shell command: only characters that
     /// need no quoting are accepted, so substitution cannot change the
     /// command's meaning.
-    fn shell_path(&self) -> Result<String, String> {
+    fn shell_path(&self) -> Result<String, ProviderError> {
         let text = self.path.to_str().unwrap_or_default();
         let safe = !text.is_empty()
             && text
@@ -314,10 +321,10 @@ impl SecretFile {
         if safe {
             Ok(text.to_owned())
         } else {
-            Err(format!(
+            Err(ProviderError::refused(format!(
                 "the envoy's data folder path {} has characters that would need shell quoting; use a plain path for data_dir",
                 self.path.parent().unwrap_or(Path::new("")).display()
-            ))
+            )))
         }
     }
 }

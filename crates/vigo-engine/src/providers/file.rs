@@ -13,7 +13,7 @@ use nix::unistd::{Gid, Uid};
 use vigo_catalog::{FileSpec, Presence};
 use zeroize::Zeroizing;
 
-use super::{Context, Outcome};
+use super::{Context, Outcome, ProviderError};
 use crate::atomic::{self, Attributes};
 use crate::diff;
 use crate::ownership;
@@ -28,28 +28,28 @@ pub(crate) fn apply(spec: &FileSpec, ctx: &Context<'_>) -> Outcome {
 }
 
 /// Removes the file if present.
-fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
+fn remove(path: &Path, noop: bool) -> Result<Outcome, ProviderError> {
     let Some(meta) = current(path)? else {
         return Ok(Outcome::unchanged(format!("{} is absent", path.display())));
     };
     if meta.is_dir() {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "{} is a directory, not a file; use a directory resource to remove it",
             path.display()
-        ));
+        )));
     }
     if noop {
         return Ok(Outcome::changed(format!("would remove {}", path.display())));
     }
-    fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    fs::remove_file(path).map_err(ProviderError::io("removing", path))?;
     if let Some(dir) = path.parent() {
-        atomic::sync_dir(dir).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+        atomic::sync_dir(dir).map_err(ProviderError::io("syncing", dir))?;
     }
     Ok(Outcome::changed(format!("removed {}", path.display())))
 }
 
 /// Writes the file, or fixes its attributes, where they differ.
-fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let mode = spec.mode.bits();
     // Without `owner`/`group` the file is the envoy's, whoever owned what
@@ -58,9 +58,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
     let gid = Some(ownership::group_or_self(spec.group.as_deref())?);
     let desired: Option<Zeroizing<Vec<u8>>> = match (&spec.content, &spec.bytes) {
         (Some(text), _) => {
-            let revealed = text
-                .reveal(&ctx.catalog.secrets)
-                .map_err(|e| e.to_string())?;
+            let revealed = text.reveal(&ctx.catalog.secrets)?;
             Some(Zeroizing::new(revealed.as_bytes().to_vec()))
         }
         (None, Some(bytes)) => Some(Zeroizing::new(bytes.data.clone())),
@@ -77,10 +75,10 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
     let meta = current(path)?;
     let Some(meta) = meta.filter(|m| m.is_file()) else {
         if meta_is_dir(path) {
-            return Err(format!(
+            return Err(ProviderError::refused(format!(
                 "{} is a directory; remove it or choose another target_path",
                 path.display()
-            ));
+            )));
         }
         // Missing (or a symlink or special file, which is replaced rather
         // than written through).
@@ -162,14 +160,13 @@ fn noop_content(
     desired: Option<&[u8]>,
     uid: Option<Uid>,
     gid: Option<Gid>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
     let (content, diff) = if secret_content {
         (diff::SECRET_CONTENT, None)
     } else {
-        let current =
-            Zeroizing::new(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+        let current = Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
         let desired = desired.unwrap_or_default();
         match diff::unified(path, &current, desired) {
             Some(diff) => ("content differs", Some(diff)),
@@ -197,7 +194,7 @@ pub(super) fn fix_attributes(
     uid: Option<Uid>,
     gid: Option<Gid>,
     noop: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ProviderError> {
     let mut changes = Vec::new();
     let new_uid = uid.filter(|u| u.as_raw() != meta.uid());
     let new_gid = gid.filter(|g| g.as_raw() != meta.gid());
@@ -235,11 +232,11 @@ pub(super) fn fix_attributes(
 }
 
 /// The entry at `path` (not following a final symlink), `None` if missing.
-pub(super) fn current(path: &Path) -> Result<Option<Metadata>, String> {
+pub(super) fn current(path: &Path) -> Result<Option<Metadata>, ProviderError> {
     match fs::symlink_metadata(path) {
         Ok(meta) => Ok(Some(meta)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
+        Err(e) => Err(ProviderError::io("reading", path)(e)),
     }
 }
 
@@ -251,12 +248,11 @@ fn meta_is_dir(path: &Path) -> bool {
 
 /// Whether the file holds exactly `desired`, compared in memory without
 /// copying either side into anything that could be logged.
-fn same_content(path: &Path, meta: &Metadata, desired: &[u8]) -> Result<bool, String> {
+fn same_content(path: &Path, meta: &Metadata, desired: &[u8]) -> Result<bool, ProviderError> {
     if meta.len() != desired.len() as u64 {
         return Ok(false);
     }
-    let current =
-        Zeroizing::new(fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+    let current = Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
     Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&current, desired).is_ok())
 }
 
@@ -267,12 +263,12 @@ fn write(
     bytes: &[u8],
     attributes: Attributes,
     ctx: &Context<'_>,
-) -> Result<(), String> {
+) -> Result<(), ProviderError> {
     match ctx.writes {
         Some(batch) => batch.stage(path, bytes, attributes),
         None => atomic::write_file(path, bytes, attributes),
     }
-    .map_err(|e| format!("writing {}: {e}", path.display()))
+    .map_err(ProviderError::io("writing", path))
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use regex::Regex;
 use vigo_catalog::{LineSpec, Presence};
 use zeroize::Zeroizing;
 
-use super::Outcome;
 use super::file::current;
+use super::{Outcome, ProviderError};
 use crate::atomic::{self, Attributes};
 use crate::diff;
 
@@ -26,23 +26,27 @@ pub(crate) fn apply(spec: &LineSpec, noop: bool) -> Outcome {
     converge(spec, noop).into()
 }
 
-fn converge(spec: &LineSpec, noop: bool) -> Result<Outcome, String> {
+fn converge(spec: &LineSpec, noop: bool) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let pattern = spec
         .pattern
         .as_deref()
         .map(Regex::new)
         .transpose()
-        .map_err(|e| format!("'match' is not a valid regular expression: {e}"))?;
+        .map_err(ProviderError::Pattern)?;
     let Some(meta) = current(path)?.filter(|m| m.is_file()) else {
-        return Err(format!(
+        return Err(ProviderError::refused(format!(
             "{} does not exist or is not a regular file; create it first (a file resource in depends_on)",
             path.display()
-        ));
+        )));
     };
-    let text = Zeroizing::new(
-        fs::read_to_string(path).map_err(|e| format!("reading {} as text: {e}", path.display()))?,
-    );
+    let text =
+        Zeroizing::new(
+            fs::read_to_string(path).map_err(|source| ProviderError::NotText {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
     let Some((new, what)) = edit(&text, spec, pattern.as_ref()) else {
         let state = match spec.state {
             Presence::Present => "is present",
@@ -63,7 +67,7 @@ fn converge(spec: &LineSpec, noop: bool) -> Result<Outcome, String> {
         gid: Some(Gid::from_raw(meta.gid())),
     };
     atomic::write_file(path, new.as_bytes(), attributes)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        .map_err(ProviderError::io("writing", path))?;
     let done = what
         .replacen("replace", "replaced", 1)
         .replacen("append", "appended", 1)
@@ -134,6 +138,30 @@ mod tests {
             pattern: pattern.map(str::to_owned),
             state,
         }
+    }
+
+    #[test]
+    fn issue_13_a_failure_message_names_the_file_and_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, [0xff, 0xfe, b'\n']).unwrap();
+        let out = apply(&spec(&path, "x", None, Presence::Present), false);
+        assert_eq!(out.status, Status::Failed);
+        assert_eq!(
+            out.message,
+            format!(
+                "reading {} as text: stream did not contain valid UTF-8",
+                path.display()
+            )
+        );
+        let bad = apply(&spec(&path, "x", Some("(open"), Presence::Present), false);
+        assert!(
+            bad.message
+                .starts_with("'match' is not a valid regular expression: regex parse error"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(bad.message.matches("regex parse error").count(), 1);
     }
 
     #[test]

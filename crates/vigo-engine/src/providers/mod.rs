@@ -4,6 +4,7 @@
 
 pub(crate) mod account;
 pub(crate) mod directory;
+mod error;
 pub(crate) mod exec;
 pub(crate) mod file;
 pub(crate) mod line;
@@ -20,8 +21,10 @@ use zeroize::Zeroizing;
 
 use crate::batch::WriteBatch;
 use crate::command::{self, Finished, Invocation};
+
 use crate::report::{CommandOutput, Status};
 use crate::scrub::Scrubber;
+pub use error::ProviderError;
 
 /// What a provider needs besides the resource's own fields.
 pub(crate) struct Context<'a> {
@@ -106,9 +109,9 @@ impl Outcome {
     }
 }
 
-impl From<Result<Outcome, String>> for Outcome {
-    fn from(result: Result<Outcome, String>) -> Self {
-        result.unwrap_or_else(Outcome::failed)
+impl From<Result<Outcome, ProviderError>> for Outcome {
+    fn from(result: Result<Outcome, ProviderError>) -> Self {
+        result.unwrap_or_else(|e| Outcome::failed(e.message()))
     }
 }
 
@@ -120,7 +123,7 @@ pub(crate) async fn run_tool(
     extra_env: &[(&str, &str)],
     search_path: &OsStr,
     timeout: Duration,
-) -> Result<Finished, String> {
+) -> Result<Finished, ProviderError> {
     let mut env = command::tool_env(search_path);
     env.extend(
         extra_env
@@ -138,34 +141,41 @@ pub(crate) async fn run_tool(
     };
     command::run(invocation)
         .await
-        .map_err(|e| format!("running {}: {e}", program.display()))
+        .map_err(|source| ProviderError::Run {
+            verb: "running",
+            program: program.to_path_buf(),
+            source,
+        })
 }
 
 /// The folder `path` goes in, or an error saying it does not exist and how
 /// to fix that (`verb`: what was to be done, e.g. "write", "create").
-pub(crate) fn existing_parent<'a>(path: &'a Path, verb: &str) -> Result<&'a Path, String> {
+pub(crate) fn existing_parent<'a>(
+    path: &'a Path,
+    verb: &'static str,
+) -> Result<&'a Path, ProviderError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     if parent.is_dir() {
         return Ok(parent);
     }
-    Err(format!(
-        "cannot {verb} {}: folder {} does not exist; add a directory resource for it and list it in depends_on",
-        path.display(),
-        parent.display()
-    ))
+    Err(ProviderError::NoFolder {
+        verb,
+        path: path.to_path_buf(),
+        parent: parent.to_path_buf(),
+    })
 }
 
 /// Refuses names that a tool could take for an option or that hold
 /// whitespace or control characters.
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &'static str, name: &str) -> Result<(), ProviderError> {
     if name.is_empty()
         || name.starts_with('-')
         || name.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(format!(
-            "{kind} name '{}' is not valid: it must be non-empty, must not start with '-' and must not contain spaces",
-            name.escape_debug()
-        ));
+        return Err(ProviderError::InvalidName {
+            kind,
+            name: name.escape_debug().to_string(),
+        });
     }
     Ok(())
 }

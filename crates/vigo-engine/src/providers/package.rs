@@ -8,7 +8,7 @@ use std::time::Duration;
 use vigo_catalog::{PackageSpec, Presence};
 
 use super::exec::{outcome_of, scrubbed_output};
-use super::{Context, Outcome, check_name, output_excerpt, run_tool};
+use super::{Context, Outcome, ProviderError, check_name, output_excerpt, run_tool};
 use crate::command::{self, Exit};
 use crate::report::Status;
 
@@ -57,7 +57,11 @@ impl Manager {
     }
 
     /// The installed version of `package`, `None` when not installed.
-    async fn installed(&self, package: &str, ctx: &Context<'_>) -> Result<Option<String>, String> {
+    async fn installed(
+        &self,
+        package: &str,
+        ctx: &Context<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         let (program, args): (&PathBuf, Vec<&str>) = match self {
             Self::Apt { dpkg_query, .. } => (
                 dpkg_query,
@@ -78,11 +82,11 @@ impl Manager {
             Exit::Code(_) => Ok(None),
             Exit::Signal(_) | Exit::TimedOut => {
                 let output = scrubbed_output(&finished, ctx.scrubber);
-                Err(format!(
+                Err(ProviderError::refused(format!(
                     "querying package {package} with {} did not finish: {}",
                     program.display(),
                     output_excerpt(&output.stderr, 200)
-                ))
+                )))
             }
         }
     }
@@ -94,7 +98,7 @@ impl Manager {
         version: Option<&str>,
         install: bool,
         ctx: &Context<'_>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, ProviderError> {
         let wanted = self.spec(package, version);
         let package = wanted.as_str();
         // A pinned version may be older than the installed one.
@@ -187,12 +191,13 @@ pub(crate) async fn apply(spec: &PackageSpec, ctx: &Context<'_>) -> Outcome {
     converge(spec, ctx).await.into()
 }
 
-async fn converge(spec: &PackageSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+async fn converge(spec: &PackageSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let package = spec.package.as_str();
     check_name("package", package)?;
     let manager = Manager::detect(ctx.search_path).ok_or_else(|| {
-        "no supported package manager on PATH (looked for dpkg-query and apt-get, rpm and dnf, apk)"
-            .to_owned()
+        ProviderError::refused(
+            "no supported package manager on PATH (looked for dpkg-query and apt-get, rpm and dnf, apk)",
+        )
     })?;
     let version = spec.version.as_deref();
     if let Some(v) = version {

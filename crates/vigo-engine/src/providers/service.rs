@@ -10,7 +10,7 @@ use std::time::Duration;
 use vigo_catalog::{ServiceSpec, ServiceState};
 
 use super::exec::outcome_of;
-use super::{Context, Outcome, check_name, output_excerpt, run_tool};
+use super::{Context, Outcome, ProviderError, check_name, output_excerpt, run_tool};
 use crate::command;
 use crate::report::Status;
 
@@ -22,11 +22,13 @@ pub(crate) async fn apply(spec: &ServiceSpec, ctx: &Context<'_>) -> Outcome {
     converge(spec, ctx).await.into()
 }
 
-async fn converge(spec: &ServiceSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
+async fn converge(spec: &ServiceSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let unit = spec.service.as_str();
     check_name("service", unit)?;
     let systemctl = command::find_program("systemctl", ctx.search_path).ok_or_else(|| {
-        "systemctl was not found on PATH; service resources need systemd on the host".to_owned()
+        ProviderError::refused(
+            "systemctl was not found on PATH; service resources need systemd on the host",
+        )
     })?;
 
     let active = query(&systemctl, "is-active", unit, ctx).await?;
@@ -105,7 +107,7 @@ async fn query(
     verb: &str,
     unit: &str,
     ctx: &Context<'_>,
-) -> Result<bool, String> {
+) -> Result<bool, ProviderError> {
     let finished = run_tool(
         systemctl,
         &[verb, unit],
@@ -118,10 +120,10 @@ async fn query(
         command::Exit::Code(code) => Ok(code == 0),
         command::Exit::Signal(_) | command::Exit::TimedOut => {
             let output = super::exec::scrubbed_output(&finished, ctx.scrubber);
-            Err(format!(
+            Err(ProviderError::refused(format!(
                 "systemctl {verb} {unit} did not finish: {}",
                 output_excerpt(&output.stderr, 200)
-            ))
+            )))
         }
     }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use vigo_catalog::{Presence, SymlinkSpec};
 
-use super::Outcome;
 use super::file::current;
+use super::{Outcome, ProviderError};
 use crate::atomic;
 
 /// Converges one `symlink` resource.
@@ -24,14 +24,13 @@ pub(crate) fn apply(spec: &SymlinkSpec, noop: bool) -> Outcome {
     .into()
 }
 
-fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, String> {
+fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let wanted = Path::new(&spec.points_to);
     let what = match current(path)? {
         None => format!("create {} -> {}", path.display(), spec.points_to),
         Some(meta) if meta.file_type().is_symlink() => {
-            let now =
-                fs::read_link(path).map_err(|e| format!("reading link {}: {e}", path.display()))?;
+            let now = fs::read_link(path).map_err(ProviderError::io("reading link", path))?;
             if now == wanted {
                 return Ok(Outcome::unchanged(format!(
                     "{} -> {} is in place",
@@ -52,22 +51,22 @@ fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, String> {
             spec.points_to
         ),
         Some(meta) if meta.is_file() => {
-            return Err(format!(
+            return Err(ProviderError::refused(format!(
                 "{} is a regular file, not a link; set 'force: true' to replace it with the link",
                 path.display()
-            ));
+            )));
         }
         Some(meta) if meta.is_dir() => {
-            return Err(format!(
+            return Err(ProviderError::refused(format!(
                 "{} is a directory; a symlink resource never replaces one (remove it first)",
                 path.display()
-            ));
+            )));
         }
         Some(_) => {
-            return Err(format!(
+            return Err(ProviderError::refused(format!(
                 "{} is a special file (socket, FIFO or device), not a link; remove it first",
                 path.display()
-            ));
+            )));
         }
     };
     let parent = super::existing_parent(path, "create")?;
@@ -79,12 +78,12 @@ fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, String> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = parent.join(format!(".{name}.vigo-link-{}", atomic::random_suffix()));
-    symlink(wanted, &temp).map_err(|e| format!("creating link {}: {e}", temp.display()))?;
+    symlink(wanted, &temp).map_err(ProviderError::io("creating link", &temp))?;
     if let Err(e) = fs::rename(&temp, path) {
         let _ = fs::remove_file(&temp);
-        return Err(format!("replacing {}: {e}", path.display()));
+        return Err(ProviderError::io("replacing", path)(e));
     }
-    atomic::sync_dir(parent).map_err(|e| format!("syncing {}: {e}", parent.display()))?;
+    atomic::sync_dir(parent).map_err(ProviderError::io("syncing", parent))?;
     let mut done = what;
     // "create x" -> "created x", "point x" -> "pointed x", "replace" -> "replaced"
     for (from, to) in [
@@ -100,7 +99,7 @@ fn ensure(spec: &SymlinkSpec, noop: bool) -> Result<Outcome, String> {
     Ok(Outcome::changed(done))
 }
 
-fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
+fn remove(path: &Path, noop: bool) -> Result<Outcome, ProviderError> {
     match current(path)? {
         None => Ok(Outcome::unchanged(format!("{} is absent", path.display()))),
         Some(meta) if meta.file_type().is_symlink() => {
@@ -110,13 +109,13 @@ fn remove(path: &Path, noop: bool) -> Result<Outcome, String> {
                     path.display()
                 )));
             }
-            fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+            fs::remove_file(path).map_err(ProviderError::io("removing", path))?;
             Ok(Outcome::changed(format!("removed link {}", path.display())))
         }
-        Some(_) => Err(format!(
+        Some(_) => Err(ProviderError::refused(format!(
             "{} is not a link; a symlink resource removes only links",
             path.display()
-        )),
+        ))),
     }
 }
 

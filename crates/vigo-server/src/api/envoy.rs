@@ -135,8 +135,10 @@ pub(crate) async fn checkin(
         .and_then(Fingerprint::from_hex)
         .is_some_and(|f| f.matches(&compiled.fingerprint));
     // A one-shot run request (`vigocli run`) always gets the full catalog;
-    // a noop one neither delivers triggers nor clears force-push.
-    let run = if envoy.run_pending && !request.noop {
+    // a noop one neither delivers triggers nor clears force-push. A noop or
+    // partial check-in (`run --once --noop`, `--tags`) is served none.
+    let partial = request.selection.is_some();
+    let run = if envoy.run_pending && !request.noop && !partial {
         state.store().pending_run(name).await?
     } else {
         None
@@ -176,12 +178,27 @@ pub(crate) async fn checkin(
             Err(e) => {
                 // Sending the old values would let the envoy clear its
                 // triggers without the new ones; it retries instead.
-                tracing::error!(envoy = %name, error = %e, "cannot load the rotated secrets; the envoy retries later");
-                return Err(AppError::Internal(format!("loading rotated secrets: {e}")));
+                let cause = crate::error_chain(&e);
+                tracing::error!(envoy = %name, error = %cause, "cannot load the rotated secrets; the envoy retries later");
+                return Err(AppError::Internal(format!(
+                    "loading rotated secrets: {cause}"
+                )));
             }
         }
     }
     let mut catalog = compiled.catalog.clone();
+    // A partial run applies only the selected resources and their
+    // dependencies: the triggers of the others stay undelivered (and keep
+    // the envoy due), as after a noop run. A selection the catalog does not
+    // fit applies nothing (the envoy says why).
+    let selected = request
+        .selection
+        .as_ref()
+        .map(|selection| selection.resolve(&catalog).ok());
+    let applies = |resource: &str| match &selected {
+        None => true,
+        Some(only) => only.as_ref().is_some_and(|s| s.contains(resource)),
+    };
     let mut flagged = Vec::new();
     let mut stale = Vec::new();
     for trigger in &triggers {
@@ -235,9 +252,13 @@ pub(crate) async fn checkin(
                 at,
                 last_run,
             },
-            delivered: flagged.iter().map(|r| (*r).to_owned()).collect(),
+            delivered: flagged
+                .iter()
+                .filter(|r| applies(r))
+                .map(|r| (*r).to_owned())
+                .collect(),
             dropped: stale.iter().map(|r| (*r).to_owned()).collect(),
-            clear_force_push: envoy.force_push && !noop,
+            clear_force_push: envoy.force_push && !noop && !partial,
             deliveries,
         })
         .await?;

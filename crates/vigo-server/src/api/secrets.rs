@@ -52,7 +52,9 @@ async fn secret_changed(
     state
         .rotation
         .enqueue(BTreeSet::from([change.path]), Actor::Cli)
-        .map_err(|e| AppError::Internal(format!("rotation not queued: {e}")))?;
+        .map_err(|e| {
+            AppError::Internal(format!("rotation not queued: {}", crate::error_chain(&e)))
+        })?;
     Ok(Json(SecretChangedAnswer::default()))
 }
 
