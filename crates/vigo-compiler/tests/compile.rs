@@ -81,7 +81,11 @@ fn examples_reference_exactly_the_seed_secrets() {
 fn db1_catalog_redacted_and_revealed() {
     let repo = load_examples();
     let compiled = repo
-        .compile("db1.example.com", &secrets_for(&repo))
+        .compile(
+            "db1.example.com",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     let redacted = catalog_json(&compiled.catalog, false);
     assert_no_canary(&redacted);
@@ -98,7 +102,11 @@ fn db1_catalog_redacted_and_revealed() {
 fn db1_secret_index_names_users_and_watchers() {
     let repo = load_examples();
     let compiled = repo
-        .compile("db1.example.com", &secrets_for(&repo))
+        .compile(
+            "db1.example.com",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     let db = path("vigo/db/password");
     assert_eq!(
@@ -119,7 +127,11 @@ fn db1_secret_index_names_users_and_watchers() {
 fn web1_catalog_has_no_secret() {
     let repo = load_examples();
     let compiled = repo
-        .compile("web1.example.com", &secrets_for(&repo))
+        .compile(
+            "web1.example.com",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     assert!(compiled.catalog.secrets.is_empty());
     assert_eq!(
@@ -134,7 +146,11 @@ fn web1_catalog_has_no_secret() {
 fn grafana_catalog_passes_secrets_by_stdin_and_file() {
     let repo = load_examples();
     let compiled = repo
-        .compile("grafana1.example.com", &secrets_for(&repo))
+        .compile(
+            "grafana1.example.com",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     let text = render_catalog_text(&compiled.catalog);
     assert_no_canary(&text);
@@ -156,7 +172,11 @@ fn grafana_catalog_passes_secrets_by_stdin_and_file() {
 fn an_envoy_that_matches_nothing_gets_an_empty_catalog() {
     let repo = load_examples();
     let compiled = repo
-        .compile("mail.example.org", &secrets_for(&repo))
+        .compile(
+            "mail.example.org",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     assert!(compiled.catalog.resources.is_empty());
     assert!(compiled.catalog.secrets.is_empty());
@@ -168,7 +188,9 @@ fn a_secret_missing_from_the_map_is_named() {
     let repo = load_examples();
     let mut secrets = secrets_for(&repo);
     secrets.remove(&path("vigo/db/password"));
-    let err = repo.compile("db1.example.com", &secrets).unwrap_err();
+    let err = repo
+        .compile("db1.example.com", &serde_json::Value::Null, &secrets)
+        .unwrap_err();
     assert_no_canary(&err.to_string());
     insta::assert_snapshot!(err.to_string());
 }
@@ -188,7 +210,11 @@ fn secret_in_command_is_refused() {
 fn compile_reports_the_taint_for_a_real_envoy_too() {
     let repo = ConfigRepo::load(&fixture("secret-in-command")).unwrap();
     let err = repo
-        .compile("grafana1.example.com", &secrets_for(&repo))
+        .compile(
+            "grafana1.example.com",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap_err();
     assert_eq!(err.len(), 1);
     assert_eq!(
