@@ -155,3 +155,88 @@ fn issue_15_check_catches_an_unknown_fact_in_a_template() {
     );
     assert!(!err.contains("anything"), "{err}");
 }
+
+/// Copies `examples/config` into `dir/config`, every absolute path under
+/// `/etc/` moved under `root`, so that a real envoy can converge it here.
+fn example_under(dir: &TestDir, root: &Path) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
+    let prefix = format!("{}/etc/", root.display());
+    let mut stack = vec![examples.clone()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&examples).unwrap().display().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let moved = if rel.ends_with(".vgo") {
+                text.replace(" /etc/", &format!(" {prefix}"))
+            } else {
+                text
+            };
+            dir.write(&format!("config/{rel}"), &moved);
+        }
+    }
+}
+
+#[test]
+fn issue_15_the_example_converges_with_facts_and_include() {
+    let dir = TestDir::new();
+    let root = dir.path().join("root");
+    // What a host already has: the folders and the file `line` edits.
+    std::fs::create_dir_all(root.join("etc/apt/apt.conf.d")).unwrap();
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    example_under(&dir, &root);
+    let mut logs = cli_ok(&dir, &["secrets", "bootstrap"]);
+    for path in [
+        "vigo/db/password",
+        "vigo/grafana/admin_password",
+        "vigo/deploy/key",
+    ] {
+        let set = dir.cli_with_stdin(&["secrets", "set", path, "-"], b"example-value");
+        assert!(set.status.success(), "{}", all_output(&set));
+    }
+    let out = dir.cli(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = dir.start_server(DEBUG);
+    let token = cli_ok(&dir, &["envoys", "token"]);
+    let host = EnvoyHost::new(&dir, "web1.example.com", Some(token.trim()));
+    // The default folder, inside the data folder (which must stay 0700).
+    let data = host.root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let facts_dir = data.join("facts.d");
+    std::fs::create_dir_all(&facts_dir).unwrap();
+    write_fact(&facts_dir, "tier.txt", "tier=gold\n", 0o644);
+
+    let first = host.run_once();
+    logs.push_str(&all_output(&first));
+    assert!(first.status.success(), "{}", all_output(&first));
+    let motd = std::fs::read_to_string(root.join("etc/motd")).unwrap();
+    assert!(motd.starts_with("web1.example.com: "), "{motd}");
+    assert!(motd.ends_with("\ntier: gold\n"), "{motd}");
+    assert!(root.join("etc/nginx/sites-enabled/example").is_symlink());
+    let shown = cli_ok(&dir, &["envoys", "show", "web1.example.com"]);
+    let debian = shown.contains("  os.family: debian\n");
+    assert_eq!(
+        root.join("etc/apt/apt.conf.d/99vigo-no-recommends")
+            .exists(),
+        debian,
+        "match_facts on os.family:\n{shown}"
+    );
+
+    let second = host.run_once();
+    logs.push_str(&all_output(&second));
+    assert!(crate::support::in_sync(&second), "{}", all_output(&second));
+
+    std::fs::write(root.join("etc/motd"), "edited by hand\n").unwrap();
+    let noop = crate::support::run(&mut host.command(&[], &["--once", "--noop"]));
+    let text = stdout(&noop);
+    assert!(text.contains("changed  file[motd]: would write"), "{text}");
+    assert!(text.contains("-edited by hand"), "{text}");
+    assert!(text.contains("+web1.example.com: "), "{text}");
+    logs.push_str(&server.log());
+    assert!(!logs.contains("tier=gold"), "{logs}");
+}
