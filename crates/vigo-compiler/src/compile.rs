@@ -15,7 +15,7 @@ use vigo_template::{Output, Piece, RenderOptions, TemplateError, Value};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::repo::{ConfigRepo, Module, NodeEntry};
 use crate::resource::{KindDecl, ResourceDecl, TextField};
-use crate::vars::{Vars, overlay};
+use crate::vars::{Vars, overlay, plain_value};
 use crate::yaml::Pos;
 
 /// A compiled catalog and which of its resources use or watch each secret.
@@ -232,27 +232,13 @@ fn template_data(envoy: &str, facts: &Value, module: &Module, node_vars: &Vars) 
     ]))
 }
 
-/// Facts as template data. Unlike vars, a fact's string is always plain
-/// text, even one that starts with `secret:`: an envoy reports its facts,
-/// and must never be able to name a secret into its own catalog.
+/// Facts as template data: plain text throughout (an envoy reports its
+/// facts, and must never be able to name a secret into its own catalog).
 fn facts_value(facts: &serde_json::Map<String, serde_json::Value>) -> Value {
-    fn convert(json: &serde_json::Value) -> Value {
-        match json {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            serde_json::Value::String(s) => Value::Str(s.clone()),
-            serde_json::Value::Array(items) => Value::List(items.iter().map(convert).collect()),
-            serde_json::Value::Object(map) => {
-                Value::Map(map.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
-            }
-        }
-    }
-    let mut map: BTreeMap<String, Value> =
-        facts.iter().map(|(k, v)| (k.clone(), convert(v))).collect();
+    let mut map: BTreeMap<String, Value> = facts
+        .iter()
+        .map(|(k, v)| (k.clone(), plain_value(v)))
+        .collect();
     // `.Facts.custom` is always a map, so that a custom fact an envoy does
     // not report is worded as such.
     map.entry(vigo_proto::facts::CUSTOM.to_owned())
@@ -363,11 +349,8 @@ fn fill_open_fact(data: &mut Value, message: &str) -> bool {
 }
 
 fn interface_stand_in() -> Value {
-    let json = serde_json::to_value(vigo_proto::facts::InterfaceFacts::stand_in())
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    facts_value(&json)
+    serde_json::to_value(vigo_proto::facts::InterfaceFacts::stand_in())
+        .map_or(Value::Map(BTreeMap::new()), |json| plain_value(&json))
 }
 
 fn render_resource(

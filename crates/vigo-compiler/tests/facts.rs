@@ -201,3 +201,15 @@ fn issue_15_include_errors() {
         problems_in(missing.path())
     ));
 }
+
+#[test]
+fn issue_15_check_takes_any_interface_as_present() {
+    let dir = repo(
+        "envoys:\n  - match: \"*\"\n    roles: [m]\n",
+        &[(
+            "m",
+            "resources:\n  - name: f\n    type: file\n    target_path: /etc/f\n    content: \"{{ .Facts.networking.interfaces.ens3.ipv4 }} {{ .Facts.networking.interfaces.ens3.ipv6 }}\"\n  - name: g\n    type: file\n    target_path: /etc/g\n    content: \"{{ .Facts.networking.interfaces.ens3.mac }}\"\n",
+        )],
+    );
+    insta::assert_snapshot!(problems_in(dir.path()).to_string());
+}
