@@ -154,6 +154,21 @@ fn issue_15_check_catches_an_unknown_fact_in_a_template() {
         "{err}"
     );
     assert!(!err.contains("anything"), "{err}");
+
+    // With no server to ask for its facts, `catalog` says it used the
+    // stand-in facts, since this catalog depends on facts.
+    dir.write(
+        "config/modules/motd.vgo",
+        "resources:\n  - name: motd\n    type: file\n    target_path: /etc/motd\n    content: \"{{ .Facts.os.family }}\\n\"\n",
+    );
+    let out = dir.cli(&["catalog", "web1.example.com"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("warning: compiling with the stand-in facts of `vigocli check`: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("      debian\n"), "{}", stdout(&out));
 }
 
 /// Copies `examples/config` into `dir/config`, every absolute path under

@@ -79,8 +79,21 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
     let compiled = match reported_facts(&backend, &name).await {
         Ok(facts) => repo.compile(&name, &facts, &secrets),
         Err(why) => {
-            eprintln!("warning: compiling with the stand-in facts of `vigocli check`: {why}");
-            repo.compile_stand_in(&name, &secrets)
+            let stand_in = repo.compile_stand_in(&name, &secrets);
+            // Said only when facts matter: a catalog that compiles the same
+            // without any facts does not depend on them.
+            let without = repo.compile(&name, &serde_json::Value::Null, &secrets);
+            let same = match (&stand_in, &without) {
+                (Ok(a), Ok(b)) => {
+                    vigo_compiler::catalog_json(&a.catalog, false)
+                        == vigo_compiler::catalog_json(&b.catalog, false)
+                }
+                _ => false,
+            };
+            if !same {
+                eprintln!("warning: compiling with the stand-in facts of `vigocli check`: {why}");
+            }
+            stand_in
         }
     }
     .map_err(|d| anyhow::anyhow!("{d}"))
