@@ -213,3 +213,29 @@ fn issue_15_check_takes_any_interface_as_present() {
     );
     insta::assert_snapshot!(problems_in(dir.path()).to_string());
 }
+
+#[test]
+fn issue_15_the_facts_table_lists_every_fact() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/modules.md"),
+    )
+    .unwrap();
+    let mut rows: Vec<String> = vigo_proto::facts::Facts::known_paths()
+        .into_iter()
+        .filter(|p| !vigo_proto::facts::OPEN_MAPS.contains(&p.as_str()))
+        .collect();
+    rows.extend(
+        [
+            "networking.interfaces.NAME.ipv4",
+            "networking.interfaces.NAME.ipv6",
+            "custom.NAME",
+        ]
+        .map(String::from),
+    );
+    for row in rows {
+        assert!(
+            docs.contains(&format!("\n| `{row}` |")),
+            "docs/modules.md, \"Facts\", has no row for `{row}`"
+        );
+    }
+}
