@@ -8,7 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{TestDir, all_output, bin, cli_ok, free_port, stderr, stdout};
+use crate::support::{
+    TestDir, all_output, assert_contains, bin, cli_ok, free_port, stderr, stdout,
+};
 
 /// `nobody`: who a root test runs the binaries as, so that the owner of
 /// `/proc/PID` tells whether the process is dumpable.
@@ -61,10 +63,21 @@ fn as_unprivileged(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// Asserts that the running `child` (the binary `name`) turned its core
+/// dumps off and is not dumpable, then kills it.
+fn assert_no_core_dumps(name: &str, mut child: Child) {
+    let limited = eventually(&mut child, core_limit_is_zero);
+    let hidden = eventually(&mut child, not_dumpable);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(limited, "{name} left RLIMIT_CORE above 0");
+    assert!(hidden, "{name} is dumpable");
+}
+
 #[test]
 fn issue_12_item_10_vigocli_turns_core_dumps_off_before_reading_a_secret() {
     // Blocks reading the value from stdin, which the test holds open.
-    let mut child = as_unprivileged(
+    let child = as_unprivileged(
         Command::new(bin("vigocli"))
             .args(["--config", "/nonexistent/vigosrv.yaml"])
             .args(["secrets", "set", "vigo/app/x", "-"])
@@ -74,12 +87,7 @@ fn issue_12_item_10_vigocli_turns_core_dumps_off_before_reading_a_secret() {
     )
     .spawn()
     .unwrap();
-    let limited = eventually(&mut child, core_limit_is_zero);
-    let hidden = eventually(&mut child, not_dumpable);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(limited, "vigocli left RLIMIT_CORE above 0");
-    assert!(hidden, "vigocli is dumpable");
+    assert_no_core_dumps("vigocli", child);
 }
 
 #[test]
@@ -104,7 +112,7 @@ fn issue_12_item_10_vigoenvoy_turns_core_dumps_off() {
     )
     .unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = as_unprivileged(
+    let child = as_unprivileged(
         Command::new(bin("vigoenvoy"))
             .arg("--config")
             .arg(&config)
@@ -115,12 +123,7 @@ fn issue_12_item_10_vigoenvoy_turns_core_dumps_off() {
     )
     .spawn()
     .unwrap();
-    let limited = eventually(&mut child, core_limit_is_zero);
-    let hidden = eventually(&mut child, not_dumpable);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(limited, "vigoenvoy left RLIMIT_CORE above 0");
-    assert!(hidden, "vigoenvoy is dumpable");
+    assert_no_core_dumps("vigoenvoy", child);
 }
 
 #[test]
@@ -201,12 +204,9 @@ fn issue_12_item_14_reveal_into_a_file_makes_it_private_first() {
     let mode = std::fs::metadata(&target).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o600, "the revealed catalog is readable by others");
     assert!(std::fs::read_to_string(&target).unwrap().contains(canary));
-    assert!(
-        stderr(&out).contains(
-            "note: standard output is a file; its mode is now 0600 because it holds secret values"
-        ),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "note: standard output is a file; its mode is now 0600 because it holds secret values",
     );
     // Without --reveal nothing secret is printed and the mode is left alone.
     let plain = dir.path().join("plain.txt");
@@ -334,10 +334,7 @@ fn issue_12_item_15_a_value_typed_on_a_terminal_is_not_echoed() {
     drop(keyboard);
     let screen = String::from_utf8_lossy(&shown);
     assert!(status.success(), "{screen}");
-    assert!(
-        screen.contains("Value for vigo/app/typed (not echoed): "),
-        "{screen}"
-    );
+    assert_contains(&screen, "Value for vigo/app/typed (not echoed): ");
     assert!(!screen.contains(canary), "the value was echoed: {screen}");
     assert_eq!(
         stdout(&dir.cli(&["secrets", "get", "vigo/app/typed"])),
@@ -375,7 +372,7 @@ fn issue_12_item_20_a_missing_file_says_its_cause_once() {
         .unwrap();
     assert!(!out.status.success());
     let line = error_line_says_each_cause_once(&stderr(&out));
-    assert!(line.contains("No such file or directory"), "{line}");
+    assert_contains(&line, "No such file or directory");
 }
 
 #[test]
@@ -387,5 +384,5 @@ fn issue_12_item_20_an_enrollment_refusal_is_printed_once() {
     let out = envoy.run_once();
     assert!(!out.status.success());
     let line = error_line_says_each_cause_once(&stderr(&out));
-    assert!(line.contains("enrolling: "), "{line}");
+    assert_contains(&line, "enrolling: ");
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{TestDir, stderr, stdout};
+use crate::support::{TestDir, assert_contains, stderr, stdout};
 
 /// Copies a config repository into the test folder's `config/`.
 fn copy_repo(from: &Path, dir: &TestDir) {
@@ -47,10 +47,7 @@ fn seed_examples_compile_and_the_catalog_hides_the_password() {
     let out = dir.cli(&["catalog", "db1.example.com"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("password = [secret:vigo/db/password]"),
-        "{text}"
-    );
+    assert_contains(&text, "password = [secret:vigo/db/password]");
     assert!(!text.contains(canary));
     assert!(!stderr(&out).contains(canary));
 

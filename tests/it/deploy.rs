@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, bootstrapped_with_out,
-    cli_ok, database_module, stderr, stdout,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, assert_contains,
+    bootstrapped_with_out, cli_ok, database_module, stderr, stdout,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -230,8 +230,8 @@ fn issue_11_config_changes_reach_a_running_envoy_without_a_restart() {
     assert_eq!(status["last_attempt"]["ok"], false, "{status}");
     assert_eq!(status["last_failure"]["errors"][0]["line"], 7, "{status}");
     let text = cli_ok(&rig.dir, &["config", "status"]);
-    assert!(text.contains("last reload: FAILED at "), "{text}");
-    assert!(text.contains("  modules/web.vgo:7:"), "{text}");
+    assert_contains(&text, "last reload: FAILED at ");
+    assert_contains(&text, "  modules/web.vgo:7:");
     assert!(rig.metrics().contains("vigo_config_reload_success 0"));
     assert!(
         server
@@ -297,7 +297,7 @@ fn issue_11_config_changes_reach_a_running_envoy_without_a_restart() {
     assert_eq!(status["last_attempt"]["ok"], true, "{status}");
     // Reloading the same content again changes no catalog.
     let said = cli_ok(&rig.dir, &["config", "reload"]);
-    assert!(said.contains("; 0 envoys' catalogs changed.\n"), "{said}");
+    assert_contains(&said, "; 0 envoys' catalogs changed.\n");
 
     // One process throughout; SIGHUP logged as a reload, never a stop.
     still_running(&mut server, pid);
@@ -346,9 +346,9 @@ fn issue_11_a_run_right_after_secrets_set_gets_the_new_value() {
     let db1 = converged_db1(&rig);
 
     let said = set_password(&rig, "second-password");
-    assert!(
-        said.contains("Server notified — affected envoys will apply on next check-in."),
-        "{said}"
+    assert_contains(
+        &said,
+        "Server notified — affected envoys will apply on next check-in.",
     );
     // At once: inside the server's coalescing window.
     let run = db1.run_once_with(DEBUG);
@@ -375,9 +375,9 @@ fn issue_11_a_run_right_after_a_start_gets_a_value_set_while_stopped() {
     assert!(server.terminate().success());
 
     let said = set_password(&rig, "set-while-down");
-    assert!(
-        said.contains("Server not reachable — the change will be applied when it next starts."),
-        "{said}"
+    assert_contains(
+        &said,
+        "Server not reachable — the change will be applied when it next starts.",
     );
     let server = rig.dir.start_server(DEBUG);
     // At once: the start-up comparison of versions may still be running.

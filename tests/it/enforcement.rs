@@ -1,4 +1,4 @@
-//! Enforcement on every run (SPEC 6.3): a real `vigosrv`, `vigocli` and
+//! Enforcement on every run (docs/ARCHITECTURE.md "A check-in"): a real `vigosrv`, `vigocli` and
 //! `vigoenvoy`. After the first converge the host drifts (a secret-bearing
 //! file edited and chmod'ed 0644, another managed file deleted, a plain
 //! file edited); `run --once --noop` must list exactly what differs without
@@ -12,7 +12,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, cli_ok, contains_bytes,
+    APP_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, TestRng, all_output, assert_contains,
+    cli_ok, contains_bytes,
 };
 
 const APP1: &str = "app1.example.com";
@@ -59,7 +60,7 @@ impl Rig {
             outputs,
         };
         let first = rig.run_once(&[]);
-        assert!(first.contains("4 resources: 4 changed"), "{first}");
+        assert_contains(&first, "4 resources: 4 changed");
         assert_eq!(rig.secret_conf(), format!("password = {}\n", rig.canary));
         assert_eq!(rig.mode("secret.conf"), 0o600);
         assert_eq!(rig.reloads(), 1, "the first converge notifies once");
@@ -120,7 +121,7 @@ impl Rig {
         shown
     }
 
-    /// SPEC 6.4: the canary appears in no output and nowhere under the
+    /// docs/operations.md "Security model": the canary appears in no output and nowhere under the
     /// envoy's data folder (only in the file the module writes).
     fn assert_canary_contained(&self) {
         let needle = self.canary.as_bytes();
@@ -149,10 +150,7 @@ impl Rig {
 /// two plain files and a `when: changed` exec counting its runs.
 fn write_config_repo(dir: &TestDir, out: &Path) {
     let out = out.display();
-    dir.write(
-        "config/nodes.vgo",
-        "envoys:\n  - match: \"app*.example.com\"\n    roles: [app]\n    vars:\n      password: \"secret:vigo/app/password\"\n",
-    );
+    dir.write("config/nodes.vgo", APP_NODES);
     dir.write(
         "config/modules/app.vgo",
         &format!(
@@ -217,7 +215,7 @@ fn issue_11_noop_lists_the_drift_and_run_once_repairs_it() {
     let motd = format!(
         "changed  file[motd]: would write {out}/motd: content differs\n    --- {out}/motd\n    +++ {out}/motd (desired)\n    @@ -1,2 +1 @@\n     Welcome to app1\n    -maintenance tonight\n"
     );
-    assert!(noop.contains(&motd), "{noop}");
+    assert_contains(&noop, &motd);
     assert!(
         lines.contains(
             &format!("changed  exec[reload]: would run `echo reload >> {out}/reloads.log` (refresh from 'app-secret')")
@@ -381,10 +379,10 @@ fn issue_11_a_secret_copied_into_a_plain_file_is_scrubbed_from_the_noop_diff() {
     let copied = format!("Welcome to app1\nadmin password: {}\n", rig.canary);
     std::fs::write(rig.path("motd"), &copied).unwrap();
     let noop = rig.run_once(&["--noop"]);
-    assert!(noop.contains("    -admin password: [REDACTED]\n"), "{noop}");
+    assert_contains(&noop, "    -admin password: [REDACTED]\n");
     assert_eq!(std::fs::read_to_string(rig.path("motd")).unwrap(), copied);
     let shown = rig.show();
-    assert!(shown.contains("file[motd] changed"), "{shown}");
+    assert_contains(&shown, "file[motd] changed");
     rig.run_once(&[]);
     assert_eq!(
         std::fs::read_to_string(rig.path("motd")).unwrap(),

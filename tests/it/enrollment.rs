@@ -1,4 +1,4 @@
-//! Enrollment hardening over the real binaries (SPEC 6.2, 7 `envoys`):
+//! Enrollment hardening over the real binaries (docs/operations.md "Enroll envoys", `envoys`):
 //! a pending name is bound to the first key that asked, approval names that
 //! key's fingerprint, `remove` frees a name, names are one lower-case form,
 //! unauthenticated requests are capped per source, and token lifetimes are
@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use crate::support::{
-    BackendEnv as Env, Database, EnvoyHost, TestDir, all_output, cli_ok, stderr, stdout,
+    BackendEnv as Env, Database, EnvoyHost, TestDir, all_output, assert_contains, cli_ok, stderr,
+    stdout,
 };
 use crate::wire::{ProtocolEnvoy, decode, runtime};
 use serde_json::{Value, json};
@@ -121,9 +122,9 @@ fn pending_name_is_bound(env: &Env) {
             .find(|l| l.contains("refused an enrollment request"))
             .unwrap()
             .to_owned();
-        assert!(warned.contains("WARN"), "{warned}");
-        assert!(warned.contains("remote=127.0.0.1"), "{warned}");
-        assert!(warned.contains(&attacker.fingerprint()), "{warned}");
+        assert_contains(&warned, "WARN");
+        assert_contains(&warned, "remote=127.0.0.1");
+        assert_contains(&warned, &attacker.fingerprint());
 
         // The operator's view shows the host's key, in text and JSON.
         let listed = cli_ok(dir, &["envoys", "list"]);
@@ -133,10 +134,7 @@ fn pending_name_is_bound(env: &Env) {
             serde_json::from_str(&cli_ok(dir, &["envoys", "list", "--output", "json"])).unwrap();
         assert_eq!(json[0]["pending_fingerprint"], fingerprint.as_str(), "{json}");
         let shown = cli_ok(dir, &["envoys", "show", WEB1]);
-        assert!(
-            shown.contains(&format!("pending key:       {fingerprint}\n")),
-            "{shown}"
-        );
+        assert_contains(&shown, &format!("pending key:       {fingerprint}\n"));
         let shown: Value =
             serde_json::from_str(&cli_ok(dir, &["envoys", "show", WEB1, "--output", "json"]))
                 .unwrap();
@@ -155,13 +153,9 @@ fn pending_name_is_bound(env: &Env) {
         let wrong = attacker.fingerprint();
         let out = dir.cli(&["envoys", "approve", WEB1, "--fingerprint", &wrong]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains(&format!(
+        assert_contains(&stderr(&out), &format!(
                 "the pending request of 'web1.example.com' comes from key {fingerprint}, not {wrong}"
-            )),
-            "{}",
-            stderr(&out)
-        );
+            ));
         for bad in [&fingerprint[..15], "not-a-fingerprint"] {
             let out = dir.cli(&["envoys", "approve", WEB1, "--fingerprint", bad]);
             assert_eq!(out.status.code(), Some(1));
@@ -187,11 +181,7 @@ fn pending_name_is_bound(env: &Env) {
         let twin = twin_a.fingerprint();
         let out = dir.cli(&["envoys", "approve", "twin-a.example.com", "--fingerprint", &twin[..16]]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains("is ambiguous: the pending key of twin-b.example.com starts with it too"),
-            "{}",
-            stderr(&out)
-        );
+        assert_contains(&stderr(&out), "is ambiguous: the pending key of twin-b.example.com starts with it too");
         cli_ok(dir, &["envoys", "approve", "twin-a.example.com", "--fingerprint", &twin]);
     });
 
@@ -207,7 +197,7 @@ fn pending_name_is_bound(env: &Env) {
             &fingerprint[..16],
         ],
     );
-    assert!(approved.contains("approved"), "{approved}");
+    assert_contains(&approved, "approved");
     let run = web1.run_once();
     assert!(run.status.success(), "{}", all_output(&run));
     assert_eq!(
@@ -240,10 +230,9 @@ fn remove_then_enroll_again(env: &Env) {
     let db1 = EnvoyHost::new(dir, DB1, Some(&token));
     let run = db1.run_once();
     assert!(!run.status.success());
-    assert!(
-        all_output(&run).contains("already has a pending enrollment request from another key"),
-        "{}",
-        all_output(&run)
+    assert_contains(
+        &all_output(&run),
+        "already has a pending enrollment request from another key",
     );
 
     let out = cli_ok(dir, &["envoys", "remove", DB1]);
@@ -266,11 +255,7 @@ fn remove_then_enroll_again(env: &Env) {
     );
     let out = dir.cli(&["envoys", "remove", "nobody.example.com"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no envoy named 'nobody.example.com'"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no envoy named 'nobody.example.com'");
 
     // Revoked, removed, enrolled again with a new key and token.
     cli_ok(dir, &["envoys", "revoke", DB1]);

@@ -8,6 +8,8 @@ use assert_cmd::Command;
 use serde_json::{Value, json};
 use vigo_test_support::files_under;
 
+use crate::support::assert_contains;
+
 vigo_test_support::scratch_fixture!(
     /// A temporary folder holding a catalog, the envoy's data folder and the
     /// files the catalog writes.
@@ -120,13 +122,13 @@ fn a_canary_secret_reaches_no_output_and_nothing_in_the_data_folder() {
     });
     let out = case.apply(&catalog, &["--log-level", "trace"]).code(2);
     let (stdout, stderr) = (stdout(&out), stderr(&out));
-    assert!(
-        stdout.contains("failed   exec[leak]: exit status 7: stderr [REDACTED]"),
-        "{stdout}"
+    assert_contains(
+        &stdout,
+        "failed   exec[leak]: exit status 7: stderr [REDACTED]",
     );
-    assert!(
-        stdout.contains("failed   exec[leak-stdin]: exit status 1: [REDACTED]"),
-        "{stdout}"
+    assert_contains(
+        &stdout,
+        "failed   exec[leak-stdin]: exit status 1: [REDACTED]",
     );
     for line in stdout.lines().chain(stderr.lines()) {
         assert!(!line.contains(CANARY), "canary in output line: {line}");
@@ -194,7 +196,7 @@ fn a_type_error_does_not_quote_a_secret_value() {
     });
     let out = case.apply(&catalog, &[]).code(1);
     let err = stderr(&out);
-    assert!(err.contains("catalog.json:"), "{err}");
+    assert_contains(&err, "catalog.json:");
     assert!(!err.contains(CANARY), "{err}");
 }
 

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, bootstrapped_with_out,
-    cli_ok, database_module,
+    DB_NODES, EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, assert_contains,
+    bootstrapped_with_out, cli_ok, database_module,
 };
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
@@ -621,7 +621,7 @@ fn issue_12_reports_are_capped_in_size_and_rate() {
         let big = report_body(DB1, &"x".repeat(1024 * 1024 + 1));
         let (status, _, text) = post(serde_json::to_vec(&big).unwrap()).await;
         assert_eq!(status, 413, "{text}");
-        assert!(text.contains("payload_too_large"), "{text}");
+        assert_contains(&text, "payload_too_large");
         assert_eq!(last_id().await, before);
         // Just under the limit: stored.
         let fits = report_body(DB1, &"y".repeat(1024 * 1024 - 400));
@@ -641,7 +641,7 @@ fn issue_12_reports_are_capped_in_size_and_rate() {
                 429 => {
                     limited += 1;
                     assert!(retry.is_some(), "429 without Retry-After");
-                    assert!(text.contains("too_many_requests"), "{text}");
+                    assert_contains(&text, "too_many_requests");
                 }
                 other => panic!("unexpected {other}: {text}"),
             }
@@ -679,10 +679,7 @@ fn issue_12_queued_triggers_come_from_the_store_and_sizes_are_histograms() {
     let ca = rig.ca();
     let metrics_url = format!("https://127.0.0.1:{}/metrics", rig.dir.port);
     let (_, before) = crate::support::https_get(&metrics_url, &ca).unwrap();
-    assert!(
-        before.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 0"),
-        "{before}"
-    );
+    assert_contains(&before, "vigo_queued_triggers{envoy=\"db1.example.com\"} 0");
     // db1 is not running: only the store knows about its triggers.
     rig.set_password("while-db1-is-down");
     wait_for(
@@ -691,30 +688,18 @@ fn issue_12_queued_triggers_come_from_the_store_and_sizes_are_histograms() {
         || server.log(),
     );
     let (_, after) = crate::support::https_get(&metrics_url, &ca).unwrap();
-    assert!(
-        after.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 2"),
-        "{after}"
-    );
-    assert!(
-        after.contains("# TYPE vigo_compile_seconds histogram"),
-        "{after}"
-    );
-    assert!(
-        after.contains("# TYPE vigo_catalog_bytes histogram"),
-        "{after}"
-    );
-    assert!(
-        after.contains("vigo_catalog_bytes_bucket{le=\"+Inf\"}"),
-        "{after}"
-    );
+    assert_contains(&after, "vigo_queued_triggers{envoy=\"db1.example.com\"} 2");
+    assert_contains(&after, "# TYPE vigo_compile_seconds histogram");
+    assert_contains(&after, "# TYPE vigo_catalog_bytes histogram");
+    assert_contains(&after, "vigo_catalog_bytes_bucket{le=\"+Inf\"}");
     assert!(!after.contains("quantile="), "{after}");
 
     // Applied: the gauge drops back.
     let run = rig.db1.run_once();
     assert!(run.status.success(), "{}", all_output(&run));
     let (_, applied) = crate::support::https_get(&metrics_url, &ca).unwrap();
-    assert!(
-        applied.contains("vigo_queued_triggers{envoy=\"db1.example.com\"} 0"),
-        "{applied}"
+    assert_contains(
+        &applied,
+        "vigo_queued_triggers{envoy=\"db1.example.com\"} 0",
     );
 }

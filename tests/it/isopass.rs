@@ -1,15 +1,16 @@
-//! `vigosrv` and `vigocli` with the isopass backend (SPEC 4.3, 4.4, 4.5),
-//! end to end against the isopass stand-in over TLS: fail-fast start-up
-//! (isopass down, wrong token, unsafe token file, missing secrets),
-//! `vigocli secrets bootstrap|set|get|list`, the token never reaching any
-//! output, and the secret watchers (isopass poller, local file watcher).
+//! `vigosrv` and `vigocli` with the isopass backend (docs/secrets.md "The isopass backend",
+//! "Fail-fast", "Rotation"), end to end against the isopass stand-in over TLS: fail-fast start-up
+//! (isopass down, wrong token, unsafe token file, missing secrets), `vigocli secrets
+//! bootstrap|set|get|list`, the token never reaching any output, and the secret watchers (isopass
+//! poller, local file watcher).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::{
-    EnvoyHost, ServerProcess, TestDir, TestRng, all_output, cli_ok, free_port, stderr, stdout,
+    EnvoyHost, SERVER_SECRETS, ServerProcess, TestDir, TestRng, all_output, assert_contains,
+    cli_ok, free_port, stderr, stdout,
 };
 use isopass_standin::{Handle, StandinOptions, Transport};
 use vigo_secrets::{IsopassConfig, IsopassProvider, SecretPath, SecretProvider, SecretValue};
@@ -30,20 +31,7 @@ impl Isopass {
     /// Everything set up, nothing listening yet.
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = vigo_pki::generate_ca("isopass test CA").unwrap();
-        let server = vigo_pki::issue_server_cert(
-            &ca,
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-        std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-        std::fs::write(
-            dir.path().join("server.key"),
-            server.key_pem.expose_secret(),
-        )
-        .unwrap();
+        vigo_test_support::write_loopback_tls(dir.path(), "isopass test CA");
         let token = format!("tok-canary-{}", TestRng::from_clock().token());
         write_private(&dir.path().join("token"), &format!("{token}\n"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -202,7 +190,7 @@ fn a_group_readable_token_file_is_refused_with_a_chmod_hint() {
         .lines()
         .find(|l| l.contains("ERROR server failed"))
         .unwrap_or_else(|| panic!("no error line in:\n{log}"));
-    assert!(error.contains("mode 0644"), "{error}");
+    assert_contains(error, "mode 0644");
     assert!(
         error.contains(&format!("chmod 600 {}", token_file.display())),
         "{error}"
@@ -213,7 +201,14 @@ fn a_group_readable_token_file_is_refused_with_a_chmod_hint() {
     // The CLI refuses it the same way.
     let out = dir.cli(&["secrets", "list"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "chmod 600");
+}
+
+/// The one line a start that misses `path` in isopass ends with.
+fn not_found_line(path: &str) -> String {
+    format!(
+        "ERROR server failed error=\"loading server config: resolving secret '{path}': isopass: not found\""
+    )
 }
 
 #[test]
@@ -221,28 +216,11 @@ fn missing_secrets_stop_the_start_then_bootstrap_makes_it_serve() {
     let mut isopass = Isopass::new();
     isopass.start();
     let dir = server_dir(&isopass);
-    let log = failed_start(&dir);
-    assert_line(
-        &log,
-        "ERROR server failed error=\"loading server config: resolving secret 'vigo/db/dsn': isopass: not found\"",
-    );
+    assert_line(&failed_start(&dir), &not_found_line("vigo/db/dsn"));
 
-    let out = dir.cli(&["secrets", "bootstrap"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let created = stdout(&out);
-    for path in [
-        "vigo/tls/ca_cert",
-        "vigo/tls/ca_key",
-        "vigo/tls/server_cert",
-        "vigo/tls/server_key",
-        "vigo/db/dsn",
-        "vigo/server/admin_token",
-        "vigo/server/hmac_key",
-    ] {
-        assert!(
-            created.contains(&format!("Secret \"{path}\" created.")),
-            "{created}"
-        );
+    let created = cli_ok(&dir, &["secrets", "bootstrap"]);
+    for path in SERVER_SECRETS {
+        assert_contains(&created, &format!("Secret \"{path}\" created."));
     }
     let again = dir.cli(&["secrets", "bootstrap"]);
     assert_eq!(
@@ -254,13 +232,8 @@ fn missing_secrets_stop_the_start_then_bootstrap_makes_it_serve() {
     // bootstrap then issues a new server certificate from the stored CA.
     isopass.remove("vigo/tls/server_key");
     isopass.remove("vigo/tls/server_cert");
-    let log = failed_start(&dir);
-    assert_line(
-        &log,
-        "ERROR server failed error=\"loading server config: resolving secret 'vigo/tls/server_cert': isopass: not found\"",
-    );
-    let out = dir.cli(&["secrets", "bootstrap"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_line(&failed_start(&dir), &not_found_line("vigo/tls/server_cert"));
+    cli_ok(&dir, &["secrets", "bootstrap"]);
 
     let mut server = dir.start_server(&["--log-level", "trace"]);
     assert!(server.terminate().success(), "{}", server.log());
@@ -334,11 +307,7 @@ fn the_cli_sets_gets_and_lists_through_isopass_and_the_token_never_shows() {
     outputs.push(out);
     let out = dir.cli(&["--log-level", "trace", "secrets", "get", "app/none"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("isopass: not found"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "isopass: not found");
     outputs.push(out);
 
     assert!(server.terminate().success(), "{}", server.log());

@@ -6,17 +6,17 @@ use std::path::Path;
 
 use vigo_secrets::SecretProvider;
 
-use crate::support::{EnvoyHost, TestDir, TestRng, all_output, cli_ok, contains_bytes, stdout};
+use crate::support::{
+    APP_NODES, EnvoyHost, TestDir, TestRng, all_output, assert_contains, cli_ok, contains_bytes,
+    stdout,
+};
 
 const APP1: &str = "app1.example.com";
 const PASSWORD: &str = "vigo/app/password";
 
 /// A config repository that writes `password = <secret>` to `out/secret.conf`.
 fn write_config_repo(dir: &TestDir, out: &Path) {
-    dir.write(
-        "config/nodes.vgo",
-        "envoys:\n  - match: \"app*.example.com\"\n    roles: [app]\n    vars:\n      password: \"secret:vigo/app/password\"\n",
-    );
+    dir.write("config/nodes.vgo", APP_NODES);
     dir.write(
         "config/modules/app.vgo",
         &format!(
@@ -66,11 +66,8 @@ fn issue_17_rekey_under_a_running_server_keeps_every_secret_and_needs_no_restart
     let text = all_output(&rekey);
     outputs.push_str(&text);
     assert!(rekey.status.success(), "{text}");
-    assert!(text.contains(&format!("{PASSWORD}  1\n")), "{text}");
-    assert!(
-        text.contains("until `vigocli secrets rekey --finish`"),
-        "{text}"
-    );
+    assert_contains(&text, &format!("{PASSWORD}  1\n"));
+    assert_contains(&text, "until `vigocli secrets rekey --finish`");
     assert_ne!(std::fs::read(dir.key_file()).unwrap(), old_key);
     let old_file = dir.data_dir().join("master.key.old");
     assert_eq!(std::fs::read(&old_file).unwrap(), old_key);
@@ -95,7 +92,7 @@ fn issue_17_rekey_under_a_running_server_keeps_every_secret_and_needs_no_restart
     let set = dir.cli_with_stdin(&["secrets", "set", PASSWORD, "-"], second.as_bytes());
     let text = all_output(&set);
     outputs.push_str(&text);
-    assert!(text.contains("Server notified"), "{text}");
+    assert_contains(&text, "Server notified");
     let run = host.run_once();
     outputs.push_str(&all_output(&run));
     assert!(run.status.success(), "{}", all_output(&run));
@@ -184,10 +181,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     let text = all_output(&dry);
     outputs.push_str(&text);
     assert!(dry.status.success(), "{text}");
-    assert!(
-        text.contains(&format!("{PASSWORD}  2 -> isopass\n")),
-        "{text}"
-    );
+    assert_contains(&text, &format!("{PASSWORD}  2 -> isopass\n"));
     assert!(
         text.contains(&format!(
             "Dry run: {} secrets would be copied from local to isopass; nothing was written.",
@@ -221,11 +215,8 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     let text = all_output(&apply);
     outputs.push_str(&text);
     assert!(apply.status.success(), "{text}");
-    assert!(
-        text.contains(&format!("{PASSWORD}  2 -> isopass 1  copied\n")),
-        "{text}"
-    );
-    assert!(text.contains("replace the `secrets:` section of"), "{text}");
+    assert_contains(&text, &format!("{PASSWORD}  2 -> isopass 1  copied\n"));
+    assert_contains(&text, "replace the `secrets:` section of");
     for path in &paths {
         let local = stdout(&dir.cli(&["secrets", "get", path]));
         let remote = runtime
@@ -248,10 +239,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
         "--apply",
     ]);
     let text = all_output(&again);
-    assert!(
-        text.contains(&format!("{PASSWORD}  2 -> isopass 1  unchanged\n")),
-        "{text}"
-    );
+    assert_contains(&text, &format!("{PASSWORD}  2 -> isopass 1  unchanged\n"));
 
     // The switched server starts on isopass alone.
     std::fs::copy(&to_isopass, dir.config()).unwrap();
@@ -285,10 +273,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     ]);
     let text = all_output(&dry);
     assert!(dry.status.success(), "{text}");
-    assert!(
-        text.contains("A new master key would be generated at"),
-        "{text}"
-    );
+    assert_contains(&text, "A new master key would be generated at");
     assert!(
         !local_dir.exists(),
         "a dry run wrote {}",
@@ -306,10 +291,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     let text = all_output(&apply);
     outputs.push_str(&text);
     assert!(apply.status.success(), "{text}");
-    assert!(
-        text.contains(&format!("{PASSWORD}  2 -> local 1  copied\n")),
-        "{text}"
-    );
+    assert_contains(&text, &format!("{PASSWORD}  2 -> local 1  copied\n"));
     let got = cli_config(&to_local, &["secrets", "get", PASSWORD]);
     assert_eq!(stdout(&got), format!("{second}\n"));
     assert_eq!(
@@ -355,11 +337,8 @@ fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged()
     ]);
     let text = all_output(&backup);
     assert!(backup.status.success(), "{text}");
-    assert!(
-        text.contains(", the database, the CA certificate."),
-        "{text}"
-    );
-    assert!(text.contains("The master key is not in it"), "{text}");
+    assert_contains(&text, ", the database, the CA certificate.");
+    assert_contains(&text, "The master key is not in it");
     assert_eq!(
         std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
         0o600
@@ -436,10 +415,7 @@ fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged()
     ]);
     let text = all_output(&restore);
     assert!(restore.status.success(), "{text}");
-    assert!(
-        text.contains("the database, the CA certificate into"),
-        "{text}"
-    );
+    assert_contains(&text, "the database, the CA certificate into");
     assert_eq!(
         stdout(&b.cli(&["secrets", "get", PASSWORD])),
         format!("{canary}\n")
@@ -451,11 +427,7 @@ fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged()
         "--passphrase-file",
         passphrase.to_str().unwrap(),
     ]);
-    assert!(
-        all_output(&again).contains("is not empty"),
-        "{}",
-        all_output(&again)
-    );
+    assert_contains(&all_output(&again), "is not empty");
 
     let mut server = crate::support::ServerProcess::spawn(&b.config(), &[]);
     server.wait_healthy(a.port, &b.ca_file());
@@ -468,7 +440,7 @@ fn issue_17_backup_restore_into_a_new_folder_and_the_envoy_checks_in_unchanged()
     );
     assert_eq!(secret_conf(&out), converged);
     let listed = stdout(&b.cli(&["envoys", "list"]));
-    assert!(listed.contains(APP1), "{listed}");
+    assert_contains(&listed, APP1);
     server.terminate();
     assert!(!server.log().contains(canary.as_str()));
 }

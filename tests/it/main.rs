@@ -10,6 +10,7 @@ mod wire;
 
 mod cli_hardening;
 mod config_cli;
+mod converge_crash;
 mod deploy;
 mod enforcement;
 mod engine_hardening;

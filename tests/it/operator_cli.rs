@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{bin, is_log_timestamp, run, stderr, stdout};
+use crate::support::{assert_contains, bin, is_log_timestamp, run, stderr, stdout};
 
 /// A config path that does not exist, with a name to find in errors.
 const MISSING: &str = "/nonexistent/vigo-issue-17/from-env.yaml";
@@ -66,7 +66,7 @@ fn issue_17_man_pages_for_each_binary() {
         );
     }
     let srv = std::fs::read_to_string(out.join("vigosrv.1")).unwrap();
-    assert!(srv.contains("\\-\\-config"), "{srv}");
+    assert_contains(&srv, "\\-\\-config");
     assert!(!out.join("vigocli-manpages.1").exists());
 }
 
@@ -117,40 +117,24 @@ fn issue_17_config_path_from_the_environment() {
         .arg("check")
         .env("VIGO_CONFIG", MISSING));
     assert!(!cli.status.success());
-    assert!(
-        stderr(&cli).contains(&format!("reading {MISSING}")),
-        "{}",
-        stderr(&cli)
-    );
+    assert_contains(&stderr(&cli), &format!("reading {MISSING}"));
 
     let srv = run(Command::new(bin("vigosrv")).env("VIGO_CONFIG", MISSING));
     assert!(!srv.status.success());
-    assert!(
-        stderr(&srv).contains(&format!("reading {MISSING}")),
-        "{}",
-        stderr(&srv)
-    );
+    assert_contains(&stderr(&srv), &format!("reading {MISSING}"));
 
     let envoy = run(Command::new(bin("vigoenvoy"))
         .args(["run", "--once"])
         .env("VIGOENVOY_CONFIG", MISSING));
     assert!(!envoy.status.success());
-    assert!(
-        stderr(&envoy).contains(&format!("reading {MISSING}")),
-        "{}",
-        stderr(&envoy)
-    );
+    assert_contains(&stderr(&envoy), &format!("reading {MISSING}"));
 
     // --config wins over the variable.
     let other = "/nonexistent/vigo-issue-17/from-flag.yaml";
     let cli = run(Command::new(bin("vigocli"))
         .args(["check", "--config", other])
         .env("VIGO_CONFIG", MISSING));
-    assert!(
-        stderr(&cli).contains(&format!("reading {other}")),
-        "{}",
-        stderr(&cli)
-    );
+    assert_contains(&stderr(&cli), &format!("reading {other}"));
 }
 
 /// The `ERROR server failed` line of a vigosrv that cannot read its config.

@@ -1,6 +1,6 @@
-//! The envoy protocol end to end (SPEC 6.2, 6.3, 7 `envoys`, 8): a real
-//! `vigosrv`, `vigocli envoys ...`, and envoys that enroll, check in, apply
-//! and report — the real `vigoenvoy` for the acceptance run, a bare
+//! The envoy protocol end to end (docs/operations.md "Enroll envoys", "Replicas behind HAProxy";
+//! docs/ARCHITECTURE.md "A check-in", `envoys`): a real `vigosrv`, `vigocli envoys ...`, and envoys
+//! that enroll, check in, apply and report — the real `vigoenvoy` for the acceptance run, a bare
 //! protocol client for the refusals an honest envoy never provokes.
 //!
 //! Every scenario runs on the embedded database and, when
@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    BackendEnv as Env, DB_NODES, Database, EnvoyHost, TestDir, WEB_NODES, all_output, cli_ok,
-    stderr,
+    BackendEnv as Env, DB_NODES, Database, EnvoyHost, TestDir, WEB_NODES, all_output,
+    assert_contains, cli_ok, stderr,
 };
 use crate::wire::{ProtocolEnvoy, runtime};
 use serde_json::{Value, json};
@@ -95,11 +95,7 @@ fn acceptance(env: &Env) {
     let web1 = EnvoyHost::new(dir, WEB1, None);
     let run = web1.run_once();
     assert!(!run.status.success(), "web1 must wait for approval");
-    assert!(
-        all_output(&run).contains("waiting for approval"),
-        "{}",
-        all_output(&run)
-    );
+    assert_contains(&all_output(&run), "waiting for approval");
     let listed = cli_ok(dir, &["envoys", "list"]);
     assert!(
         listed
@@ -118,7 +114,7 @@ fn acceptance(env: &Env) {
         dir,
         &["envoys", "approve", WEB1, "--fingerprint", fingerprint],
     );
-    assert!(approved.contains("approved"), "{approved}");
+    assert_contains(&approved, "approved");
     let run = web1.run_once();
     assert!(
         run.status.success(),
@@ -130,7 +126,7 @@ fn acceptance(env: &Env) {
         "<h1>Example on web1.example.com</h1>\n"
     );
 
-    // Second runs: every resource checked again (SPEC 6.3), nothing to do.
+    // Second runs: every resource checked again (docs/ARCHITECTURE.md "A check-in"), nothing to do.
     for host in [&db1, &web1] {
         let run = host.run_once();
         assert!(run.status.success(), "{}", all_output(&run));
@@ -154,7 +150,7 @@ fn acceptance(env: &Env) {
             .iter()
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("{name} missing from:\n{listed}"));
-        assert!(line.contains("approved"), "{line}");
+        assert_contains(line, "approved");
         assert!(line.contains("Z"), "no last check-in in {line}");
         assert!(line.contains("resources:"), "no last report in {line}");
     }
@@ -172,7 +168,7 @@ fn acceptance(env: &Env) {
     assert!(shown["facts"]["os"]["family"].is_string(), "{shown}");
     assert!(shown["cert_fingerprint"].as_str().unwrap().contains(':'));
     let text = cli_ok(dir, &["envoys", "show", DB1]);
-    assert!(text.contains("queued triggers:   none"), "{text}");
+    assert_contains(&text, "queued triggers:   none");
 
     // Nothing the server stored or logged holds the secret value.
     assert!(!server.log().contains("s3cret-db"), "{}", server.log());
@@ -180,19 +176,11 @@ fn acceptance(env: &Env) {
     assert!(!report.contains("s3cret-db"));
 
     let metrics = https_text(&env.dir, "/metrics");
-    // Every `run --once` asks for the full catalog (SPEC 6.3): four answers.
-    assert!(
-        metrics.contains("vigo_checkins_total{result=\"catalog\"} 4"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("vigo_enrollments_total{result=\"token\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("vigo_enrollments_total{result=\"approved\"} 1"),
-        "{metrics}"
-    );
+    // Every `run --once` asks for the full catalog (docs/ARCHITECTURE.md "A check-in"): four
+    // answers.
+    assert_contains(&metrics, "vigo_checkins_total{result=\"catalog\"} 4");
+    assert_contains(&metrics, "vigo_enrollments_total{result=\"token\"} 1");
+    assert_contains(&metrics, "vigo_enrollments_total{result=\"approved\"} 1");
     assert!(server.terminate().success(), "{}", server.log());
 }
 
@@ -288,14 +276,8 @@ fn refusals(env: &Env) {
         let (status, body) = db1.report(&json!({"fingerprint": fingerprint})).await;
         assert_eq!(status, 400, "{body}");
         let shown = cli_ok(dir, &["envoys", "show", DB1]);
-        assert!(
-            shown.contains("file[pg-config] changed (1 ms): content updated"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("1 resources: 1 changed, 0 failed, 0 skipped, 0 unchanged"),
-            "{shown}"
-        );
+        assert_contains(&shown, "file[pg-config] changed (1 ms): content updated");
+        assert_contains(&shown, "1 resources: 1 changed, 0 failed, 0 skipped, 0 unchanged");
 
         // web1 presenting db1's fingerprint is not db1.
         let (_, body) = web1.checkin(Some(&fingerprint)).await;
@@ -335,10 +317,10 @@ fn refusals(env: &Env) {
         // Approving a revoked envoy is refused; unknown envoys are 404.
         let out = dir.cli(&["envoys", "approve", WEB1]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+        assert_contains(&stderr(&out), "revoked");
         let out = dir.cli(&["envoys", "show", "nobody.example.com"]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("no envoy named"), "{}", stderr(&out));
+        assert_contains(&stderr(&out), "no envoy named");
 
         // Bad input is a 400 naming the problem.
         let mut bad = ProtocolEnvoy::new(dir, "10.0.0.1");

@@ -178,11 +178,7 @@ impl Replicas {
     }
 
     fn held_count(&self, name: &str) -> usize {
-        self.b
-            .log()
-            .lines()
-            .filter(|l| l.contains("holding a wait") && l.contains(name))
-            .count()
+        self.b.waits_opened(name)
     }
 
     /// The listening connections of this schema, by backend pid.
@@ -493,23 +489,12 @@ fn issue_14_behind_haproxy_stopping_a_replica_moves_its_envoys_without_losing_a_
         logs,
     );
     // Every envoy holds a wait at one of the two replicas.
-    let holding = |server: &ServerProcess, name: &str| {
-        server
-            .log()
-            .lines()
-            .any(|l| l.contains("holding a wait") && l.contains(name))
-    };
+    let holding = |server: &ServerProcess, name: &str| server.waits_opened(name) > 0;
     eventually("every envoy holding a wait", || {
         names.iter().all(|n| holding(&a, n) || holding(&b, n))
     });
 
-    let held_at = |server: &ServerProcess, name: &str| {
-        server
-            .log()
-            .lines()
-            .filter(|l| l.contains("holding a wait") && l.contains(name))
-            .count()
-    };
+    let held_at = |server: &ServerProcess, name: &str| server.waits_opened(name);
     let at_a: Vec<&str> = names.iter().copied().filter(|n| holding(&a, n)).collect();
     assert!(!at_a.is_empty(), "HAProxy sent no envoy to A:\n{}", logs());
     let at_b_before: Vec<usize> = at_a.iter().map(|n| held_at(&b, n)).collect();

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, cli_ok, stdout};
+use crate::support::{
+    EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, assert_contains, cli_ok, stdout,
+};
 
 const ENVOYS: [&str; 3] = ["web1.example.com", "web2.example.com", "db1.example.com"];
 const DEBUG: &[&str] = &["--log-level", "debug"];
@@ -92,10 +94,7 @@ impl Rig {
     }
 
     fn holds_wait(&self, name: &str) -> bool {
-        self.server
-            .log()
-            .lines()
-            .any(|l| l.contains("holding a wait") && l.contains(name))
+        self.server.waits_opened(name) > 0
     }
 
     fn motd_path(&self, name: &str) -> PathBuf {
@@ -168,7 +167,7 @@ fn issue_18_run_now_applies_on_the_matching_envoys_and_reports_each() {
         );
         assert_eq!(rig.motd(name), format!("{name} v1\n"));
     }
-    assert!(text.contains("    changed file[motd]"), "{text}");
+    assert_contains(&text, "    changed file[motd]");
     assert!(line_of(&text, ENVOYS[2]).is_none(), "{text}");
     assert!(!rig.motd_path(ENVOYS[2]).exists(), "db1 was not asked");
     assert!(
@@ -201,13 +200,10 @@ fn issue_18_run_now_applies_on_the_matching_envoys_and_reports_each() {
     let text = stdout(&out);
     assert!(out.status.success(), "{}", all_output(&out));
     let edited = line_of(&text, ENVOYS[0]).unwrap_or_else(|| panic!("{text}"));
-    assert!(
-        edited.contains("  changed  2 resources: 1 changed"),
-        "{edited}"
-    );
-    assert!(text.contains("would change file[motd]"), "{text}");
+    assert_contains(edited, "  changed  2 resources: 1 changed");
+    assert_contains(&text, "would change file[motd]");
     let clean = line_of(&text, ENVOYS[1]).unwrap_or_else(|| panic!("{text}"));
-    assert!(clean.contains("  ok  2 resources: 0 changed"), "{clean}");
+    assert_contains(clean, "  ok  2 resources: 0 changed");
     assert_eq!(
         crate::support::snapshot(&rig.out),
         before,
@@ -221,7 +217,7 @@ fn issue_18_run_now_applies_on_the_matching_envoys_and_reports_each() {
     let text = stdout(&out);
     assert!(!out.status.success(), "{}", all_output(&out));
     assert!(line_of(&text, ENVOYS[0]).is_some(), "{text}");
-    assert!(text.contains("did not answer within 3s:"), "{text}");
+    assert_contains(&text, "did not answer within 3s:");
     assert!(text.contains(&format!("  {}  (", ENVOYS[1])), "{text}");
     assert!(
         crate::support::stderr(&out).contains("1 envoy did not answer within the timeout"),
@@ -271,11 +267,7 @@ fn issue_18_run_once_noop_works_beside_the_running_loop() {
     let host = &rig.hosts[2];
     let noop = crate::support::run(&mut host.command(&[], &["--once", "--noop"]));
     assert!(noop.status.success(), "{}", all_output(&noop));
-    assert!(
-        all_output(&noop).contains("1 changed"),
-        "{}",
-        all_output(&noop)
-    );
+    assert_contains(&all_output(&noop), "1 changed");
     assert_eq!(crate::support::snapshot(&rig.out), out_before);
     assert_eq!(
         crate::support::snapshot(rig.dir.path().join("envoys").join(name).as_path()),
@@ -285,9 +277,5 @@ fn issue_18_run_once_noop_works_beside_the_running_loop() {
     // A real run beside the loop is refused with a clear line.
     let real = host.run_once();
     assert!(!real.status.success(), "{}", all_output(&real));
-    assert!(
-        all_output(&real).contains("another vigoenvoy process is using"),
-        "{}",
-        all_output(&real)
-    );
+    assert_contains(&all_output(&real), "another vigoenvoy process is using");
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use nix::unistd::{Group, User};
 
-use crate::support::{ServerProcess, TestDir, bin, run, stderr, stdout};
+use crate::support::{ServerProcess, TestDir, assert_contains, bin, run, stderr, stdout};
 
 const PATH: &str = "vigo/app/password";
 const CANARY: &str = "issue17-canary-owner-3f9c";
@@ -101,7 +101,7 @@ fn issue_17_a_root_cli_writes_files_an_unprivileged_server_reads() {
         CANARY.as_bytes(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Server notified"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "Server notified");
     assert!(
         server.wait_for_log(&format!("INFO secret changed path={PATH} version=1")),
         "{}",
@@ -190,11 +190,11 @@ fn issue_17_a_third_user_is_refused_with_the_command_to_run() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "belongs to {} and the server could not read a secret file written by daemon: run this command as {0}",
             who.user.name
-        )),
-        "{err}"
+        ),
     );
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{TestDir, TestRng, contains_bytes, stderr, stdout};
+use crate::support::{TestDir, TestRng, assert_contains, contains_bytes, stderr, stdout};
 
 const PASSWORD: &str = "vigo/grafana/admin-password";
 
@@ -148,10 +148,9 @@ fn a_file_copied_over_another_secret_fails_to_decrypt() {
     let before = dir.snapshot();
     let out = dir.cli(&["secrets", "get", "vigo/b"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("resolving secret 'vigo/b': integrity check failed"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "resolving secret 'vigo/b': integrity check failed",
     );
     assert!(!contains_bytes(&out.stdout, b"value-a"));
     assert_eq!(before, dir.snapshot());
@@ -180,11 +179,7 @@ fn an_unsafe_or_malformed_key_file_is_refused() {
     let before = dir.snapshot();
     let out = dir.cli(&["secrets", "get", PASSWORD]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("expected 64 hex characters"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "expected 64 hex characters");
     assert_eq!(before, dir.snapshot());
 }
 
@@ -198,7 +193,7 @@ fn rm_is_refused_while_referenced() {
         err.starts_with("error: secret 'vigo/db/dsn' is still referenced by the server"),
         "{err}"
     );
-    assert!(err.contains("\nhint: "), "{err}");
+    assert_contains(&err, "\nhint: ");
     assert!(dir.secret_file("vigo/db/dsn").exists());
 
     dir.cli(&["secrets", "set", "vigo/tmp/x", "v"]);
@@ -214,10 +209,7 @@ fn bootstrap_creates_only_what_is_missing() {
     let out = dir.cli(&["secrets", "bootstrap"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("Secret \"vigo/server/admin_token\" created."),
-        "{text}"
-    );
+    assert_contains(&text, "Secret \"vigo/server/admin_token\" created.");
     let token = stdout(&dir.cli(&["secrets", "get", "vigo/server/admin_token"]));
 
     let out = dir.cli(&["secrets", "bootstrap"]);

@@ -3,17 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{TestDir, https_get};
-
-const SERVER_SECRETS: [&str; 7] = [
-    "vigo/tls/ca_cert",
-    "vigo/tls/ca_key",
-    "vigo/tls/server_cert",
-    "vigo/tls/server_key",
-    "vigo/db/dsn",
-    "vigo/server/admin_token",
-    "vigo/server/hmac_key",
-];
+use crate::support::{SERVER_SECRETS, TestDir, assert_contains, https_get};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -133,8 +123,8 @@ fn a_key_of_the_wrong_length_is_refused() {
     std::fs::write(dir.key_file(), "abcd\n").unwrap();
 
     let log = refused_start_log(&dir);
-    assert!(log.contains("ERROR server failed"), "{log}");
-    assert!(log.contains("expected 64 hex characters"), "{log}");
+    assert_contains(&log, "ERROR server failed");
+    assert_contains(&log, "expected 64 hex characters");
 }
 
 #[test]
@@ -144,10 +134,7 @@ fn a_lost_key_next_to_existing_secrets_is_not_replaced() {
     std::fs::remove_file(dir.key_file()).unwrap();
 
     let log = refused_start_log(&dir);
-    assert!(
-        log.contains("restore the key file instead of generating a new one"),
-        "{log}"
-    );
+    assert_contains(&log, "restore the key file instead of generating a new one");
     assert!(!dir.key_file().exists());
 }
 
@@ -164,10 +151,7 @@ fn a_literal_dsn_is_a_startup_error() {
     let mut server = crate::support::ServerProcess::spawn(&dir.config(), &[]);
     assert!(!server.wait_exit().success());
     let log = server.log();
-    assert!(
-        log.contains("database.dsn must be a secret: reference"),
-        "{log}"
-    );
+    assert_contains(&log, "database.dsn must be a secret: reference");
     assert!(
         !dir.data_dir().exists(),
         "nothing may be generated for an invalid config"

@@ -15,6 +15,18 @@ use std::time::{Duration, Instant};
 /// the test instead of hanging it. Not a performance expectation.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
+/// The secrets a first start (or `vigocli secrets bootstrap`) generates,
+/// as docs/secrets.md "First start" lists them.
+pub(crate) const SERVER_SECRETS: [&str; 7] = [
+    "vigo/tls/ca_cert",
+    "vigo/tls/ca_key",
+    "vigo/tls/server_cert",
+    "vigo/tls/server_key",
+    "vigo/db/dsn",
+    "vigo/server/admin_token",
+    "vigo/server/hmac_key",
+];
+
 /// The path of one of the project's binaries.
 pub(crate) fn bin(name: &str) -> PathBuf {
     PathBuf::from(match name {
@@ -325,6 +337,15 @@ impl ServerProcess {
         strip_log_timestamps(&String::from_utf8_lossy(&self.log_bytes()))
     }
 
+    /// How many waits `envoy` has opened at this server so far (its
+    /// `holding a wait` debug lines).
+    pub(crate) fn waits_opened(&self, envoy: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("holding a wait") && l.contains(envoy))
+            .count()
+    }
+
     /// Waits until `ca_file` exists and `GET https://127.0.0.1:<port>/healthz`
     /// answers `ok`. Panics with the log if the server exits first.
     pub(crate) fn wait_healthy(&mut self, port: u16, ca_file: &Path) {
@@ -601,7 +622,7 @@ impl ServerProcess {
 
 /// Whether a `vigoenvoy run --once` found the host in sync: it printed only
 /// the summary line, with nothing changed, failed or skipped (every run
-/// checks every resource, SPEC 6.3).
+/// checks every resource, docs/ARCHITECTURE.md "A check-in").
 pub(crate) fn in_sync(output: &Output) -> bool {
     let text = stdout(output);
     text.lines().count() == 1 && text.contains(" resources: 0 changed, 0 failed, 0 skipped, ")
@@ -610,6 +631,10 @@ pub(crate) fn in_sync(output: &Output) -> bool {
 /// The `db*` envoys of the seed's example, as a `nodes.vgo` entry: role
 /// `database` with the password as a secret reference.
 pub(crate) const DB_NODES: &str = "  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n";
+
+/// A whole `nodes.vgo`: the `app*` envoys get role `app`, with the secret
+/// `vigo/app/password` as `.Vars.password`.
+pub(crate) const APP_NODES: &str = "envoys:\n  - match: \"app*.example.com\"\n    roles: [app]\n    vars:\n      password: \"secret:vigo/app/password\"\n";
 
 /// The `web*` envoys of the seed's example, as a `nodes.vgo` entry.
 pub(crate) const WEB_NODES: &str =
@@ -675,4 +700,10 @@ pub(crate) fn envoy_apply_command(
         .arg("--data-dir")
         .arg(folder.path("data"));
     command
+}
+
+/// Asserts that `text` holds `needle`, showing the whole text when not.
+#[track_caller]
+pub(crate) fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
 }

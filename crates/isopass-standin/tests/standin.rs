@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -48,6 +47,16 @@ async fn call(
     (status, serde_json::from_slice(&bytes).ok())
 }
 
+/// [`call`] with the right token, on `route` of `handle`.
+async fn authed(
+    handle: &Handle,
+    method: reqwest::Method,
+    route: &str,
+    body: Option<Value>,
+) -> (StatusCode, Option<Value>) {
+    call(method, &url(handle, route), Some(TOKEN), body).await
+}
+
 #[tokio::test]
 async fn every_route_needs_the_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,110 +85,98 @@ async fn every_route_needs_the_token() {
 
 #[tokio::test]
 async fn contract_answers() {
+    use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
     let handle = spawn(options(dir.path())).await.unwrap();
-    let put = |path: &'static str, value: &'static str| {
-        let u = url(&handle, &format!("/v1/secrets/{path}"));
-        async move {
-            call(
-                reqwest::Method::PUT,
-                &u,
-                Some(TOKEN),
-                Some(json!({"value": value})),
-            )
-            .await
+    let value = |v: &str| Some(json!({ "value": v }));
+    // In order: (method, route, body, status, the answer's body where it
+    // is part of the contract).
+    let steps = [
+        (
+            Method::PUT,
+            "/v1/secrets/vigo/db/dsn",
+            value("one"),
+            StatusCode::OK,
+            Some(json!({"path": "vigo/db/dsn", "version": 1})),
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/vigo/db/dsn",
+            value("two"),
+            StatusCode::OK,
+            Some(json!({"path": "vigo/db/dsn", "version": 2})),
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/vigo/dbx",
+            value("x"),
+            StatusCode::OK,
+            Some(json!({"path": "vigo/dbx", "version": 1})),
+        ),
+        (
+            Method::GET,
+            "/v1/secrets/vigo/db/dsn",
+            None,
+            StatusCode::OK,
+            Some(json!({"path": "vigo/db/dsn", "version": 2, "value": "two"})),
+        ),
+        (
+            Method::GET,
+            "/v1/secrets/vigo/none",
+            None,
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/versions",
+            Some(json!({"paths": ["vigo/db/dsn", "vigo/none"]})),
+            StatusCode::OK,
+            Some(json!({"versions": {"vigo/db/dsn": 2}})),
+        ),
+        (
+            Method::GET,
+            "/v1/secrets?prefix=vigo/db",
+            None,
+            StatusCode::OK,
+            Some(json!({"secrets": [{"path": "vigo/db/dsn", "version": 2}]})),
+        ),
+        (
+            Method::DELETE,
+            "/v1/secrets/vigo/dbx",
+            None,
+            StatusCode::NO_CONTENT,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/v1/secrets/vigo/dbx",
+            None,
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/secrets/a%20b",
+            None,
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/a",
+            Some(json!({"v": 1})),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (method, route, body, status, answer) in steps {
+        let got = authed(&handle, method.clone(), route, body).await;
+        assert_eq!(got.0, status, "{method} {route}");
+        if answer.is_some() {
+            assert_eq!(got.1, answer, "{method} {route}");
         }
-    };
-    assert_eq!(
-        put("vigo/db/dsn", "one").await,
-        (
-            StatusCode::OK,
-            Some(json!({"path": "vigo/db/dsn", "version": 1}))
-        )
-    );
-    assert_eq!(
-        put("vigo/db/dsn", "two").await.1,
-        Some(json!({"path": "vigo/db/dsn", "version": 2}))
-    );
-    put("vigo/dbx", "x").await;
-
-    let got = call(
-        reqwest::Method::GET,
-        &url(&handle, "/v1/secrets/vigo/db/dsn"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(
-        got,
-        (
-            StatusCode::OK,
-            Some(json!({"path": "vigo/db/dsn", "version": 2, "value": "two"}))
-        )
-    );
-    let absent = call(
-        reqwest::Method::GET,
-        &url(&handle, "/v1/secrets/vigo/none"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(absent.0, StatusCode::NOT_FOUND);
-
-    let versions = call(
-        reqwest::Method::POST,
-        &url(&handle, "/v1/versions"),
-        Some(TOKEN),
-        Some(json!({"paths": ["vigo/db/dsn", "vigo/none"]})),
-    )
-    .await;
-    assert_eq!(versions.1, Some(json!({"versions": {"vigo/db/dsn": 2}})));
-
-    let listed = call(
-        reqwest::Method::GET,
-        &url(&handle, "/v1/secrets?prefix=vigo/db"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(
-        listed.1,
-        Some(json!({"secrets": [{"path": "vigo/db/dsn", "version": 2}]}))
-    );
-
-    let deleted = call(
-        reqwest::Method::DELETE,
-        &url(&handle, "/v1/secrets/vigo/dbx"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(deleted.0, StatusCode::NO_CONTENT);
-    let again = call(
-        reqwest::Method::DELETE,
-        &url(&handle, "/v1/secrets/vigo/dbx"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(again.0, StatusCode::NOT_FOUND);
-
-    let bad = call(
-        reqwest::Method::GET,
-        &url(&handle, "/v1/secrets/a%20b"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(bad.0, StatusCode::BAD_REQUEST);
-    let bad_body = call(
-        reqwest::Method::PUT,
-        &url(&handle, "/v1/secrets/a"),
-        Some(TOKEN),
-        Some(json!({"v": 1})),
-    )
-    .await;
-    assert_eq!(bad_body.0, StatusCode::BAD_REQUEST);
+    }
     handle.shutdown().await;
 }
 
@@ -188,11 +185,11 @@ async fn data_survives_a_restart_on_the_same_port() {
     let dir = tempfile::tempdir().unwrap();
     let handle = spawn(options(dir.path())).await.unwrap();
     let first_addr = handle.addr;
-    let secret = url(&handle, "/v1/secrets/vigo/server/hmac_key");
-    call(
+    let secret = "/v1/secrets/vigo/server/hmac_key";
+    authed(
+        &handle,
         reqwest::Method::PUT,
-        &secret,
-        Some(TOKEN),
+        secret,
         Some(json!({"value": "k\nü"})),
     )
     .await;
@@ -201,15 +198,15 @@ async fn data_survives_a_restart_on_the_same_port() {
 
     let handle = spawn(restart).await.unwrap();
     assert_eq!(handle.addr, first_addr);
-    let got = call(reqwest::Method::GET, &secret, Some(TOKEN), None).await;
+    let got = authed(&handle, reqwest::Method::GET, secret, None).await;
     assert_eq!(
         got.1,
         Some(json!({"path": "vigo/server/hmac_key", "version": 1, "value": "k\nü"}))
     );
-    let put = call(
+    let put = authed(
+        &handle,
         reqwest::Method::PUT,
-        &secret,
-        Some(TOKEN),
+        secret,
         Some(json!({"value": "k2"})),
     )
     .await;
@@ -225,13 +222,15 @@ async fn scheduled_failures_answer_503_and_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let handle = spawn(options(dir.path())).await.unwrap();
     handle.fail_next(2);
-    let secret = url(&handle, "/v1/secrets/a");
-    for _ in 0..2 {
-        let (status, _) = call(reqwest::Method::GET, &secret, Some(TOKEN), None).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let expected = [
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::NOT_FOUND,
+    ];
+    for status in expected {
+        let got = authed(&handle, reqwest::Method::GET, "/v1/secrets/a", None).await;
+        assert_eq!(got.0, status);
     }
-    let (status, _) = call(reqwest::Method::GET, &secret, Some(TOKEN), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(handle.requests_seen(), 3);
     handle.shutdown().await;
 }
@@ -251,19 +250,7 @@ async fn plain_http_is_refused_off_loopback() {
 #[tokio::test]
 async fn serves_tls_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = vigo_pki::generate_ca("stand-in test CA").unwrap();
-    let server = vigo_pki::issue_server_cert(
-        &ca,
-        &["localhost".to_owned()],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-    )
-    .unwrap();
-    fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-    fs::write(
-        dir.path().join("server.key"),
-        server.key_pem.expose_secret(),
-    )
-    .unwrap();
+    let ca_pem = vigo_test_support::write_loopback_tls(dir.path(), "stand-in test CA");
     let handle = spawn(StandinOptions {
         transport: Transport::Tls {
             cert_file: dir.path().join("server.pem"),
@@ -274,7 +261,7 @@ async fn serves_tls_with_the_given_certificate() {
     .await
     .unwrap();
     let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap()])
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .build()
         .unwrap();
     let answer = client

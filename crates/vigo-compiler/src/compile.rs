@@ -638,9 +638,9 @@ fn missing_fact(message: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Rendered text that must carry no secret (a command line, a guard, an
-/// environment value, a line of a file): secret taint, SPEC 5.1. A
-/// `secret:` reference written into the text is refused the same way.
+/// Rendered text that must carry no secret (a command line, a guard, an environment value, a line
+/// of a file): secret taint (docs/modules.md "Secrets never go on a command line"). A `secret:`
+/// reference written into the text is refused the same way.
 fn no_secret(
     module: &Module,
     decl: &ResourceDecl,

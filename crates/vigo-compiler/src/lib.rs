@@ -1,5 +1,5 @@
 //! The Vigo config compiler: from the config repository (`nodes.vgo` and
-//! `modules/<role>.vgo`, SPEC 5) to one [`Catalog`](vigo_catalog::Catalog)
+//! `modules/<role>.vgo`, docs/modules.md) to one [`Catalog`](vigo_catalog::Catalog)
 //! per envoy.
 //!
 //! [`ConfigRepo::load`] reads and validates every file once (typed fields,

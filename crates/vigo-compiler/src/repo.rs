@@ -186,7 +186,7 @@ impl ConfigRepo {
     /// Every secret path the repository references: in vars (node entries
     /// and module defaults), in `stdin`/`secret_file`/`content` written as a
     /// `secret:` reference, and in `watch_secret`. Resolve them all before
-    /// compiling (SPEC 4.4).
+    /// compiling (docs/secrets.md "Fail-fast").
     pub fn referenced_secrets(&self) -> BTreeSet<SecretPath> {
         let mut out = BTreeSet::new();
         for entry in &self.entries {

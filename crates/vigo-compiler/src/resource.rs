@@ -87,7 +87,7 @@ pub(crate) const COMMON: &[&str] = &[
     "when",
 ];
 
-/// Default exec timeout (SPEC 5.1).
+/// Default exec timeout (docs/modules.md "Resources").
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One declared resource of a module.

@@ -53,7 +53,7 @@ pub fn open_provider(raw: &RawConfig) -> Result<Arc<dyn SecretProvider>, ConfigE
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 
@@ -65,12 +65,18 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn isopass_is_opened_without_contacting_it() {
+    /// A folder holding the file `token` with `contents` and `mode`.
+    fn token_dir(contents: &str, mode: u32) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
-        std::fs::write(&token, "tok-backend-canary\n").unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&token, contents).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, token)
+    }
+
+    #[test]
+    fn isopass_is_opened_without_contacting_it() {
+        let (dir, _) = token_dir("tok-backend-canary\n", 0o600);
         // Nothing listens on port 9: opening still succeeds, as nothing is
         // sent until a secret is fetched.
         let provider = open_provider(&isopass_config(dir.path(), "http://127.0.0.1:9")).unwrap();
@@ -80,10 +86,7 @@ mod tests {
 
     #[test]
     fn an_unsafe_token_file_is_refused_with_a_chmod_hint() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("token");
-        std::fs::write(&token, "tok-backend-canary\n").unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (dir, token) = token_dir("tok-backend-canary\n", 0o644);
         let err = open_provider(&isopass_config(dir.path(), "https://isopass.internal"))
             .unwrap_err()
             .to_string();
@@ -100,10 +103,7 @@ mod tests {
 
     #[test]
     fn plain_http_is_refused_off_loopback() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("token");
-        std::fs::write(&token, "tok\n").unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (dir, _) = token_dir("tok\n", 0o600);
         assert!(open_provider(&isopass_config(dir.path(), "http://isopass.example.com")).is_err());
     }
 }

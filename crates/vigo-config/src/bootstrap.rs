@@ -1,4 +1,4 @@
-//! First start (SPEC 4.2): the local master key, then the secrets the server
+//! First start (docs/secrets.md "First start"): the local master key, then the secrets the server
 //! generates for itself. Nothing that exists is ever replaced.
 //!
 //! `vigosrv` runs [`prepare_local_key`] on every start with the local
@@ -13,6 +13,7 @@ use vigo_pki::CertifiedKey;
 use vigo_secrets::{LocalProvider, MasterKey, SecretPath, SecretProvider, SecretValue};
 use zeroize::Zeroizing;
 
+use crate::resolve::unreadable;
 use crate::well_known::{
     self, ADMIN_TOKEN, CA_CERT, CA_KEY, DB_DSN, HMAC_KEY, SERVER_CERT, SERVER_KEY,
 };
@@ -51,7 +52,7 @@ pub fn prepare_local_key(key_file: &Path, secrets_dir: &Path) -> Result<KeyStep,
     Ok(KeyStep::Generated)
 }
 
-/// Creates each generated secret of SPEC 4.2 that is missing, and returns
+/// Creates each generated secret (docs/secrets.md "First start") that is missing, and returns
 /// the paths it created. `data_dir` (absolute) is where the embedded
 /// database's DSN points.
 pub async fn ensure_generated_secrets(
@@ -88,23 +89,9 @@ async fn ensure_ca(
     match pair_state(provider, &cert_path, &key_path).await? {
         PairState::Both => Ok(None),
         PairState::Neither => {
-            let ca = vigo_pki::generate_ca(CA_COMMON_NAME).map_err(|cause| {
-                ConfigError::Certificate {
-                    what: "CA certificate",
-                    cause,
-                }
-            })?;
-            // The key first: a crash between the two writes then leaves a
-            // half pair that `HalfPair` reports, never a certificate whose key
-            // is lost.
-            store(provider, &key_path, &ca.key_pem, created).await?;
-            store(
-                provider,
-                &cert_path,
-                &SecretValue::from(ca.cert_pem.as_str()),
-                created,
-            )
-            .await?;
+            let ca = vigo_pki::generate_ca(CA_COMMON_NAME)
+                .map_err(certificate_error("CA certificate"))?;
+            store_pair(provider, (&cert_path, &key_path), &ca, created).await?;
             Ok(Some(ca))
         }
     }
@@ -141,21 +128,28 @@ async fn ensure_server_cert(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(Ipv6Addr::LOCALHOST),
     ];
-    let server = vigo_pki::issue_server_cert(&ca, &dns_names, &ips).map_err(|cause| {
-        ConfigError::Certificate {
-            what: "server certificate",
-            cause,
-        }
-    })?;
-    store(provider, &key_path, &server.key_pem, created).await?;
-    store(
-        provider,
-        &cert_path,
-        &SecretValue::from(server.cert_pem.as_str()),
-        created,
-    )
-    .await?;
-    Ok(())
+    let server = vigo_pki::issue_server_cert(&ca, &dns_names, &ips)
+        .map_err(certificate_error("server certificate"))?;
+    store_pair(provider, (&cert_path, &key_path), &server, created).await
+}
+
+/// A failure of vigo-pki making `what`.
+fn certificate_error(what: &'static str) -> impl FnOnce(vigo_pki::PkiError) -> ConfigError {
+    move |cause| ConfigError::Certificate { what, cause }
+}
+
+/// Stores a generated certificate and its key at `(cert, key)`, the key
+/// first: a crash between the two writes then leaves a half pair that
+/// `HalfPair` reports, never a certificate whose key is lost.
+async fn store_pair(
+    provider: &dyn SecretProvider,
+    (cert, key): (&SecretPath, &SecretPath),
+    pair: &CertifiedKey,
+    created: &mut Vec<SecretPath>,
+) -> Result<(), ConfigError> {
+    store(provider, key, &pair.key_pem, created).await?;
+    let cert_pem = SecretValue::from(pair.cert_pem.as_str());
+    store(provider, cert, &cert_pem, created).await
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -184,13 +178,7 @@ async fn pair_state(
 }
 
 async fn exists(provider: &dyn SecretProvider, path: &SecretPath) -> Result<bool, ConfigError> {
-    provider
-        .exists(path)
-        .await
-        .map_err(|cause| ConfigError::Resolve {
-            path: path.clone(),
-            cause,
-        })
+    provider.exists(path).await.map_err(unreadable(path))
 }
 
 async fn store(
@@ -244,6 +232,15 @@ mod tests {
 
     use super::*;
 
+    /// The version of the well-known secret `constant` in `provider`.
+    async fn version(provider: &MemoryProvider, constant: &str) -> u64 {
+        provider
+            .get(&well_known::path(constant))
+            .await
+            .unwrap()
+            .version
+    }
+
     #[tokio::test]
     async fn generates_everything_once() {
         let provider = MemoryProvider::new();
@@ -282,14 +279,7 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_empty());
-        assert_eq!(
-            provider
-                .get(&well_known::path(DB_DSN))
-                .await
-                .unwrap()
-                .version,
-            1
-        );
+        assert_eq!(version(&provider, DB_DSN).await, 1);
     }
 
     #[tokio::test]
@@ -310,14 +300,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created.len(), 2);
-        assert_eq!(
-            provider
-                .get(&well_known::path(CA_CERT))
-                .await
-                .unwrap()
-                .version,
-            1
-        );
+        assert_eq!(version(&provider, CA_CERT).await, 1);
         let ca = provider
             .get(&well_known::path(CA_CERT))
             .await

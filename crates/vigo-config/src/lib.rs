@@ -1,4 +1,5 @@
-//! Vigo's server configuration, `vigosrv.yaml` (SPEC 3), read in two stages:
+//! Vigo's server configuration, `vigosrv.yaml` (docs/operations.md "The server"), read in two
+//! stages:
 //!
 //! 1. [`RawConfig::load`] parses and validates the file (unknown keys, types,
 //!    durations, paths; `database.dsn` and `smtp.password` must be `secret:`
@@ -12,7 +13,7 @@
 //!
 //! Also here: [`open_provider`] (the configured backend), [`well_known`]
 //! (the secrets the server owns) and [`bootstrap`] (first start: master key
-//! and generated secrets, SPEC 4.2).
+//! and generated secrets, docs/secrets.md "First start").
 //!
 //! String keys come in three kinds (see [`ConfigString`] and the module docs
 //! of `raw.rs`): references required, references allowed, and keys read

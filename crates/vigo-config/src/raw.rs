@@ -1,5 +1,5 @@
-//! Reading `vigosrv.yaml` (SPEC 3) into [`RawConfig`]: parse, apply defaults,
-//! validate. No secret is touched here.
+//! Reading `vigosrv.yaml` (docs/operations.md "The server") into [`RawConfig`]: parse, apply
+//! defaults, validate. No secret is touched here.
 //!
 //! Which keys may hold `secret:` references:
 //! - `database.dsn` and `smtp.password` must (a literal is an error);
@@ -96,14 +96,14 @@ pub struct RawSmtp {
 /// `secrets`: the configured backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretsBackend {
-    /// AES-256-GCM files under a master key (SPEC 4.2).
+    /// AES-256-GCM files under a master key (docs/secrets.md "The local store (default)").
     Local {
         /// `secrets.key_file`, absolute [`<data_dir>/master.key`].
         key_file: PathBuf,
         /// `secrets.secrets_dir`, absolute [`<data_dir>/secrets`].
         secrets_dir: PathBuf,
     },
-    /// The external isopass API (SPEC 4.3).
+    /// The external isopass API (docs/secrets.md "The isopass backend").
     Isopass {
         /// `secrets.url`.
         url: String,

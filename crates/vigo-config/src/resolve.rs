@@ -1,11 +1,13 @@
 //! The second stage of loading: fetching every `secret:` reference of a
-//! [`RawConfig`] through the provider (SPEC 4.4). Nothing falls back: the
+//! [`RawConfig`] through the provider (docs/secrets.md "Fail-fast"). Nothing falls back: the
 //! first reference that cannot be fetched is the error.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use vigo_secrets::{SecretPath, SecretProvider, SecretRef, SecretValue, VersionedSecret};
+use vigo_secrets::{
+    SecretError, SecretPath, SecretProvider, SecretRef, SecretValue, VersionedSecret,
+};
 
 use crate::{ConfigError, ConfigString, RawConfig, RawSmtp};
 
@@ -82,17 +84,20 @@ pub async fn resolve(
     raw: &RawConfig,
     provider: &dyn SecretProvider,
 ) -> Result<ServerConfig, ConfigError> {
-    let mut versions = BTreeMap::new();
-    let database_dsn = fetch_ref(provider, &raw.database_dsn, &mut versions).await?;
+    let mut resolver = Resolver {
+        provider,
+        versions: BTreeMap::new(),
+    };
+    let database_dsn = resolver.secret(&raw.database_dsn).await?;
     let smtp = match &raw.smtp {
         None => None,
-        Some(s) => Some(resolve_smtp(s, provider, &mut versions).await?),
+        Some(s) => Some(resolver.smtp(s).await?),
     };
     Ok(ServerConfig {
         raw: raw.clone(),
         database_dsn,
         smtp,
-        versions,
+        versions: resolver.versions,
     })
 }
 
@@ -102,66 +107,63 @@ pub async fn fetch_secret(
     provider: &dyn SecretProvider,
     path: &SecretPath,
 ) -> Result<VersionedSecret, ConfigError> {
-    provider
-        .get(path)
-        .await
-        .map_err(|cause| ConfigError::Resolve {
-            path: path.clone(),
-            cause,
+    provider.get(path).await.map_err(unreadable(path))
+}
+
+/// A backend failure reading `path`, as [`ConfigError::Resolve`].
+pub(crate) fn unreadable(path: &SecretPath) -> impl FnOnce(SecretError) -> ConfigError + use<> {
+    let path = path.clone();
+    move |cause| ConfigError::Resolve { path, cause }
+}
+
+/// Fetches references through one provider, noting the version of each
+/// secret it fetched.
+struct Resolver<'a> {
+    provider: &'a dyn SecretProvider,
+    versions: BTreeMap<SecretPath, u64>,
+}
+
+impl Resolver<'_> {
+    async fn smtp(&mut self, s: &RawSmtp) -> Result<SmtpConfig, ConfigError> {
+        let host = self.string(&s.host).await?;
+        let username = match &s.username {
+            None => None,
+            Some(u) => Some(self.string(u).await?),
+        };
+        let password = match &s.password {
+            None => None,
+            Some(p) => Some(self.secret(p).await?),
+        };
+        let from = self.string(&s.from).await?;
+        let mut to = Vec::with_capacity(s.to.len());
+        for t in &s.to {
+            to.push(self.string(t).await?);
+        }
+        Ok(SmtpConfig {
+            host,
+            port: s.port,
+            username,
+            password,
+            from,
+            to,
         })
-}
-
-async fn resolve_smtp(
-    s: &RawSmtp,
-    provider: &dyn SecretProvider,
-    versions: &mut BTreeMap<SecretPath, u64>,
-) -> Result<SmtpConfig, ConfigError> {
-    let host = resolve_string(&s.host, provider, versions).await?;
-    let username = match &s.username {
-        None => None,
-        Some(u) => Some(resolve_string(u, provider, versions).await?),
-    };
-    let password = match &s.password {
-        None => None,
-        Some(p) => Some(fetch_ref(provider, p, versions).await?),
-    };
-    let from = resolve_string(&s.from, provider, versions).await?;
-    let mut to = Vec::with_capacity(s.to.len());
-    for t in &s.to {
-        to.push(resolve_string(t, provider, versions).await?);
     }
-    Ok(SmtpConfig {
-        host,
-        port: s.port,
-        username,
-        password,
-        from,
-        to,
-    })
-}
 
-async fn resolve_string(
-    s: &ConfigString,
-    provider: &dyn SecretProvider,
-    versions: &mut BTreeMap<SecretPath, u64>,
-) -> Result<ResolvedString, ConfigError> {
-    Ok(match s {
-        ConfigString::Literal(text) => ResolvedString::Literal(text.clone()),
-        ConfigString::Secret(r) => ResolvedString::Secret {
-            path: r.path().clone(),
-            value: fetch_ref(provider, r, versions).await?,
-        },
-    })
-}
+    async fn string(&mut self, s: &ConfigString) -> Result<ResolvedString, ConfigError> {
+        Ok(match s {
+            ConfigString::Literal(text) => ResolvedString::Literal(text.clone()),
+            ConfigString::Secret(r) => ResolvedString::Secret {
+                path: r.path().clone(),
+                value: self.secret(r).await?,
+            },
+        })
+    }
 
-async fn fetch_ref(
-    provider: &dyn SecretProvider,
-    r: &SecretRef,
-    versions: &mut BTreeMap<SecretPath, u64>,
-) -> Result<SecretValue, ConfigError> {
-    let found = fetch_secret(provider, r.path()).await?;
-    versions.insert(r.path().clone(), found.version);
-    Ok(found.value)
+    async fn secret(&mut self, r: &SecretRef) -> Result<SecretValue, ConfigError> {
+        let found = fetch_secret(self.provider, r.path()).await?;
+        self.versions.insert(r.path().clone(), found.version);
+        Ok(found.value)
+    }
 }
 
 #[cfg(test)]

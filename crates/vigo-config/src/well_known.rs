@@ -1,4 +1,4 @@
-//! The secrets the server itself owns (SPEC 4.2): generated on first start
+//! The secrets the server itself owns (docs/secrets.md "First start"): generated on first start
 //! with the local backend, or by `vigocli secrets bootstrap`.
 
 use vigo_secrets::SecretPath;

@@ -1,4 +1,4 @@
-//! One enforcement cycle of the envoy's run loop (SPEC 6.3): the catalog
+//! One enforcement cycle of the envoy's run loop (docs/ARCHITECTURE.md "A check-in"): the catalog
 //! held in memory applied again to a converged host of 1,000 `file`
 //! resources, 100 of them holding a secret. Every resource is checked
 //! (stat, read, constant-time compare, mode); nothing is written. The goal

@@ -39,13 +39,26 @@ pub(crate) fn random_suffix() -> String {
 /// killed envoy left behind (they may hold a secret).
 pub(crate) fn write_file(target: &Path, contents: &[u8], attributes: Attributes) -> io::Result<()> {
     remove_stale_temp_files(target);
-    vigo_fs::replace_file_with(target, contents, |file| {
-        if attributes.uid.is_some() || attributes.gid.is_some() {
-            fchown(file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
-        }
-        // After chown: chown clears set-id bits, so the mode goes last.
-        file.set_permissions(fs::Permissions::from_mode(attributes.mode))
-    })
+    vigo_fs::replace_file_with(target, contents, |file| set_attributes(file, attributes))
+}
+
+/// Like [`write_file`], but only staged: the flush and the rename are left
+/// to the caller (a [`WriteBatch`](crate::batch::WriteBatch)).
+pub(crate) fn stage_file(
+    target: &Path,
+    contents: &[u8],
+    attributes: Attributes,
+) -> io::Result<vigo_fs::Staged> {
+    remove_stale_temp_files(target);
+    vigo_fs::stage(target, contents, |file| set_attributes(file, attributes))
+}
+
+fn set_attributes(file: &fs::File, attributes: Attributes) -> io::Result<()> {
+    if attributes.uid.is_some() || attributes.gid.is_some() {
+        fchown(file, attributes.uid, attributes.gid).map_err(io::Error::from)?;
+    }
+    // After chown: chown clears set-id bits, so the mode goes last.
+    file.set_permissions(fs::Permissions::from_mode(attributes.mode))
 }
 
 pub(crate) use vigo_fs::sync_dir;

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
+use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use vigo_catalog::{Catalog, ResourceKind};
 
 use crate::atomic;
+use crate::batch::WriteBatch;
 use crate::command;
 use crate::graph::Plan;
 use crate::providers::{self, Context, Outcome};
@@ -231,22 +233,46 @@ impl Engine {
         let scrubber = Scrubber::for_catalog(catalog);
         let plan = Plan::of(catalog);
         let n = catalog.resources.len();
-        let mut status: Vec<Option<Status>> = vec![None; n];
+        let mut run = Run {
+            status: vec![None; n],
+            refreshed_by: vec![None; n],
+            results: Vec::with_capacity(n),
+            triggered_applied: Vec::new(),
+        };
         // Per resource: the failed resource that made it skip.
         let mut root_failure: Vec<Option<usize>> = vec![None; n];
-        let mut refreshed_by: Vec<Option<usize>> = vec![None; n];
-        let mut results = Vec::with_capacity(n);
-        let mut triggered_applied = Vec::new();
+        // Consecutive independent files whose writes are made durable
+        // together (`batch.rs`); they are reported when the batch commits.
+        let batch = WriteBatch::default();
+        let mut held: Vec<Held> = Vec::new();
+        let mut in_batch = vec![false; n];
         // A converged run changes no record: then the file is not rewritten.
         let state_before = self.state.data().clone();
         let mut stop = self.cancel.0.stop.subscribe();
 
         for &i in &plan.order {
             let resource = &catalog.resources[i];
+            let batched = !options.noop && matches!(resource.kind, ResourceKind::File(_));
+            // What comes after the batch sees its files durable in place.
+            if !held.is_empty() && (!batched || plan.before[i].iter().any(|&p| in_batch[p])) {
+                for (j, outcome, duration_ms) in commit_batch(&batch, &mut held, &mut in_batch) {
+                    self.finish(
+                        catalog,
+                        &plan,
+                        &scrubber,
+                        options,
+                        &mut run,
+                        j,
+                        outcome,
+                        duration_ms,
+                    );
+                }
+            }
             let resource_started = Instant::now();
             let blocker = plan.before[i]
                 .iter()
-                .find(|&&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
+                .find(|&&p| matches!(run.status[p], Some(Status::Failed | Status::Skipped)));
+            let staged_before = batch.len();
             let outcome = if *stop.borrow() {
                 self.cancel.0.cut_short.store(true, Ordering::Relaxed);
                 Outcome::failed(NOT_APPLIED)
@@ -272,9 +298,10 @@ impl Engine {
                     noop: options.noop,
                     search_path: &self.search_path,
                     secret_file_dir: &self.secret_file_dir,
-                    refreshed_by: refreshed_by[i].map(|r| catalog.resources[r].name.as_str()),
+                    refreshed_by: run.refreshed_by[i].map(|r| catalog.resources[r].name.as_str()),
                     secret_triggered: resource.secret_triggered,
                     ran_before,
+                    writes: batched.then_some(&batch),
                 };
                 // Dropping the provider's future kills the process group of
                 // a command it runs and removes its transient secret file.
@@ -287,35 +314,45 @@ impl Engine {
                     }
                 }
             };
-
-            status[i] = Some(outcome.status);
-            if outcome.status == Status::Changed {
-                for &t in &plan.notifies[i] {
-                    refreshed_by[t].get_or_insert(i);
-                }
+            let duration_ms = millis(resource_started);
+            if batched {
+                in_batch[i] = true;
+                held.push(Held {
+                    index: i,
+                    outcome,
+                    duration_ms,
+                    writes: staged_before..batch.len(),
+                });
+            } else {
+                self.finish(
+                    catalog,
+                    &plan,
+                    &scrubber,
+                    options,
+                    &mut run,
+                    i,
+                    outcome,
+                    duration_ms,
+                );
             }
-            if !options.noop && matches!(outcome.status, Status::Changed | Status::Unchanged) {
-                self.record_success(catalog, i, outcome.status);
-                if resource.secret_triggered {
-                    triggered_applied.push(resource.name.clone());
-                }
-            }
-            let result = ResourceResult {
-                name: resource.name.clone(),
-                resource_type: resource.kind.type_name().to_owned(),
-                status: outcome.status,
-                duration_ms: millis(resource_started),
-                message: scrubber.scrub(&outcome.message),
-                output: outcome.output.map(|mut o| {
-                    o.stdout = scrubber.scrub(&o.stdout);
-                    o.stderr = scrubber.scrub(&o.stderr);
-                    o
-                }),
-                diff: outcome.diff.map(|d| scrubber.scrub(&d)),
-            };
-            log_result(&result);
-            results.push(result);
         }
+        for (j, outcome, duration_ms) in commit_batch(&batch, &mut held, &mut in_batch) {
+            self.finish(
+                catalog,
+                &plan,
+                &scrubber,
+                options,
+                &mut run,
+                j,
+                outcome,
+                duration_ms,
+            );
+        }
+        let Run {
+            results,
+            triggered_applied,
+            ..
+        } = run;
 
         if !options.noop {
             self.state.retain_resources(catalog);
@@ -333,6 +370,53 @@ impl Engine {
             secret_triggered_applied: triggered_applied,
             duration_ms: millis(started),
         }
+    }
+
+    /// Records resource `i`'s outcome: its status, the refresh events it
+    /// sends, its state record and its line of the report.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the per-apply context of one loop, passed by reference"
+    )]
+    fn finish(
+        &mut self,
+        catalog: &Catalog,
+        plan: &Plan,
+        scrubber: &Scrubber,
+        options: ApplyOptions,
+        run: &mut Run,
+        i: usize,
+        outcome: Outcome,
+        duration_ms: u64,
+    ) {
+        let resource = &catalog.resources[i];
+        run.status[i] = Some(outcome.status);
+        if outcome.status == Status::Changed {
+            for &t in &plan.notifies[i] {
+                run.refreshed_by[t].get_or_insert(i);
+            }
+        }
+        if !options.noop && matches!(outcome.status, Status::Changed | Status::Unchanged) {
+            self.record_success(catalog, i, outcome.status);
+            if resource.secret_triggered {
+                run.triggered_applied.push(resource.name.clone());
+            }
+        }
+        let result = ResourceResult {
+            name: resource.name.clone(),
+            resource_type: resource.kind.type_name().to_owned(),
+            status: outcome.status,
+            duration_ms,
+            message: scrubber.scrub(&outcome.message),
+            output: outcome.output.map(|mut o| {
+                o.stdout = scrubber.scrub(&o.stdout);
+                o.stderr = scrubber.scrub(&o.stderr);
+                o
+            }),
+            diff: outcome.diff.map(|d| scrubber.scrub(&d)),
+        };
+        log_result(&result);
+        run.results.push(result);
     }
 
     /// Stores the fingerprint of what was applied and, for an exec that
@@ -365,6 +449,45 @@ async fn apply_one(kind: &ResourceKind, when: vigo_catalog::When, ctx: &Context<
         ResourceKind::Group(spec) => providers::account::apply_group(spec, ctx).await,
         ResourceKind::Line(spec) => providers::line::apply(spec, ctx.noop),
     }
+}
+
+/// What one apply has decided so far.
+struct Run {
+    status: Vec<Option<Status>>,
+    /// Per resource: the changed resource whose `notify` reached it.
+    refreshed_by: Vec<Option<usize>>,
+    results: Vec<ResourceResult>,
+    triggered_applied: Vec<String>,
+}
+
+/// A file resource applied inside the open batch, reported at its commit.
+struct Held {
+    index: usize,
+    outcome: Outcome,
+    duration_ms: u64,
+    /// Its writes in the batch (none when it was in sync or failed).
+    writes: Range<usize>,
+}
+
+/// Commits the batch and hands back the held resources in the order they
+/// were applied, each failed whose write did not become durable.
+fn commit_batch(
+    batch: &WriteBatch,
+    held: &mut Vec<Held>,
+    in_batch: &mut [bool],
+) -> Vec<(usize, Outcome, u64)> {
+    let failures = batch.commit();
+    held.drain(..)
+        .map(|h| {
+            in_batch[h.index] = false;
+            let failed = failures.iter().find(|f| h.writes.contains(&f.position));
+            let outcome = match failed {
+                Some(failure) => Outcome::failed(failure.message.clone()),
+                None => h.outcome,
+            };
+            (h.index, outcome, h.duration_ms)
+        })
+        .collect()
 }
 
 fn millis(since: Instant) -> u64 {

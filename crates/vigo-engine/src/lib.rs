@@ -16,7 +16,7 @@
 //! `secret_file`, `creates`, timeout killing the whole group), `service`
 //! (`systemctl`) and `package` (apt, dnf or apk).
 //!
-//! The envoy's own record ([`StateStore`], SPEC 6.4) lives in the data
+//! The envoy's own record ([`StateStore`], docs/operations.md "Security model") lives in the data
 //! folder: keyed fingerprints of what was applied and which execs have
 //! succeeded, never a secret value or a copy of the catalog.
 //!
@@ -24,6 +24,7 @@
 //! a tokio runtime; file work is short and done inline.
 
 mod atomic;
+mod batch;
 mod command;
 mod diff;
 mod engine;

@@ -2,7 +2,7 @@
 //!
 //! Every message and every byte of command output that goes into a
 //! [`Report`](crate::Report) passes through a [`Scrubber`] built from the
-//! values the catalog carries (SPEC 6.3).
+//! values the catalog carries (docs/ARCHITECTURE.md "A check-in").
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The envoy's own record of what it applied (SPEC 6.4).
+//! The envoy's own record of what it applied (docs/operations.md "Security model").
 //!
 //! `<data_dir>/state.json` (0600) holds, per resource, a keyed fingerprint
 //! of what was last applied and, for execs, whether the command has ever

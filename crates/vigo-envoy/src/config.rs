@@ -1,4 +1,4 @@
-//! `envoy.yaml` (SPEC 6.1).
+//! `envoy.yaml` (docs/operations.md "An envoy").
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! The envoy's key and certificate, and enrollment (SPEC 6.2).
+//! The envoy's key and certificate, and enrollment (docs/operations.md "Enroll envoys").
 //!
 //! Files in the data folder (0700):
 //! - `envoy.key`: the private key, 0600, made once and never sent anywhere;

@@ -1,8 +1,8 @@
 //! The envoy's side of the Vigo protocol.
 //!
-//! [`EnvoyConfig`] reads `envoy.yaml` (SPEC 6.1); [`Identity`] holds the
+//! [`EnvoyConfig`] reads `envoy.yaml` (docs/operations.md "An envoy"); [`Identity`] holds the
 //! envoy's private key and certificate in its data folder and runs
-//! enrollment (SPEC 6.2); [`Session`] talks to the server over mutual TLS
+//! enrollment (docs/operations.md "Enroll envoys"); [`Session`] talks to the server over mutual TLS
 //! (check-in, report, the wait channel); [`run_loop`] ties them to the
 //! engine: check in, apply, report, then wait for the next interval or for
 //! the server to call. [`facts`] collects what the check-in reports.

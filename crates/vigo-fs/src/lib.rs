@@ -14,17 +14,24 @@
 //! [`remove_stale_temp_files`] removes those of one target before it is
 //! written again.
 //!
+//! [`stage`], [`sync_all`], [`Staged::commit`] and [`sync_dirs`] split the
+//! same replacement into steps, so that many files are flushed together.
+//!
 //! (The local secrets backend keeps its own variant: it also creates files
 //! that must not exist yet, under a folder lock, with temporary names its
 //! watcher knows.)
 
+mod staged;
+
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use staged::{Staged, folder, stage, sync_all, sync_dirs};
 
 /// Replaces `target` with `contents`, mode `mode`.
 pub fn replace_file(target: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
@@ -33,32 +40,19 @@ pub fn replace_file(target: &Path, contents: &[u8], mode: u32) -> io::Result<()>
     })
 }
 
-/// Replaces `target` with `contents`; `finish` gives the synced temporary
-/// file its final attributes (mode, owner) before the rename.
+/// Replaces `target` with `contents`; `finish` gives the temporary file its
+/// final attributes (mode, owner), then it is synced and renamed over the
+/// target, and the folder is synced. To make many files durable together,
+/// use [`stage`] and [`sync_all`] instead.
 pub fn replace_file_with(
     target: &Path,
     contents: &[u8],
     finish: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = folder_of(target);
-    let temp = dir.join(temp_name(target));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        finish(&file)?;
-        drop(file);
-        fs::rename(&temp, target)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written?;
-    sync_dir(dir)
+    let staged = stage(target, contents, finish)?;
+    staged.sync()?;
+    staged.commit()?;
+    sync_dir(folder_of(target))
 }
 
 /// Removes the temporary files that an interrupted [`replace_file_with`] of
@@ -154,13 +148,9 @@ fn temp_name(target: &Path) -> OsString {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use vigo_test_support::mode;
 
     use super::*;
-
-    fn mode(file: &Path) -> u32 {
-        fs::metadata(file).unwrap().permissions().mode() & 0o777
-    }
 
     #[test]
     fn replaces_the_file_with_its_mode_and_leaves_nothing_behind() {

@@ -34,19 +34,24 @@ mod tests {
     #[error("inline: {0}")]
     struct Inline(#[source] std::io::Error);
 
-    #[test]
-    fn chain_skips_causes_already_printed() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(error_chain(&Outer(Inline(io))), "outer: inline: gone");
-    }
-
     #[derive(Debug, thiserror::Error)]
     #[error("reading 'a.yaml'")]
     struct Reading(#[source] std::io::Error);
 
+    fn gone() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "gone")
+    }
+
     #[test]
-    fn chain_joins_every_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(error_chain(&Reading(io)), "reading 'a.yaml': gone");
+    fn chain_joins_every_cause_once() {
+        let cases: [(&(dyn std::error::Error + 'static), &str); 2] = [
+            // A cause the message already printed is skipped.
+            (&Outer(Inline(gone())), "outer: inline: gone"),
+            // A cause the message did not print is joined.
+            (&Reading(gone()), "reading 'a.yaml': gone"),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error_chain(error), expected);
+        }
     }
 }

@@ -65,11 +65,16 @@ where
         let message = collector.message.unwrap_or_default();
         let timestamp = self.options.timestamps.then(timestamp_now);
 
-        let line = match self.format {
-            LogFormat::Text => text_line(timestamp.as_deref(), level, &message, &fields),
-            LogFormat::Json => json_line(timestamp.as_deref(), level, &message, &fields),
+        let line = Line {
+            timestamp: timestamp.as_deref(),
+            level,
+            message: &message,
+            fields: &fields,
         };
-        writer.write_str(&line)
+        writer.write_str(&match self.format {
+            LogFormat::Text => line.text(),
+            LogFormat::Json => line.json(),
+        })
     }
 }
 
@@ -151,58 +156,58 @@ fn push_escaped_control(out: &mut String, c: char) {
     }
 }
 
-fn text_line(
-    timestamp: Option<&str>,
-    level: &str,
-    message: &str,
-    fields: &[(String, Value)],
-) -> String {
-    let mut line = String::new();
-    if let Some(timestamp) = timestamp {
-        line.push_str(timestamp);
-        line.push(' ');
-    }
-    line.push_str(level);
-    if !message.is_empty() {
-        line.push(' ');
-        message
-            .chars()
-            .for_each(|c| push_escaped_control(&mut line, c));
-    }
-    for (name, value) in fields {
-        line.push(' ');
-        line.push_str(name);
-        line.push('=');
-        match value {
-            Value::String(text) => line.push_str(&quote_value(text)),
-            other => line.push_str(&quote_value(&other.to_string())),
-        }
-    }
-    line.push('\n');
-    line
+/// One event, ready to be written in either format.
+struct Line<'a> {
+    timestamp: Option<&'a str>,
+    level: &'a str,
+    message: &'a str,
+    fields: &'a [(String, Value)],
 }
 
-fn json_line(
-    timestamp: Option<&str>,
-    level: &str,
-    message: &str,
-    fields: &[(String, Value)],
-) -> String {
-    let mut line = String::from("{");
-    push_json_entry(&mut line, "level", &Value::from(level));
-    push_json_entry(&mut line, "message", &Value::from(message));
-    for (name, value) in fields {
-        if RESERVED_JSON_KEYS.contains(&name.as_str()) {
-            push_json_entry(&mut line, &format!("field.{name}"), value);
-        } else {
-            push_json_entry(&mut line, name, value);
+impl Line<'_> {
+    fn text(&self) -> String {
+        let mut line = String::new();
+        if let Some(timestamp) = self.timestamp {
+            line.push_str(timestamp);
+            line.push(' ');
         }
+        line.push_str(self.level);
+        if !self.message.is_empty() {
+            line.push(' ');
+            self.message
+                .chars()
+                .for_each(|c| push_escaped_control(&mut line, c));
+        }
+        for (name, value) in self.fields {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            match value {
+                Value::String(text) => line.push_str(&quote_value(text)),
+                other => line.push_str(&quote_value(&other.to_string())),
+            }
+        }
+        line.push('\n');
+        line
     }
-    if let Some(timestamp) = timestamp {
-        push_json_entry(&mut line, "timestamp", &Value::from(timestamp));
+
+    fn json(&self) -> String {
+        let mut line = String::from("{");
+        push_json_entry(&mut line, "level", &Value::from(self.level));
+        push_json_entry(&mut line, "message", &Value::from(self.message));
+        for (name, value) in self.fields {
+            if RESERVED_JSON_KEYS.contains(&name.as_str()) {
+                push_json_entry(&mut line, &format!("field.{name}"), value);
+            } else {
+                push_json_entry(&mut line, name, value);
+            }
+        }
+        if let Some(timestamp) = self.timestamp {
+            push_json_entry(&mut line, "timestamp", &Value::from(timestamp));
+        }
+        line.push_str("}\n");
+        line
     }
-    line.push_str("}\n");
-    line
 }
 
 fn push_json_entry(line: &mut String, key: &str, value: &Value) {

@@ -1,11 +1,10 @@
 //! Vigo's certificate authority, certificates and TLS configurations.
 //!
-//! The server runs its own CA (SPEC 4.2): on first start it generates a
-//! self-signed CA and a server certificate signed by it, and stores both
-//! private keys as secrets. Envoys enroll by sending a certificate signing
-//! request (SPEC 6.2); the server signs it with the CA, and from then on every
-//! request is mutually authenticated and the certificate's name is the envoy's
-//! identity.
+//! The server runs its own CA (docs/secrets.md "First start"): on first start it generates a
+//! self-signed CA and a server certificate signed by it, and stores both private keys as secrets.
+//! Envoys enroll by sending a certificate signing request (docs/operations.md "Enroll envoys"); the
+//! server signs it with the CA, and from then on every request is mutually authenticated and the
+//! certificate's name is the envoy's identity.
 //!
 //! Main items:
 //! - [`CertifiedKey`]: a certificate in PEM with its private key, the key held

@@ -197,54 +197,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn handshake_with_envoy_certificate() {
-        let pki = pki();
-        let identity = envoy(&pki.ca, "db1.example.com");
-        let client = client_tls_config(&pki.ca.cert_pem, Some(&identity)).unwrap();
-        let (server, client) = handshake(pki.server, client, "localhost").await;
-        assert_eq!(server.unwrap().as_deref(), Some("db1.example.com"));
-        client.unwrap();
+    async fn handshakes_succeed_and_name_the_client_envoy() {
+        // (server name the envoy dials, envoy certificate it presents)
+        let cases = [
+            ("localhost", Some("db1.example.com")),
+            ("localhost", None),
+            // The server certificate also holds the loopback address.
+            ("127.0.0.1", None),
+        ];
+        for (server_name, envoy_name) in cases {
+            let pki = pki();
+            let identity = envoy_name.map(|name| envoy(&pki.ca, name));
+            let client = client_tls_config(&pki.ca.cert_pem, identity.as_ref()).unwrap();
+            let (server, client) = handshake(pki.server, client, server_name).await;
+            assert_eq!(server.unwrap().as_deref(), envoy_name, "{server_name}");
+            client.unwrap();
+        }
+    }
+
+    /// `checking` refused its peer's certificate as untrusted, and the
+    /// handshake failed on the `other` side too.
+    fn assert_untrusted<T: std::fmt::Debug>(
+        checking: Result<T, String>,
+        other: Result<impl Sized, String>,
+    ) {
+        let err = checking.unwrap_err();
+        assert!(err.contains("invalid peer certificate"), "{err}");
+        assert!(other.is_err());
     }
 
     #[tokio::test]
-    async fn handshake_without_client_certificate() {
-        let pki = pki();
-        let client = client_tls_config(&pki.ca.cert_pem, None).unwrap();
-        let (server, client) = handshake(pki.server, client, "localhost").await;
-        assert_eq!(server.unwrap(), None);
-        client.unwrap();
-    }
-
-    #[tokio::test]
-    async fn server_ip_name_verifies() {
-        let pki = pki();
-        let client = client_tls_config(&pki.ca.cert_pem, None).unwrap();
-        let (server, client) = handshake(pki.server, client, "127.0.0.1").await;
-        server.unwrap();
-        client.unwrap();
-    }
-
-    #[tokio::test]
-    async fn envoy_certificate_from_another_ca_is_rejected() {
-        let pki = pki();
+    async fn a_certificate_from_another_ca_is_rejected_by_its_peer() {
+        // Same name and key type as the real CA, another key.
         let rogue_ca = generate_ca("Vigo CA").unwrap();
-        let rogue = envoy(&rogue_ca, "db1.example.com");
-        let client = client_tls_config(&pki.ca.cert_pem, Some(&rogue)).unwrap();
-        let (server, client) = handshake(pki.server, client, "localhost").await;
-        let err = server.unwrap_err();
-        assert!(err.contains("invalid peer certificate"), "{err}");
-        assert!(client.is_err());
-    }
 
-    #[tokio::test]
-    async fn server_certificate_from_another_ca_is_rejected() {
-        let pki = pki();
-        let other_ca = generate_ca("Vigo CA").unwrap();
-        let client = client_tls_config(&other_ca.cert_pem, None).unwrap();
-        let (server, client) = handshake(pki.server, client, "localhost").await;
-        let err = client.unwrap_err();
-        assert!(err.contains("invalid peer certificate"), "{err}");
-        assert!(server.is_err());
+        // The envoy's certificate: the server refuses it.
+        let real = pki();
+        let rogue = envoy(&rogue_ca, "db1.example.com");
+        let client = client_tls_config(&real.ca.cert_pem, Some(&rogue)).unwrap();
+        let (server, client) = handshake(real.server, client, "localhost").await;
+        assert_untrusted(server, client);
+
+        // The server's certificate: an envoy trusting another CA refuses it.
+        let real = pki();
+        let client = client_tls_config(&rogue_ca.cert_pem, None).unwrap();
+        let (server, client) = handshake(real.server, client, "localhost").await;
+        assert_untrusted(client, server);
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! The result of one apply: per-resource outcomes and a summary (SPEC 6.3).
+//! The result of one apply: per-resource outcomes and a summary (docs/ARCHITECTURE.md "A
+//! check-in").
 //!
 //! The engine (`vigo-engine`) produces a [`Report`], `vigoenvoy` prints it
 //! and posts it to the server, which stores it. Every text in it has already
@@ -119,7 +120,7 @@ impl Summary {
 }
 
 impl fmt::Display for Summary {
-    /// `N resources: A changed, B failed, C skipped, D unchanged` (SPEC 6.1).
+    /// `N resources: A changed, B failed, C skipped, D unchanged` (docs/operations.md "An envoy").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,

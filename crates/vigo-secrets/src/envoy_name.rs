@@ -1,4 +1,5 @@
-//! Envoy names (SPEC 6.1, 6.2): the one rule for what an envoy may be called.
+//! Envoy names (docs/operations.md "An envoy", "Enroll envoys"): the one rule for what an envoy may
+//! be called.
 //!
 //! An envoy's name is its identity: the common name and only DNS name of its
 //! certificate, the key of its database row, the name its catalog is compiled
@@ -9,11 +10,9 @@
 //! It lives in this crate, the lowest one the PKI, the server, the envoy and
 //! the CLI all depend on, so all four share this single rule.
 
-use std::fmt;
 use std::ops::Deref;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::checked_text::{checked_text_impls, truncate_for_display};
 
 /// The longest envoy name, in bytes (a DNS name).
 pub const MAX_ENVOY_NAME_LEN: usize = 253;
@@ -93,46 +92,11 @@ impl EnvoyName {
     }
 }
 
-fn truncate_for_display(input: &str) -> String {
-    const SHOWN: usize = 80;
-    if input.len() <= SHOWN {
-        return input.to_owned();
-    }
-    let mut end = SHOWN;
-    while !input.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &input[..end])
-}
-
-impl fmt::Debug for EnvoyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EnvoyName({:?})", self.0)
-    }
-}
-
-impl fmt::Display for EnvoyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for EnvoyName {
-    type Err = EnvoyNameError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
+checked_text_impls!(EnvoyName, EnvoyNameError);
 
 impl Deref for EnvoyName {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for EnvoyName {
-    fn as_ref(&self) -> &str {
         &self.0
     }
 }
@@ -152,19 +116,6 @@ impl PartialEq<str> for EnvoyName {
 impl PartialEq<&str> for EnvoyName {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
-    }
-}
-
-impl Serialize for EnvoyName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for EnvoyName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,13 +1,16 @@
-//! The isopass backend (SPEC 4.3): secrets kept by an external HTTPS API.
+//! The isopass backend (docs/secrets.md "The isopass backend"): secrets kept by an external HTTPS
+//! API.
 //!
 //! The contract Vigo speaks, with `Authorization: Bearer <token>` on every
 //! request:
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /v1/secrets/{path}` | 200 `{"path":"vigo/db/dsn","version":3,"value":"..."}`; 404 when absent |
+//! | `GET /v1/secrets/{path}` | 200 `{"path":"vigo/db/dsn","version":3,"value":"..."}`; 404 when
+//! absent |
 //! | `PUT /v1/secrets/{path}` body `{"value":"..."}` | 200 `{"path":"...","version":4}` |
-//! | `POST /v1/versions` body `{"paths":["a/b","c/d"]}` | 200 `{"versions":{"a/b":3}}` (absent paths omitted) |
+//! | `POST /v1/versions` body `{"paths":["a/b","c/d"]}` | 200 `{"versions":{"a/b":3}}` (absent
+//! paths omitted) |
 //! | any, bad token | 401 |
 //!
 //! Vigo's extension, used by `list` and `delete` only (`vigocli secrets
@@ -68,7 +71,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(800)];
 
 /// Where isopass is and how to authenticate to it (the `secrets:` keys of
-/// the server config, SPEC 3).
+/// the server config, docs/operations.md "The server").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsopassConfig {
     /// Base URL, e.g. `https://isopass.internal:8443`; a path after the host

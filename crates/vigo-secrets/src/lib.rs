@@ -17,6 +17,7 @@
 //! - [`EnvoyName`]: a validated, lower-case envoy name, the one rule every
 //!   crate that handles envoy identities shares.
 
+mod checked_text;
 mod envoy_name;
 mod error;
 mod isopass;

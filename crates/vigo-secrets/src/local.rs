@@ -1,5 +1,5 @@
-//! The local backend (SPEC 4.2): one AES-256-GCM file per secret under a
-//! master key.
+//! The local backend (docs/secrets.md "The local store (default)"): one AES-256-GCM file per secret
+//! under a master key.
 //!
 //! `secret:vigo/db/dsn` lives in `<secrets_dir>/vigo/db/dsn`. The file
 //! format is described in `local/format.rs`; crash-safe writing, the write
@@ -375,6 +375,11 @@ mod tests {
         LocalProvider::new(MasterKey::from_bytes([9; 32]), dir.join("secrets"))
     }
 
+    /// Whether `result` failed as "not found".
+    fn not_found<T>(result: Result<T, SecretError>) -> bool {
+        result.is_err_and(|e| e.is_not_found())
+    }
+
     fn path(p: &str) -> SecretPath {
         SecretPath::parse(p).unwrap()
     }
@@ -386,12 +391,7 @@ mod tests {
         let err = p.get(&path("vigo/db/dsn")).await.unwrap_err();
         assert!(err.is_not_found());
         assert_eq!(err.to_string(), "file not found");
-        assert!(
-            p.delete(&path("vigo/db/dsn"))
-                .await
-                .unwrap_err()
-                .is_not_found()
-        );
+        assert!(not_found(p.delete(&path("vigo/db/dsn")).await));
         assert!(
             !dir.path().join("secrets").exists(),
             "a read created the folder"
@@ -426,12 +426,7 @@ mod tests {
         assert!(p.delete(&path("vigo/db")).await.unwrap_err().is_not_found());
         assert!(p.versions(&[path("vigo/db")]).await.unwrap().is_empty());
         // A secret below an existing secret's file cannot be read or written.
-        assert!(
-            p.get(&path("vigo/db/dsn/x"))
-                .await
-                .unwrap_err()
-                .is_not_found()
-        );
+        assert!(not_found(p.get(&path("vigo/db/dsn/x")).await));
         assert!(
             p.set(&path("vigo/db/dsn/x"), &SecretValue::from("v"))
                 .await

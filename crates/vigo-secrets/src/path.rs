@@ -1,12 +1,11 @@
-//! Secret paths and `secret:` references (SPEC 4.1).
+//! Secret paths and `secret:` references (docs/secrets.md "References").
 //!
 //! A path is validated once, when it is parsed; everything downstream takes a
 //! [`SecretPath`] and so can never be handed `../../etc/shadow`.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::checked_text::{checked_text_impls, truncate_for_display};
 
 /// The prefix that marks a config string as a secret reference.
 pub const SECRET_PREFIX: &str = "secret:";
@@ -88,55 +87,7 @@ impl SecretPath {
     }
 }
 
-fn truncate_for_display(input: &str) -> String {
-    const SHOWN: usize = 80;
-    if input.len() <= SHOWN {
-        return input.to_owned();
-    }
-    let mut end = SHOWN;
-    while !input.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &input[..end])
-}
-
-impl fmt::Debug for SecretPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretPath({:?})", self.0)
-    }
-}
-
-impl fmt::Display for SecretPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for SecretPath {
-    type Err = PathError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl AsRef<str> for SecretPath {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Serialize for SecretPath {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretPath {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+checked_text_impls!(SecretPath, PathError);
 
 /// A `secret:<path>` reference found in a config value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -13,7 +13,6 @@ mod isopass;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -48,9 +47,7 @@ async fn local() -> Backend {
 }
 
 async fn isopass() -> Backend {
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (site, standin, provider) = TlsSite::serving().await;
     Backend {
         provider: Box::new(provider),
         _keep: vec![Box::new(StopOnDrop(Some(standin))), Box::new(site)],
@@ -80,22 +77,17 @@ const TOKEN: &str = "tok-contract-0b8e41";
 impl TlsSite {
     fn new() -> TlsSite {
         let dir = tempfile::tempdir().unwrap();
-        let ca = vigo_pki::generate_ca("isopass stand-in test CA").unwrap();
-        let server = vigo_pki::issue_server_cert(
-            &ca,
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        )
-        .unwrap();
-        fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-        fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-        fs::write(
-            dir.path().join("server.key"),
-            server.key_pem.expose_secret(),
-        )
-        .unwrap();
+        vigo_test_support::write_loopback_tls(dir.path(), "isopass stand-in test CA");
         write_private(&dir.path().join("token"), &format!("{TOKEN}\n"));
         TlsSite { dir }
+    }
+
+    /// A new site, a stand-in serving it, and a client of that stand-in.
+    async fn serving() -> (TlsSite, isopass_standin::Handle, IsopassProvider) {
+        let site = TlsSite::new();
+        let standin = site.spawn().await;
+        let provider = site.provider(&standin);
+        (site, standin, provider)
     }
 
     fn file(&self, name: &str) -> PathBuf {

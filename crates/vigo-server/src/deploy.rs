@@ -1,5 +1,5 @@
 //! Deploying config changes: loading the config repository again while
-//! the server runs (SPEC 4.4, 7 `config reload` / `config status`).
+//! the server runs (docs/secrets.md "Fail-fast", `config reload` / `config status`).
 //!
 //! Three things ask for a reload: a change under `config_dir` (a notify
 //! watcher, debounced: an editor's or `git checkout`'s burst of writes gives

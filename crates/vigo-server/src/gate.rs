@@ -1,5 +1,5 @@
 //! The rotation gate: what makes "Server notified — affected envoys will
-//! apply on next check-in" literally true (SPEC 4.5).
+//! apply on next check-in" literally true (docs/secrets.md "Rotation").
 //!
 //! Every change queued into the rotation flow holds a [`Ticket`] until the
 //! flow has acted on it (triggers and force-push recorded); the start-up

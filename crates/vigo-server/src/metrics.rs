@@ -156,14 +156,13 @@ impl Metrics {
     /// Records the size of a catalog answer.
     pub(crate) fn catalog_bytes(&self, bytes: usize) {
         // Precision loss above 2^53 bytes is irrelevant here.
-        #[allow(clippy::cast_precision_loss)]
         let bytes = bytes as f64;
         self.record(|| histogram!(CATALOG_BYTES).record(bytes));
     }
 
     /// Sets the number of triggers queued for `envoy`.
     pub(crate) fn queued_triggers(&self, envoy: &str, count: usize) {
-        #[allow(clippy::cast_precision_loss)]
+        // Exact: far fewer than 2^53 triggers.
         let count = count as f64;
         let envoy = envoy.to_owned();
         self.record(|| gauge!(QUEUED_TRIGGERS, "envoy" => envoy).set(count));

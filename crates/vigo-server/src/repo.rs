@@ -1,6 +1,6 @@
 //! The config repository as the server serves it: a [`RepoSnapshot`] of the
 //! loaded repository together with the value of every secret it references,
-//! resolved once per load (SPEC 4.4) so that compiling a catalog at check-in
+//! resolved once per load (docs/secrets.md "Fail-fast") so that compiling a catalog at check-in
 //! never touches the secrets backend, and the [`Revision`] it was loaded
 //! from (a content hash, and the git commit of a checkout).
 

@@ -1,4 +1,4 @@
-//! The rotation flow (SPEC 4.5): what happens when a secret changes.
+//! The rotation flow (docs/secrets.md "Rotation"): what happens when a secret changes.
 //!
 //! A change reaches the server from `vigocli secrets set` (the admin call,
 //! `api/secrets.rs`), from the start-up comparison of versions, from a

@@ -1,4 +1,4 @@
-//! Starting the server (SPEC 4.2, 4.4): config, secrets backend, first
+//! Starting the server (docs/secrets.md "First start", "Fail-fast"): config, secrets backend, first
 //! start, resolution of every secret, the exported CA certificate, TLS and
 //! the listening socket. Every step either succeeds or ends the start with
 //! an error; nothing falls back.
@@ -32,7 +32,7 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     /// Holds check-ins until the start-up comparison of secret versions
-    /// has queued its changes (SPEC 4.5).
+    /// has queued its changes (docs/secrets.md "Rotation").
     reconciling: Ticket,
 }
 
@@ -138,7 +138,7 @@ impl Server {
     /// flow, the config reloader (watcher and SIGHUP) and the check-in
     /// writer — each supervised: restarted when it fails, `/healthz` 503
     /// meanwhile — the secret watchers and, once, the start-up
-    /// reconciliation of secret versions (SPEC 4.5), which check-ins wait
+    /// reconciliation of secret versions (docs/secrets.md "Rotation"), which check-ins wait
     /// for.
     pub async fn serve<F>(self, shutdown: F)
     where

@@ -25,7 +25,7 @@ use crate::rotation::{RotationQueue, RotationWorker};
 use crate::supervise::Health;
 use crate::waiters::Waiters;
 
-/// The secrets the server itself uses (SPEC 4.2), loaded at start.
+/// The secrets the server itself uses (docs/secrets.md "First start"), loaded at start.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerSecrets {
     /// The CA: signs envoy certificates; its certificate is the trust root.
@@ -87,7 +87,7 @@ pub(crate) struct State {
     pub waiters: Waiters,
     /// The Prometheus metrics of this server.
     pub metrics: Metrics,
-    /// The queue into the rotation flow (SPEC 4.5).
+    /// The queue into the rotation flow (docs/secrets.md "Rotation").
     pub rotation: RotationQueue,
     /// Unchanged check-ins waiting to be written.
     pub checkins: CheckinBuffer,

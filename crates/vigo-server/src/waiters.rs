@@ -1,4 +1,4 @@
-//! The wake-up registry behind `GET /v1/wait` (SPEC 4.5).
+//! The wake-up registry behind `GET /v1/wait` (docs/secrets.md "Rotation").
 //!
 //! An envoy holds a wait open; it costs nothing while nothing concerns the
 //! envoy: no timer, no database read. Whoever sets force-push, queues

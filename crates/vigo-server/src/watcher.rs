@@ -1,4 +1,4 @@
-//! The secret watchers (SPEC 4.5): noticing that a secret the server uses
+//! The secret watchers (docs/secrets.md "Rotation"): noticing that a secret the server uses
 //! changed in the backend without anyone telling the server, and running the
 //! rotation flow for it.
 //!
@@ -790,7 +790,6 @@ mod tests {
     /// task logs into this thread's subscriber.)
     #[tokio::test(flavor = "current_thread")]
     async fn the_poller_survives_an_isopass_outage() {
-        use std::net::{IpAddr, Ipv4Addr};
         use std::os::unix::fs::PermissionsExt;
 
         use isopass_standin::{StandinOptions, Transport};
@@ -807,17 +806,8 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let dir = tempfile::tempdir().unwrap();
-        let ca = vigo_pki::generate_ca("watcher test CA").unwrap();
-        let server = vigo_pki::issue_server_cert(
-            &ca,
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        )
-        .unwrap();
+        vigo_test_support::write_loopback_tls(dir.path(), "watcher test CA");
         let file = |name: &str| dir.path().join(name);
-        std::fs::write(file("ca.pem"), &ca.cert_pem).unwrap();
-        std::fs::write(file("server.pem"), &server.cert_pem).unwrap();
-        std::fs::write(file("server.key"), server.key_pem.expose_secret()).unwrap();
         let token = "tok-watcher-canary-5d1e";
         std::fs::write(file("token"), token).unwrap();
         std::fs::set_permissions(file("token"), std::fs::Permissions::from_mode(0o600)).unwrap();

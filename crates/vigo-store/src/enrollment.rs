@@ -1,4 +1,4 @@
-//! Enrollment requests (SPEC 6.2): a pending request is bound to the key
+//! Enrollment requests (docs/operations.md "Enroll envoys"): a pending request is bound to the key
 //! that first asked for its name, and unauthenticated requests are capped.
 //!
 //! See [`Store::record_enrollment_request`](crate::Store::record_enrollment_request),

@@ -1,6 +1,7 @@
-//! Vigo's database layer (SPEC 8): envoys and their enrollment, one-time
-//! enrollment tokens, queued rotation triggers, envoy reports, the secret
-//! versions the server has seen, the secret audit log and secret deliveries.
+//! Vigo's database layer (docs/secrets.md "What is stored"; docs/operations.md "Replicas behind
+//! HAProxy"): envoys and their enrollment, one-time enrollment tokens, queued rotation triggers,
+//! envoy reports, the secret versions the server has seen, the secret audit log and secret
+//! deliveries.
 //!
 //! [`connect`] picks the backend from the DSN — the embedded SQLite file
 //! (`sqlite:///…/vigo.db?key=<64 hex>`, encrypted at rest with SQLCipher) or
@@ -29,6 +30,7 @@ mod sqlite;
 mod store;
 mod wake;
 
+use std::fmt;
 use std::sync::Arc;
 
 use vigo_secrets::SecretValue;
@@ -54,4 +56,18 @@ pub async fn connect(dsn: &SecretValue) -> Result<StoreHandle, StoreError> {
             Ok(Arc::new(postgres::PostgresStore::connect(*parsed).await?))
         }
     }
+}
+
+/// `Name { field: value, .. }`: the Debug print of a type that holds connect
+/// options (with their password or key) or a live connection, showing only
+/// the one field that says what it is connected to.
+fn debug_one_field(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    field: &str,
+    value: &dyn fmt::Debug,
+) -> fmt::Result {
+    f.debug_struct(name)
+        .field(field, value)
+        .finish_non_exhaustive()
 }

@@ -87,6 +87,39 @@ impl fmt::Display for Backend {
     }
 }
 
+/// The one word a unit enum is stored (and displayed) as: `as_str`,
+/// `Display` with that word, and `FromStr` back from exactly that word,
+/// written once so the two directions cannot disagree.
+macro_rules! stored_word {
+    ($enum:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $enum {
+            #[doc = concat!("The stored (and displayed) form: ", $(" `", $word, "`",)+ ".")]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $enum {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $enum {
+            type Err = String;
+
+            fn from_str(input: &str) -> Result<Self, Self::Err> {
+                match input {
+                    $($word => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("unknown ", $what, " '{}'"), other)),
+                }
+            }
+        }
+    };
+}
+
 /// Where an envoy stands in enrollment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EnvoyStatus {
@@ -98,35 +131,11 @@ pub enum EnvoyStatus {
     Revoked,
 }
 
-impl EnvoyStatus {
-    /// The stored (and displayed) form: `pending`, `approved` or `revoked`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Revoked => "revoked",
-        }
-    }
-}
-
-impl fmt::Display for EnvoyStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EnvoyStatus {
-    type Err = String;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        match input {
-            "pending" => Ok(Self::Pending),
-            "approved" => Ok(Self::Approved),
-            "revoked" => Ok(Self::Revoked),
-            other => Err(format!("unknown envoy status '{other}'")),
-        }
-    }
-}
+stored_word!(EnvoyStatus, "envoy status", {
+    Pending => "pending",
+    Approved => "approved",
+    Revoked => "revoked",
+});
 
 /// One envoy as the server knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,33 +274,10 @@ pub enum AuditEvent {
     Deleted,
 }
 
-impl AuditEvent {
-    /// The stored form: `changed` or `deleted`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Changed => "changed",
-            Self::Deleted => "deleted",
-        }
-    }
-}
-
-impl fmt::Display for AuditEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AuditEvent {
-    type Err = String;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        match input {
-            "changed" => Ok(Self::Changed),
-            "deleted" => Ok(Self::Deleted),
-            other => Err(format!("unknown audit event '{other}'")),
-        }
-    }
-}
+stored_word!(AuditEvent, "audit event", {
+    Changed => "changed",
+    Deleted => "deleted",
+});
 
 /// One line of the secret audit log: who changed which secret to which
 /// version, never the value.

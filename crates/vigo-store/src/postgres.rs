@@ -19,7 +19,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 const MAX_CONNECTIONS: u32 = 10;
 
 /// How long to wait for a connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The [`Store`](crate::Store) over PostgreSQL.
 pub(crate) struct PostgresStore {
@@ -32,9 +32,7 @@ pub(crate) struct PostgresStore {
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The connect options hold the password: show only the target.
-        f.debug_struct("PostgresStore")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
+        crate::debug_one_field(f, "PostgresStore", "target", &self.target)
     }
 }
 
@@ -51,11 +49,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(|error| StoreError::Connect {
-                backend: Backend::Postgres,
-                target: target.clone(),
-                reason: scrub(&error.to_string(), &secrets),
-            })?;
+            .map_err(|error| connect_failed(&target, &secrets, &error))?;
         MIGRATOR
             .run(&pool)
             .await
@@ -68,5 +62,19 @@ impl PostgresStore {
             target,
             secrets,
         })
+    }
+}
+
+/// A failure to connect to `target`, the driver's reason scrubbed of the
+/// DSN's `secrets`.
+pub(crate) fn connect_failed(
+    target: &str,
+    secrets: &[zeroize::Zeroizing<String>],
+    error: &sqlx::Error,
+) -> StoreError {
+    StoreError::Connect {
+        backend: Backend::Postgres,
+        target: target.to_owned(),
+        reason: scrub(&error.to_string(), secrets),
     }
 }

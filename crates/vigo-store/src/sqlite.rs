@@ -43,9 +43,7 @@ pub(crate) struct SqliteStore {
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The connect options hold the key: show only the path.
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        crate::debug_one_field(f, "SqliteStore", "path", &self.path)
     }
 }
 

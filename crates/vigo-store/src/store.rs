@@ -26,8 +26,9 @@ use crate::wake::WakeListener;
 /// A shared store, as returned by [`connect`](crate::connect).
 pub type StoreHandle = Arc<dyn Store>;
 
-/// Vigo's persistent state (SPEC 8). Every method is safe to call
-/// concurrently, from one process or from several sharing a database.
+/// Vigo's persistent state (docs/secrets.md "What is stored"; docs/operations.md "Replicas behind
+/// HAProxy"). Every method is safe to call concurrently, from one process or from several sharing a
+/// database.
 #[async_trait]
 pub trait Store: crate::runs::RunStore + Send + Sync + fmt::Debug {
     /// Which backend this is.

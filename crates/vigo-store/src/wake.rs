@@ -29,10 +29,8 @@ use std::sync::OnceLock;
 
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
-use crate::dsn::scrub;
 use crate::error::StoreError;
-use crate::model::Backend;
-use crate::postgres::PostgresStore;
+use crate::postgres::{ACQUIRE_TIMEOUT, PostgresStore, connect_failed};
 use crate::sqlite::SqliteStore;
 
 /// The largest payload sent; PostgreSQL's limit is 7,999 bytes.
@@ -187,25 +185,13 @@ impl SqliteStore {
 impl PostgresStore {
     /// [`Store::notify_wake`](crate::Store::notify_wake) for PostgreSQL.
     pub(crate) async fn send_wake(&self, names: &[&str]) -> Result<(), StoreError> {
-        let payloads = payloads(origin(), names);
-        if payloads.is_empty() {
+        if names.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(StoreError::query("notify other replicas"))?;
-        for payload in payloads {
-            sqlx::query(NOTIFY_SQL)
-                .bind(payload)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("notify other replicas"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::query("notify other replicas"))
+        let failed = || StoreError::query("notify other replicas");
+        let mut tx = self.pool.begin().await.map_err(failed())?;
+        <sqlx::Postgres as NotifyInTx>::notify_wake(&mut tx, names).await?;
+        tx.commit().await.map_err(failed())
     }
 
     /// [`Store::wake_listener`](crate::Store::wake_listener) for PostgreSQL:
@@ -214,20 +200,15 @@ impl PostgresStore {
         let options = (*self.pool.connect_options())
             .clone()
             .application_name(LISTENER_APPLICATION_NAME);
-        let connect_error = |error: sqlx::Error| StoreError::Connect {
-            backend: Backend::Postgres,
-            target: self.target.clone(),
-            reason: scrub(&error.to_string(), &self.secrets),
-        };
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         let mut listener = PgListener::connect_with(&pool)
             .await
-            .map_err(connect_error)?;
+            .map_err(|error| connect_failed(&self.target, &self.secrets, &error))?;
         // A lost connection is reported, not silently re-made: the caller
         // must re-check its waits after a gap.
         listener.eager_reconnect(false);
@@ -258,9 +239,7 @@ pub struct WakeListener {
 
 impl fmt::Debug for WakeListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WakeListener")
-            .field("channel", &self.channel)
-            .finish_non_exhaustive()
+        crate::debug_one_field(f, "WakeListener", "channel", &self.channel)
     }
 }
 
@@ -304,13 +283,19 @@ impl WakeListener {
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_are_split_under_the_payload_limit() {
-        let names: Vec<String> = (0..1_000)
+    /// `count` envoy names, and the payloads origin `o1` sends for them.
+    fn announce(count: usize) -> (Vec<String>, Vec<String>) {
+        let names: Vec<String> = (0..count)
             .map(|i| format!("web-{i:05}.example.com"))
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let out = payloads("o1", &refs);
+        (names, out)
+    }
+
+    #[test]
+    fn names_are_split_under_the_payload_limit() {
+        let (names, out) = announce(1_000);
         assert!(out.len() > 1 && out.len() <= MAX_PAYLOADS, "{}", out.len());
         let mut seen = Vec::new();
         for payload in &out {
@@ -325,11 +310,7 @@ mod tests {
 
     #[test]
     fn too_many_names_become_one_recheck_of_everything() {
-        let names: Vec<String> = (0..10_000)
-            .map(|i| format!("web-{i:05}.example.com"))
-            .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out = payloads("o1", &refs);
+        let (_, out) = announce(10_000);
         assert_eq!(out, vec!["o1\n*".to_owned()]);
         assert_eq!(parse(&out[0], "other"), Some(Wake::All));
     }

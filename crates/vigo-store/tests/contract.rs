@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::Connection;
 use vigo_secrets::{SecretPath, SecretValue};
 use vigo_store::{
-    AuditEvent, CatalogSent, CheckinRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
+    AuditEvent, CatalogSent, CheckinRecord, EnvoyRecord, EnvoyRotation, EnvoyStatus, ReportSummary,
     RotationClaim, StoreError, StoreHandle, Timestamp, TokenRejection,
 };
 
@@ -76,6 +76,100 @@ impl TestDb {
     }
 }
 
+/// Awaits a store call that must succeed: `what` it did and to `whom` name
+/// it in the panic.
+async fn ok<T>(call: impl Future<Output = Result<T, StoreError>>, what: &str, whom: &str) -> T {
+    call.await.unwrap_or_else(|e| panic!("{what} {whom}: {e}"))
+}
+
+/// The envoy `name`'s enrollment request (a new one, or the one it has).
+async fn enroll(s: &StoreHandle, name: &str, csr: &str, at: Timestamp) -> EnvoyRecord {
+    ok(
+        s.upsert_enrollment_request(name, csr, at),
+        "enrolling",
+        name,
+    )
+    .await
+}
+
+/// Approves `name` with a certificate and its fingerprint.
+async fn approve(s: &StoreHandle, name: &str, cert: &str, fp: &str, at: Timestamp) -> EnvoyRecord {
+    ok(s.approve_envoy(name, cert, fp, at), "approving", name).await
+}
+
+/// The stored envoy `name`, which must exist.
+async fn read_envoy(s: &StoreHandle, name: &str) -> EnvoyRecord {
+    let found = ok(s.envoy(name), "reading", name).await;
+    found.unwrap_or_else(|| panic!("envoy {name} exists"))
+}
+
+/// Queues `triggers` (resource, secret) for `envoy`.
+async fn queue(s: &StoreHandle, envoy: &str, triggers: &[(&str, &SecretPath)], at: Timestamp) {
+    ok(s.queue_triggers(envoy, triggers, at), "queueing for", envoy).await;
+}
+
+/// Marks `resources`' triggers delivered to `envoy`.
+async fn deliver(s: &StoreHandle, envoy: &str, resources: &[&str], at: Timestamp) {
+    let call = s.mark_triggers_delivered(envoy, resources, at);
+    ok(call, "marking delivered to", envoy).await;
+}
+
+/// Clears the delivered triggers of `resources`: the rotation lag it reports.
+async fn clear(
+    s: &StoreHandle,
+    envoy: &str,
+    resources: &[&str],
+    at: Timestamp,
+) -> Option<Duration> {
+    ok(
+        s.clear_triggers(envoy, resources, at),
+        "clearing for",
+        envoy,
+    )
+    .await
+}
+
+/// Why the token with `hash` is refused to `envoy`; panics when it is taken.
+async fn rejection(s: &StoreHandle, hash: &str, envoy: &str, at: Timestamp) -> TokenRejection {
+    match s.consume_token(hash, envoy, at).await {
+        Err(StoreError::TokenRejected { reason }) => reason,
+        other => panic!("token {hash} for {envoy}: expected a rejection, got {other:?}"),
+    }
+}
+
+/// Which answer `recorded` is, without its envoy record.
+fn answer(recorded: &EnrollmentRecorded) -> &'static str {
+    match recorded {
+        EnrollmentRecorded::Created(_) => "created",
+        EnrollmentRecorded::Existing(_) => "existing",
+        EnrollmentRecorded::TotalLimit => "total limit",
+        EnrollmentRecorded::SourceLimit => "source limit",
+    }
+}
+
+/// Records an enrollment request without limits ([`request`]'s fields).
+async fn record_request(
+    s: &StoreHandle,
+    name: &str,
+    key: &str,
+    src: &str,
+    at: i64,
+) -> EnrollmentRecorded {
+    let request = request(name, key, src, at);
+    ok(
+        s.record_enrollment_request(&request, None),
+        "recording",
+        name,
+    )
+    .await
+}
+
+/// Whether storing `version` of `secret` was a change.
+async fn claim_version(s: &StoreHandle, secret: &SecretPath, version: u64, at: Timestamp) -> bool {
+    let call = s.set_secret_version(secret, version, at);
+    ok(call, "storing a version of", secret.as_str()).await
+}
+
 /// Runs each named contract check once per backend.
 macro_rules! contract {
     ($($check:ident),* $(,)?) => {
@@ -134,20 +228,14 @@ contract!(
 
 async fn enrollment_flow(db: &TestDb) {
     let store = &db.store;
-    let pending = store
-        .upsert_enrollment_request("web1.example.com", "CSR-1", t(0))
-        .await
-        .expect("request");
+    let pending = enroll(store, "web1.example.com", "CSR-1", t(0)).await;
     assert_eq!(pending.status, EnvoyStatus::Pending);
     assert_eq!(pending.csr_pem.as_deref(), Some("CSR-1"));
     assert_eq!(pending.enrolled_at, t(0));
     assert_eq!(pending.facts, json!({}));
     assert!(!pending.force_push);
 
-    let again = store
-        .upsert_enrollment_request("web1.example.com", "CSR-2", t(5))
-        .await
-        .expect("second request");
+    let again = enroll(store, "web1.example.com", "CSR-2", t(5)).await;
     assert_eq!(
         again.csr_pem.as_deref(),
         Some("CSR-1"),
@@ -155,10 +243,7 @@ async fn enrollment_flow(db: &TestDb) {
     );
     assert_eq!(again.enrolled_at, t(0), "first request time is kept");
 
-    let approved = store
-        .approve_envoy("web1.example.com", "CERT-1", "ab12", t(10))
-        .await
-        .expect("approve");
+    let approved = approve(store, "web1.example.com", "CERT-1", "ab12", t(10)).await;
     assert_eq!(approved.status, EnvoyStatus::Approved);
     assert_eq!(approved.cert_pem.as_deref(), Some("CERT-1"));
     assert_eq!(approved.cert_fingerprint.as_deref(), Some("ab12"));
@@ -177,17 +262,11 @@ async fn enrollment_flow(db: &TestDb) {
     assert_eq!(renewed.status, EnvoyStatus::Approved);
 
     // A new CSR from an approved envoy keeps it approved.
-    let requested = store
-        .upsert_enrollment_request("web1.example.com", "CSR-3", t(20))
-        .await
-        .expect("request while approved");
+    let requested = enroll(store, "web1.example.com", "CSR-3", t(20)).await;
     assert_eq!(requested.status, EnvoyStatus::Approved);
     assert_eq!(requested.cert_pem.as_deref(), Some("CERT-2"));
 
-    store
-        .upsert_enrollment_request("db1.example.com", "CSR-DB", t(30))
-        .await
-        .expect("second envoy");
+    enroll(store, "db1.example.com", "CSR-DB", t(30)).await;
     assert!(matches!(
         store.set_envoy_certificate("db1.example.com", "C", "f").await,
         Err(StoreError::EnvoyNotApproved { name }) if name == "db1.example.com"
@@ -210,18 +289,12 @@ async fn enrollment_flow(db: &TestDb) {
 
 async fn revoked_envoys_stay_revoked(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR-A", t(0))
-        .await
-        .expect("request");
-    store
-        .approve_envoy("a", "CERT-A", "fa", t(1))
-        .await
-        .expect("approve");
+    enroll(store, "a", "CSR-A", t(0)).await;
+    approve(store, "a", "CERT-A", "fa", t(1)).await;
     store.set_force_push(&["a"], true).await.expect("force");
     store.revoke_envoy("a", t(2)).await.expect("revoke");
 
-    let revoked = store.envoy("a").await.expect("read").expect("exists");
+    let revoked = read_envoy(store, "a").await;
     assert_eq!(revoked.status, EnvoyStatus::Revoked);
     assert_eq!(revoked.revoked_at, Some(t(2)));
     assert!(!revoked.force_push);
@@ -234,16 +307,13 @@ async fn revoked_envoys_stay_revoked(db: &TestDb) {
         store.set_envoy_certificate("a", "CERT-B", "fb").await,
         Err(StoreError::EnvoyRevoked { .. })
     ));
-    let after = store
-        .upsert_enrollment_request("a", "CSR-EVIL", t(4))
-        .await
-        .expect("request from a revoked envoy");
+    let after = enroll(store, "a", "CSR-EVIL", t(4)).await;
     assert_eq!(after.status, EnvoyStatus::Revoked);
     assert_eq!(after.csr_pem.as_deref(), Some("CSR-A"));
     assert_eq!(after.cert_fingerprint.as_deref(), Some("fa"));
 
     store.revoke_envoy("a", t(9)).await.expect("revoke twice");
-    let twice = store.envoy("a").await.expect("read").expect("exists");
+    let twice = read_envoy(store, "a").await;
     assert_eq!(
         twice.revoked_at,
         Some(t(2)),
@@ -257,10 +327,12 @@ async fn revoked_envoys_stay_revoked(db: &TestDb) {
 
 async fn tokens_are_single_use_and_expire(db: &TestDb) {
     let store = &db.store;
-    store
-        .create_token("hash-1", t(0), t(1_000))
-        .await
-        .expect("create");
+    for hash in ["hash-1", "hash-2"] {
+        store
+            .create_token(hash, t(0), t(1_000))
+            .await
+            .expect("create");
+    }
     assert!(matches!(
         store.create_token("hash-1", t(0), t(1_000)).await,
         Err(StoreError::TokenExists)
@@ -269,36 +341,21 @@ async fn tokens_are_single_use_and_expire(db: &TestDb) {
         .consume_token("hash-1", "a", t(10))
         .await
         .expect("first use");
-    assert!(matches!(
-        store.consume_token("hash-1", "b", t(11)).await,
-        Err(StoreError::TokenRejected {
-            reason: TokenRejection::AlreadyUsed
-        })
-    ));
-    assert!(matches!(
-        store.consume_token("no-such-hash", "a", t(10)).await,
-        Err(StoreError::TokenRejected {
-            reason: TokenRejection::Unknown
-        })
-    ));
-
-    store
-        .create_token("hash-2", t(0), t(1_000))
-        .await
-        .expect("create");
-    assert!(matches!(
-        store.consume_token("hash-2", "a", t(1_000)).await,
-        Err(StoreError::TokenRejected {
-            reason: TokenRejection::Expired
-        })
-    ));
-    // Still unusable later, and an expired token is not marked used.
-    assert!(matches!(
-        store.consume_token("hash-2", "a", t(5_000)).await,
-        Err(StoreError::TokenRejected {
-            reason: TokenRejection::Expired
-        })
-    ));
+    // In order: (token hash, envoy, at, why it is refused).
+    let refusals = [
+        ("hash-1", "b", 11, TokenRejection::AlreadyUsed),
+        ("no-such-hash", "a", 10, TokenRejection::Unknown),
+        ("hash-2", "a", 1_000, TokenRejection::Expired),
+        // Still unusable later, and an expired token is not marked used.
+        ("hash-2", "a", 5_000, TokenRejection::Expired),
+    ];
+    for (hash, envoy, at, why) in refusals {
+        assert_eq!(
+            rejection(store, hash, envoy, t(at)).await,
+            why,
+            "{hash} at {at}"
+        );
+    }
 
     // The rejection says what to do and never echoes the hash.
     let text = store
@@ -343,20 +400,14 @@ async fn concurrent_consumers_exactly_one_wins(db: &TestDb) {
 
 async fn checkin_bookkeeping(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
-    store
-        .approve_envoy("a", "CERT", "f", t(1))
-        .await
-        .expect("approve");
+    enroll(store, "a", "CSR", t(0)).await;
+    approve(store, "a", "CERT", "f", t(1)).await;
     let facts = json!({"os": "debian", "cpus": 2, "tags": ["x", "y"]});
     store
         .record_checkin("a", &facts, Some("fp-1"), t(100))
         .await
         .expect("check-in");
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.facts, facts);
     assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp-1"));
     assert_eq!(envoy.last_checkin_at, Some(t(100)));
@@ -365,7 +416,7 @@ async fn checkin_bookkeeping(db: &TestDb) {
         .record_checkin("a", &json!({}), None, t(200))
         .await
         .expect("check-in");
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.catalog_fingerprint, None);
     assert_eq!(envoy.last_checkin_at, Some(t(200)));
 
@@ -378,10 +429,7 @@ async fn checkin_bookkeeping(db: &TestDb) {
 async fn batched_checkins_never_move_time_back(db: &TestDb) {
     let store = &db.store;
     for name in ["a", "b"] {
-        store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
+        enroll(store, name, "CSR", t(0)).await;
     }
     let record = |name: &str, at: i64| CheckinRecord {
         name: name.to_owned(),
@@ -403,10 +451,10 @@ async fn batched_checkins_never_move_time_back(db: &TestDb) {
         .record_checkins(&[record("a", 200), record("b", 200)])
         .await
         .expect("batch");
-    let a = store.envoy("a").await.expect("read").expect("exists");
+    let a = read_envoy(store, "a").await;
     assert_eq!(a.last_checkin_at, Some(t(300)));
     assert_eq!(a.facts, json!({ "seen": 300 }));
-    let b = store.envoy("b").await.expect("read").expect("exists");
+    let b = read_envoy(store, "b").await;
     assert_eq!(b.last_checkin_at, Some(t(200)));
     assert_eq!(b.catalog_fingerprint.as_deref(), Some("fp-200"));
     store.record_checkins(&[]).await.expect("empty batch");
@@ -415,26 +463,19 @@ async fn batched_checkins_never_move_time_back(db: &TestDb) {
 async fn envoy_auth_reads_status_force_push_and_trigger_count(db: &TestDb) {
     let store = &db.store;
     assert_eq!(store.envoy_auth("a").await.expect("read"), None);
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    enroll(store, "a", "CSR", t(0)).await;
     let auth = store.envoy_auth("a").await.expect("read").expect("exists");
     assert_eq!(auth.status, EnvoyStatus::Pending);
     assert_eq!(auth.cert_fingerprint, None);
-    store
-        .approve_envoy("a", "CERT", "f", t(1))
-        .await
-        .expect("approve");
+    approve(store, "a", "CERT", "f", t(1)).await;
     let (one, two) = (path("app/one"), path("app/two"));
-    store
-        .queue_triggers(
-            "a",
-            &[("file-x", &one), ("file-x", &two), ("exec-y", &one)],
-            t(2),
-        )
-        .await
-        .expect("queue");
+    queue(
+        store,
+        "a",
+        &[("file-x", &one), ("file-x", &two), ("exec-y", &one)],
+        t(2),
+    )
+    .await;
     store.set_force_push(&["a"], true).await.expect("force");
     let auth = store.envoy_auth("a").await.expect("read").expect("exists");
     assert_eq!(auth.name, "a");
@@ -448,10 +489,7 @@ async fn envoy_auth_reads_status_force_push_and_trigger_count(db: &TestDb) {
 async fn force_push_is_stored(db: &TestDb) {
     let store = &db.store;
     for name in ["a", "b", "c"] {
-        store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
+        enroll(store, name, "CSR", t(0)).await;
     }
     assert_eq!(
         store
@@ -474,32 +512,22 @@ async fn force_push_is_stored(db: &TestDb) {
 async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
     let store = &db.store;
     let (db_pw, api_key) = (path("vigo/db/password"), path("vigo/api/key"));
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    enroll(store, "a", "CSR", t(0)).await;
 
-    store
-        .queue_triggers(
-            "a",
-            &[
-                ("file:/etc/app.conf", &db_pw),
-                ("file:/etc/app.conf", &api_key),
-                ("exec:restart", &db_pw),
-            ],
-            t(100),
-        )
-        .await
-        .expect("queue");
-    store
-        .queue_triggers("b", &[("file:/etc/other", &db_pw)], t(100))
-        .await
-        .expect("queue for another envoy");
+    queue(
+        store,
+        "a",
+        &[
+            ("file:/etc/app.conf", &db_pw),
+            ("file:/etc/app.conf", &api_key),
+            ("exec:restart", &db_pw),
+        ],
+        t(100),
+    )
+    .await;
+    queue(store, "b", &[("file:/etc/other", &db_pw)], t(100)).await;
     // A second rotation of the same secret soon after coalesces.
-    store
-        .queue_triggers("a", &[("file:/etc/app.conf", &db_pw)], t(150))
-        .await
-        .expect("queue again");
+    queue(store, "a", &[("file:/etc/app.conf", &db_pw)], t(150)).await;
 
     let triggers = store.triggers_for("a").await.expect("read");
     assert_eq!(triggers.len(), 2);
@@ -514,18 +542,12 @@ async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
 
     // Nothing clears before it was delivered.
     assert_eq!(
-        store
-            .clear_triggers("a", &["file:/etc/app.conf"], t(160))
-            .await
-            .expect("clear"),
+        clear(store, "a", &["file:/etc/app.conf"], t(160)).await,
         None
     );
     assert_eq!(store.triggers_for("a").await.expect("read").len(), 2);
 
-    store
-        .mark_triggers_delivered("a", &["file:/etc/app.conf", "exec:restart"], t(200))
-        .await
-        .expect("delivered");
+    deliver(store, "a", &["file:/etc/app.conf", "exec:restart"], t(200)).await;
     let delivered = store.triggers_for("a").await.expect("read");
     assert!(
         delivered
@@ -534,23 +556,19 @@ async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
     );
 
     // A rotation after the delivery must survive the report about it.
-    store
-        .queue_triggers("a", &[("exec:restart", &db_pw)], t(250))
-        .await
-        .expect("queue after delivery");
+    queue(store, "a", &[("exec:restart", &db_pw)], t(250)).await;
 
-    let lag = store
-        .clear_triggers("a", &["file:/etc/app.conf", "exec:restart"], t(400))
-        .await
-        .expect("clear");
-    assert_eq!(lag, Some(Duration::from_millis(300)));
+    assert_eq!(
+        clear(store, "a", &["file:/etc/app.conf", "exec:restart"], t(400)).await,
+        Some(Duration::from_millis(300))
+    );
     let left = store.triggers_for("a").await.expect("read");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].resource, "exec:restart");
     assert_eq!(left[0].delivered_at, None);
     assert_eq!(left[0].queued_at, t(100));
 
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_rotation_lag, Some(Duration::from_millis(300)));
     assert_eq!(
         store.triggers_for("b").await.expect("read").len(),
@@ -559,41 +577,22 @@ async fn triggers_coalesce_and_clear_only_applied_resources(db: &TestDb) {
     );
 
     // Only the applied resource clears.
-    store
-        .mark_triggers_delivered("a", &["exec:restart"], t(500))
-        .await
-        .expect("delivered");
-    store
-        .queue_triggers("a", &[("file:/etc/new", &api_key)], t(510))
-        .await
-        .expect("queue");
-    store
-        .mark_triggers_delivered("a", &["file:/etc/new"], t(520))
-        .await
-        .expect("delivered");
-    let lag = store
-        .clear_triggers("a", &["file:/etc/new"], t(600))
-        .await
-        .expect("clear");
-    assert_eq!(lag, Some(Duration::from_millis(90)));
+    deliver(store, "a", &["exec:restart"], t(500)).await;
+    queue(store, "a", &[("file:/etc/new", &api_key)], t(510)).await;
+    deliver(store, "a", &["file:/etc/new"], t(520)).await;
+    assert_eq!(
+        clear(store, "a", &["file:/etc/new"], t(600)).await,
+        Some(Duration::from_millis(90))
+    );
     let left = store.triggers_for("a").await.expect("read");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].resource, "exec:restart");
-    assert_eq!(
-        store
-            .clear_triggers("a", &[], t(700))
-            .await
-            .expect("clear none"),
-        None
-    );
+    assert_eq!(clear(store, "a", &[], t(700)).await, None);
 }
 
 async fn reports_keep_the_latest(db: &TestDb) {
     let store = &db.store;
-    store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    enroll(store, "a", "CSR", t(0)).await;
     assert!(store.last_report("a").await.expect("read").is_none());
     let summary = ReportSummary {
         changed: 2,
@@ -634,7 +633,7 @@ async fn reports_keep_the_latest(db: &TestDb) {
     assert!(last.noop);
     assert_eq!(last.summary, ReportSummary::default());
     assert_eq!(last.body, json!({"resources": []}));
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_report_at, Some(t(20)));
     assert_eq!(
         store
@@ -650,32 +649,12 @@ async fn reports_keep_the_latest(db: &TestDb) {
 async fn secret_versions_are_numbers(db: &TestDb) {
     let store = &db.store;
     assert!(store.secret_versions().await.expect("read").is_empty());
-    assert!(
-        store
-            .set_secret_version(&path("vigo/db/password"), 1, t(0))
-            .await
-            .expect("set")
-    );
-    assert!(
-        store
-            .set_secret_version(&path("vigo/api/key"), 4, t(0))
-            .await
-            .expect("set")
-    );
-    assert!(
-        store
-            .set_secret_version(&path("vigo/db/password"), 2, t(1))
-            .await
-            .expect("update")
-    );
+    assert!(claim_version(store, &path("vigo/db/password"), 1, t(0)).await);
+    assert!(claim_version(store, &path("vigo/api/key"), 4, t(0)).await);
+    assert!(claim_version(store, &path("vigo/db/password"), 2, t(1)).await);
     // The same version again (a second replica handling the same change)
     // does not count as a change.
-    assert!(
-        !store
-            .set_secret_version(&path("vigo/db/password"), 2, t(2))
-            .await
-            .expect("again")
-    );
+    assert!(!claim_version(store, &path("vigo/db/password"), 2, t(2)).await);
     let versions = store.secret_versions().await.expect("read");
     assert_eq!(
         versions.into_iter().collect::<Vec<_>>(),
@@ -776,10 +755,7 @@ async fn deliveries_filter_by_envoy_and_path(db: &TestDb) {
 }
 
 async fn migrations_are_idempotent(db: &TestDb) {
-    db.store
-        .upsert_enrollment_request("a", "CSR", t(0))
-        .await
-        .expect("request");
+    enroll(&db.store, "a", "CSR", t(0)).await;
     let again = vigo_store::connect(&db.dsn)
         .await
         .expect("connect a second time");
@@ -795,14 +771,8 @@ async fn migrations_are_idempotent(db: &TestDb) {
 
 async fn approved(db: &TestDb, names: &[&str]) {
     for name in names {
-        db.store
-            .upsert_enrollment_request(name, "CSR", t(0))
-            .await
-            .expect("request");
-        db.store
-            .approve_envoy(name, "CERT", &format!("fp-{name}"), t(0))
-            .await
-            .expect("approve");
+        enroll(&db.store, name, "CSR", t(0)).await;
+        approve(&db.store, name, "CERT", &format!("fp-{name}"), t(0)).await;
     }
 }
 
@@ -881,10 +851,7 @@ async fn issue_12_rotation_commit_claims_and_queues_together(db: &TestDb) {
 
     // The same change committed again (another replica, or a retry) claims
     // nothing and queues nothing.
-    store
-        .mark_triggers_delivered("a", &["conf", "restart"], t(20))
-        .await
-        .expect("delivered");
+    deliver(store, "a", &["conf", "restart"], t(20)).await;
     let again = store
         .commit_rotation(&claims, &envoys, t(30))
         .await
@@ -989,10 +956,7 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
     let store = &db.store;
     approved(db, &["a"]).await;
     let pw = path("app/pw");
-    store
-        .queue_triggers("a", &[("conf", &pw), ("gone", &pw)], t(10))
-        .await
-        .expect("queue");
+    queue(store, "a", &[("conf", &pw), ("gone", &pw)], t(10)).await;
     store.set_force_push(&["a"], true).await.expect("force");
     let sent = |name: &str| CatalogSent {
         checkin: CheckinRecord {
@@ -1031,7 +995,7 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
     let deliveries = store.deliveries(Some("a"), None).await.expect("deliveries");
     assert_eq!(deliveries.len(), 1);
     assert_eq!((deliveries[0].version, deliveries[0].at), (4, t(20)));
-    let envoy = store.envoy("a").await.expect("read").expect("exists");
+    let envoy = read_envoy(store, "a").await;
     assert_eq!(envoy.last_checkin_at, Some(t(20)));
     assert_eq!(envoy.catalog_fingerprint.as_deref(), Some("fp1"));
     assert_eq!(envoy.facts, json!({"os": "linux"}));
@@ -1040,10 +1004,7 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
 
     // A trigger queued after the answer was built is neither marked
     // delivered nor dropped.
-    store
-        .queue_triggers("a", &[("conf", &pw)], t(30))
-        .await
-        .expect("queue");
+    queue(store, "a", &[("conf", &pw)], t(30)).await;
     store.record_catalog_sent(&sent("a")).await.expect("record");
     let triggers = store.triggers_for("a").await.expect("triggers");
     assert_eq!(triggers[0].delivered_at, None, "{triggers:?}");
@@ -1052,19 +1013,10 @@ async fn issue_12_catalog_sent_is_recorded_in_one_write(db: &TestDb) {
 async fn issue_12_queued_trigger_counts_cover_every_envoy(db: &TestDb) {
     let store = &db.store;
     approved(db, &["a", "b", "r"]).await;
-    store
-        .upsert_enrollment_request("p", "CSR", t(0))
-        .await
-        .expect("pending");
+    enroll(store, "p", "CSR", t(0)).await;
     let (one, two) = (path("app/one"), path("app/two"));
-    store
-        .queue_triggers("a", &[("x", &one), ("x", &two), ("y", &one)], t(1))
-        .await
-        .expect("queue");
-    store
-        .queue_triggers("r", &[("x", &one)], t(1))
-        .await
-        .expect("queue");
+    queue(store, "a", &[("x", &one), ("x", &two), ("y", &one)], t(1)).await;
+    queue(store, "r", &[("x", &one)], t(1)).await;
     store.revoke_envoy("r", t(2)).await.expect("revoke");
     assert_eq!(
         store.queued_trigger_counts().await.expect("counts"),
@@ -1090,10 +1042,7 @@ fn request<'a>(name: &'a str, key: &'a str, source: &'a str, at: i64) -> Enrollm
 
 async fn issue_12_pending_requests_stay_bound_to_the_first_key(db: &TestDb) {
     let store = &db.store;
-    let created = store
-        .record_enrollment_request(&request("web1", "KEY-A", "10.0.0.1", 0), None)
-        .await
-        .expect("first request");
+    let created = record_request(store, "web1", "KEY-A", "10.0.0.1", 0).await;
     let EnrollmentRecorded::Created(record) = created else {
         panic!("expected a new pending envoy, got {created:?}");
     };
@@ -1102,27 +1051,18 @@ async fn issue_12_pending_requests_stay_bound_to_the_first_key(db: &TestDb) {
     assert_eq!(record.csr_pem.as_deref(), Some("KEY-A"));
 
     // Another key for the same name changes nothing.
-    let second = store
-        .record_enrollment_request(&request("web1", "KEY-EVIL", "10.6.6.6", 5), None)
-        .await
-        .expect("second request");
+    let second = record_request(store, "web1", "KEY-EVIL", "10.6.6.6", 5).await;
     let EnrollmentRecorded::Existing(existing) = second else {
         panic!("expected the existing envoy, got {second:?}");
     };
     assert_eq!(existing.key_fingerprint.as_deref(), Some("KEY-A"));
     assert_eq!(existing.csr_pem.as_deref(), Some("KEY-A"));
     assert_eq!(existing.enrolled_at, t(0));
-    let after = store
-        .upsert_enrollment_request("web1", "CSR-EVIL", t(6))
-        .await
-        .expect("upsert");
+    let after = enroll(store, "web1", "CSR-EVIL", t(6)).await;
     assert_eq!(after.csr_pem.as_deref(), Some("KEY-A"));
 
     // Approval keeps the bound fingerprint.
-    let approved = store
-        .approve_envoy("web1", "CERT", "CF", t(7))
-        .await
-        .expect("approve");
+    let approved = approve(store, "web1", "CERT", "CF", t(7)).await;
     assert_eq!(approved.key_fingerprint.as_deref(), Some("KEY-A"));
 }
 
@@ -1142,40 +1082,32 @@ async fn issue_12_pending_requests_are_capped(db: &TestDb) {
                 .expect("request")
         }
     };
-    assert!(matches!(
-        ask("a", "s1", 0).await,
-        EnrollmentRecorded::Created(_)
-    ));
-    assert!(matches!(
-        ask("b", "s1", 1).await,
-        EnrollmentRecorded::Created(_)
-    ));
-    assert_eq!(ask("c", "s1", 2).await, EnrollmentRecorded::SourceLimit);
-    // Polling again for a name already pending is no new request.
-    assert!(matches!(
-        ask("a", "s1", 3).await,
-        EnrollmentRecorded::Existing(_)
-    ));
-    // Another source, and the same source once the minute has passed.
-    assert!(matches!(
-        ask("c", "s2", 4).await,
-        EnrollmentRecorded::Created(_)
-    ));
-    assert_eq!(ask("d", "s1", 61_000).await, EnrollmentRecorded::TotalLimit);
-    assert_eq!(ask("d", "s3", 61_000).await, EnrollmentRecorded::TotalLimit);
+    // In order: (name, source, at, the answer).
+    let asks = [
+        ("a", "s1", 0, "created"),
+        ("b", "s1", 1, "created"),
+        ("c", "s1", 2, "source limit"),
+        // Polling again for a name already pending is no new request.
+        ("a", "s1", 3, "existing"),
+        // Another source, and the same source once the minute has passed.
+        ("c", "s2", 4, "created"),
+        ("d", "s1", 61_000, "total limit"),
+        ("d", "s3", 61_000, "total limit"),
+    ];
+    for (name, source, at, expected) in asks {
+        assert_eq!(
+            answer(&ask(name, source, at).await),
+            expected,
+            "{name} from {source} at {at}"
+        );
+    }
     // Approved envoys do not count; requests with a token are not capped.
-    store
-        .approve_envoy("a", "C", "F", t(62_000))
-        .await
-        .expect("approve");
+    approve(store, "a", "C", "F", t(62_000)).await;
     assert!(matches!(
         ask("d", "s1", 62_001).await,
         EnrollmentRecorded::Created(_)
     ));
-    let token = store
-        .record_enrollment_request(&request("e", "e", "s1", 62_002), None)
-        .await
-        .expect("token request");
+    let token = record_request(store, "e", "e", "s1", 62_002).await;
     assert!(matches!(token, EnrollmentRecorded::Created(_)));
     let pending = store
         .list_envoys()
@@ -1190,15 +1122,9 @@ async fn issue_12_pending_requests_are_capped(db: &TestDb) {
 async fn issue_12_pending_requests_expire(db: &TestDb) {
     let store = &db.store;
     for (name, at) in [("old", 0), ("new", 10), ("kept", 0)] {
-        store
-            .record_enrollment_request(&request(name, name, "s", at), None)
-            .await
-            .expect("request");
+        record_request(store, name, name, "s", at).await;
     }
-    store
-        .approve_envoy("kept", "C", "F", t(1))
-        .await
-        .expect("approve");
+    approve(store, "kept", "C", "F", t(1)).await;
     let expired = store.expire_pending(t(5)).await.expect("expire");
     assert_eq!(expired, ["old"]);
     assert!(store.envoy("old").await.expect("read").is_none());
@@ -1210,22 +1136,13 @@ async fn issue_12_pending_requests_expire(db: &TestDb) {
 async fn issue_12_remove_deletes_pending_and_revoked_envoys_only(db: &TestDb) {
     let store = &db.store;
     for name in ["pending", "revoked", "approved"] {
-        store
-            .record_enrollment_request(&request(name, name, "s", 0), None)
-            .await
-            .expect("request");
+        record_request(store, name, name, "s", 0).await;
     }
     for name in ["revoked", "approved"] {
-        store
-            .approve_envoy(name, "C", "F", t(1))
-            .await
-            .expect("approve");
+        approve(store, name, "C", "F", t(1)).await;
     }
     let api = path("vigo/api/key");
-    store
-        .queue_triggers("revoked", &[("svc", &api)], t(2))
-        .await
-        .expect("queue");
+    queue(store, "revoked", &[("svc", &api)], t(2)).await;
     store.revoke_envoy("revoked", t(3)).await.expect("revoke");
 
     assert_eq!(
@@ -1254,10 +1171,7 @@ async fn issue_12_remove_deletes_pending_and_revoked_envoys_only(db: &TestDb) {
     ));
 
     // The name can enroll again, with another key.
-    let again = store
-        .record_enrollment_request(&request("revoked", "NEW-KEY", "s", 10), None)
-        .await
-        .expect("request");
+    let again = record_request(store, "revoked", "NEW-KEY", "s", 10).await;
     let EnrollmentRecorded::Created(record) = again else {
         panic!("expected a new pending envoy, got {again:?}");
     };
@@ -1395,18 +1309,15 @@ async fn check_names_after_0003(store: &StoreHandle) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
-    let folder = tempfile::tempdir().expect("temporary folder");
-    let file = folder.path().join("vigo.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&file)
-        .create_if_missing(true)
-        .pragma("key", format!("\"x'{KEY}'\""));
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("open SQLite");
-    let before = migrations_before_0003("sqlite");
+/// Migrates the empty database on `conn` to 0002 (the migrations of
+/// `backend` before 0003), writes [`LEGACY_ROWS`] and closes it.
+async fn fill_legacy_database<C>(mut conn: C, backend: &str)
+where
+    C: Connection + sqlx::migrate::Migrate,
+    for<'c> &'c mut C:
+        sqlx::Acquire<'c, Connection = &'c mut C> + sqlx::Executor<'c, Database = C::Database>,
+{
+    let before = migrations_before_0003(backend);
     sqlx::migrate::Migrator::new(before.path())
         .await
         .expect("read migrations")
@@ -1418,6 +1329,20 @@ async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
         .await
         .expect("legacy rows");
     conn.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_migration_0003_lower_cases_stored_names_sqlite() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let file = folder.path().join("vigo.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .pragma("key", format!("\"x'{KEY}'\""));
+    let conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open SQLite");
+    fill_legacy_database(conn, "sqlite").await;
 
     let dsn = SecretValue::new(format!("sqlite://{}?key={KEY}", file.display()));
     let store = vigo_store::connect(&dsn).await.expect("migrate to 0003");
@@ -1431,21 +1356,10 @@ async fn issue_12_migration_0003_lower_cases_stored_names_postgres() {
         return;
     };
     let schema = PgSchema::create(&admin_url);
-    let mut conn = sqlx::PgConnection::connect(&schema.dsn())
+    let conn = sqlx::PgConnection::connect(&schema.dsn())
         .await
         .expect("connect");
-    let before = migrations_before_0003("postgres");
-    sqlx::migrate::Migrator::new(before.path())
-        .await
-        .expect("read migrations")
-        .run(&mut conn)
-        .await
-        .expect("migrate to 0002");
-    sqlx::raw_sql(LEGACY_ROWS)
-        .execute(&mut conn)
-        .await
-        .expect("legacy rows");
-    conn.close().await.ok();
+    fill_legacy_database(conn, "postgres").await;
 
     let store = vigo_store::connect(&SecretValue::new(schema.dsn()))
         .await

@@ -1,8 +1,6 @@
 //! Encryption at rest of the embedded database, DSN handling, and keeping
 //! the DSN's credentials out of every error.
 
-use std::os::unix::fs::PermissionsExt;
-
 use vigo_secrets::SecretValue;
 use vigo_store::{Backend, StoreError, Timestamp};
 
@@ -11,6 +9,23 @@ const OTHER_KEY: &str = "0000000000000000000000000000000000000000000000000000000
 
 fn sqlite_dsn(folder: &std::path::Path, key: &str) -> SecretValue {
     SecretValue::new(format!("sqlite://{}/vigo.db?key={key}", folder.display()))
+}
+
+/// Opens (creating it) the embedded database in `folder` under [`KEY`].
+async fn open_embedded(folder: &std::path::Path) -> vigo_store::StoreHandle {
+    vigo_store::connect(&sqlite_dsn(folder, KEY))
+        .await
+        .expect("open")
+}
+
+/// The message of `error`, asserted to be a connection failure of `backend`.
+fn connect_failure_text(error: &StoreError, backend: Backend) -> String {
+    let text = error.to_string();
+    assert!(
+        matches!(error, StoreError::Connect { backend: b, .. } if *b == backend),
+        "{text}"
+    );
+    text
 }
 
 async fn connect_error(dsn: &str) -> StoreError {
@@ -22,9 +37,7 @@ async fn connect_error(dsn: &str) -> StoreError {
 #[tokio::test]
 async fn embedded_database_is_encrypted_and_private() {
     let folder = tempfile::tempdir().expect("temporary folder");
-    let store = vigo_store::connect(&sqlite_dsn(folder.path(), KEY))
-        .await
-        .expect("open");
+    let store = open_embedded(folder.path()).await;
     assert_eq!(store.backend(), Backend::Sqlite);
     store
         .upsert_enrollment_request("plaintext-marker.example.com", "CSR", Timestamp::now())
@@ -42,11 +55,7 @@ async fn embedded_database_is_encrypted_and_private() {
     let haystack = String::from_utf8_lossy(&bytes);
     assert!(!haystack.contains("plaintext-marker"));
     assert!(!haystack.contains("CREATE TABLE"));
-    let mode = std::fs::metadata(&file)
-        .expect("metadata")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(vigo_test_support::mode(&file), 0o600);
 
     // Reopening with the right key works; with another key it fails clearly.
     let reopened = vigo_store::connect(&sqlite_dsn(folder.path(), KEY))
@@ -75,9 +84,7 @@ async fn embedded_database_is_encrypted_and_private() {
 #[tokio::test]
 async fn store_debug_never_shows_the_key() {
     let folder = tempfile::tempdir().expect("temporary folder");
-    let store = vigo_store::connect(&sqlite_dsn(folder.path(), KEY))
-        .await
-        .expect("open");
+    let store = open_embedded(folder.path()).await;
     let debug = format!("{store:?}");
     assert!(debug.contains("vigo.db"), "{debug}");
     assert!(!debug.to_ascii_lowercase().contains(KEY), "{debug}");
@@ -91,17 +98,7 @@ async fn missing_folder_is_named_without_the_key() {
     let error = vigo_store::connect(&sqlite_dsn(&missing, KEY))
         .await
         .expect_err("no folder");
-    let text = error.to_string();
-    assert!(
-        matches!(
-            error,
-            StoreError::Connect {
-                backend: Backend::Sqlite,
-                ..
-            }
-        ),
-        "{text}"
-    );
+    let text = connect_failure_text(&error, Backend::Sqlite);
     assert!(text.contains("no-such-folder"), "{text}");
     assert!(
         !text.contains(KEY) && !format!("{error:?}").contains(KEY),
@@ -135,17 +132,7 @@ async fn invalid_dsns_are_refused_without_echoing_them() {
 async fn postgres_connection_failure_hides_the_password() {
     // Port 1 on loopback refuses at once.
     let error = connect_error("postgres://vigo:Canary-Pw-3f9e%21@127.0.0.1:1/vigo").await;
-    let text = error.to_string();
-    assert!(
-        matches!(
-            error,
-            StoreError::Connect {
-                backend: Backend::Postgres,
-                ..
-            }
-        ),
-        "{text}"
-    );
+    let text = connect_failure_text(&error, Backend::Postgres);
     assert!(text.contains("127.0.0.1:1/vigo"), "{text}");
     let debug = format!("{error:?}");
     for shown in [&text, &debug] {

@@ -241,28 +241,16 @@ async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens()
         .expect("PostgreSQL listens");
     let channel = wake.channel().to_owned();
     let mut admin = sqlx::PgConnection::connect(&pg.0.dsn()).await.unwrap();
-    let notify = |payload: &str| {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel.clone())
-            .bind(payload.to_owned())
-    };
 
     // Another replica's names arrive.
-    notify("other-replica\nweb1.example.com")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(PATIENCE, wake.recv()).await.unwrap();
     assert_eq!(
-        got.unwrap(),
+        notify_and_hear(&mut admin, &mut wake, "other-replica\nweb1.example.com").await,
         Wake::Envoys(vec!["web1.example.com".to_owned()])
     );
-    notify("other-replica\n*")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(PATIENCE, wake.recv()).await.unwrap();
-    assert_eq!(got.unwrap(), Wake::All);
+    assert_eq!(
+        notify_and_hear(&mut admin, &mut wake, "other-replica\n*").await,
+        Wake::All
+    );
 
     // Its backend is terminated (as by a database restart): `recv` fails.
     let terminated: Vec<bool> = sqlx::query_scalar(
@@ -284,13 +272,8 @@ async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens()
         .await
         .unwrap()
         .expect("PostgreSQL listens");
-    notify("other-replica\ndb1.example.com")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(PATIENCE, wake.recv()).await.unwrap();
     assert_eq!(
-        got.unwrap(),
+        notify_and_hear(&mut admin, &mut wake, "other-replica\ndb1.example.com").await,
         Wake::Envoys(vec!["db1.example.com".to_owned()])
     );
 
@@ -298,4 +281,23 @@ async fn issue_14_the_listener_reports_a_lost_connection_and_a_new_one_listens()
     wake.close().await;
     store.close().await;
     drop(pg);
+}
+
+/// Sends `payload` on `wake`'s channel from the `admin` connection, as
+/// another replica would, and returns what `wake` hears.
+async fn notify_and_hear(
+    admin: &mut sqlx::PgConnection,
+    wake: &mut vigo_store::WakeListener,
+    payload: &str,
+) -> Wake {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(wake.channel().to_owned())
+        .bind(payload.to_owned())
+        .execute(admin)
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, wake.recv())
+        .await
+        .unwrap()
+        .unwrap()
 }

@@ -2,7 +2,8 @@
 //! (`%v`) and what `print`, `println` and `printf` produce.
 //!
 //! `printf` supports the flags `-+# 0`, widths and precisions (also `*`),
-//! and the verbs `v s q d b o O x X c U t e E f F g G %`. A verb that does
+//! and the verbs `v s q d b o O x X c U t e E f F g G T %`; `%T` names the
+//! value's Go type ([`go_type_name`]). A verb that does
 //! not fit its argument prints Go's `%!d(string=...)` form into the output
 //! (output, not an error message, so the value may appear there).
 //!
@@ -12,7 +13,7 @@
 
 use std::fmt::Write;
 
-use crate::Value;
+use crate::{Value, escape};
 
 /// The largest width or precision `printf` accepts.
 pub(crate) const MAX_WIDTH: usize = 10_000;
@@ -232,13 +233,13 @@ fn star_argument(
     }
 }
 
-/// `type=value`, as Go's `%!verb(...)` and `%!(EXTRA ...)` print it.
-fn write_typed(out: &mut String, value: &Value) {
-    let type_name = match value {
-        Value::Null => {
-            out.push_str("<nil>");
-            return;
-        }
+/// The name Go's `%T` prints for the value Go's YAML decoder would make of
+/// the same data: `int`, `float64`, `string`, `bool`, `[]interface {}`,
+/// `map[string]interface {}`, and `<nil>` for nil. A secret never reaches a
+/// formatter; its marker names no value.
+pub(crate) fn go_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "<nil>",
         Value::Bool(_) => "bool",
         Value::Int(_) => "int",
         Value::Float(_) => "float64",
@@ -246,10 +247,16 @@ fn write_typed(out: &mut String, value: &Value) {
         Value::List(_) => "[]interface {}",
         Value::Map(_) => "map[string]interface {}",
         Value::Secret(_) => "secret",
-    };
-    out.push_str(type_name);
-    out.push('=');
-    write_value(out, value);
+    }
+}
+
+/// `type=value`, as Go's `%!verb(...)` and `%!(EXTRA ...)` print it.
+fn write_typed(out: &mut String, value: &Value) {
+    out.push_str(go_type_name(value));
+    if !matches!(value, Value::Null) {
+        out.push('=');
+        write_value(out, value);
+    }
 }
 
 fn bad_verb(out: &mut String, value: &Value, verb: char) {
@@ -262,6 +269,10 @@ fn bad_verb(out: &mut String, value: &Value, verb: char) {
 
 fn write_arg(out: &mut String, value: &Value, verb: char, spec: &Spec) {
     match value {
+        // As Go: the type of the whole argument, a string padded and
+        // truncated like `%s`.
+        Value::Null if verb == 'T' => pad(out, "<nil>", spec),
+        _ if verb == 'T' => pad(out, truncate(go_type_name(value), spec.precision), spec),
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -540,9 +551,7 @@ fn quote(s: &str, q: char) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\x0b' => out.push_str("\\v"),
-            c if !c.is_control() && (c == ' ' || !c.is_whitespace()) && c != '\u{feff}' => {
-                out.push(c);
-            }
+            c if escape::is_print(c) => out.push(c),
             c if u32::from(c) < 0x80 => drop(write!(out, "\\x{:02x}", u32::from(c))),
             c if u32::from(c) < 0x10000 => drop(write!(out, "\\u{:04x}", u32::from(c))),
             c => drop(write!(out, "\\U{:08x}", u32::from(c))),

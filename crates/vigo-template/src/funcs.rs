@@ -1,5 +1,5 @@
-//! The built-in functions: Go's `and or not len index print printf println
-//! eq ne lt le gt ge`, and Vigo's `secret_file`.
+//! The built-in functions: Go's `and or not len index slice print printf
+//! println html js urlquery eq ne lt le gt ge`, and Vigo's `secret_file`.
 //!
 //! Functions are resolved by name at parse time (an unknown name is a parse
 //! error, as in Go). The evaluator refuses secrets before a function sees its
@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use crate::Value;
-use crate::format;
+use crate::{escape, format};
 
 /// What `{{secret_file}}` renders as; the envoy replaces it with the path of
 /// the transient file that holds the secret.
@@ -26,9 +26,13 @@ pub(crate) enum Func {
     Not,
     Len,
     Index,
+    Slice,
     Print,
     Printf,
     Println,
+    Html,
+    Js,
+    Urlquery,
     Eq,
     Ne,
     Lt,
@@ -46,9 +50,13 @@ impl Func {
             "not" => Func::Not,
             "len" => Func::Len,
             "index" => Func::Index,
+            "slice" => Func::Slice,
             "print" => Func::Print,
             "printf" => Func::Printf,
             "println" => Func::Println,
+            "html" => Func::Html,
+            "js" => Func::Js,
+            "urlquery" => Func::Urlquery,
             "eq" => Func::Eq,
             "ne" => Func::Ne,
             "lt" => Func::Lt,
@@ -67,9 +75,13 @@ impl Func {
             Func::Not => "not",
             Func::Len => "len",
             Func::Index => "index",
+            Func::Slice => "slice",
             Func::Print => "print",
             Func::Printf => "printf",
             Func::Println => "println",
+            Func::Html => "html",
+            Func::Js => "js",
+            Func::Urlquery => "urlquery",
             Func::Eq => "eq",
             Func::Ne => "ne",
             Func::Lt => "lt",
@@ -83,9 +95,9 @@ impl Func {
     /// The least and the most arguments the function takes.
     fn arity(self) -> (usize, Option<usize>) {
         match self {
-            Func::And | Func::Or | Func::Index | Func::Printf => (1, None),
+            Func::And | Func::Or | Func::Index | Func::Slice | Func::Printf => (1, None),
             Func::Not | Func::Len => (1, Some(1)),
-            Func::Print | Func::Println => (0, None),
+            Func::Print | Func::Println | Func::Html | Func::Js | Func::Urlquery => (0, None),
             Func::Eq => (2, None),
             Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => (2, Some(2)),
             Func::SecretFile => (0, Some(0)),
@@ -116,7 +128,10 @@ impl Func {
     /// Whether the function turns its arguments into text (so a secret
     /// nested in a list or map argument must be refused too).
     pub(crate) fn formats(self) -> bool {
-        matches!(self, Func::Print | Func::Printf | Func::Println)
+        matches!(
+            self,
+            Func::Print | Func::Printf | Func::Println | Func::Html | Func::Js | Func::Urlquery
+        )
     }
 }
 
@@ -169,8 +184,12 @@ pub(crate) fn apply<'a>(func: Func, args: Vec<Val<'a>>) -> Result<Val<'a>, Strin
         Func::Not => owned(Value::Bool(!args.iter().any(|a| truth(a)))),
         Func::Len => len(&args[0]).map(|n| Cow::Owned(Value::Int(n))),
         Func::Index => index(args),
+        Func::Slice => slice(args),
         Func::Print => owned(Value::Str(format::sprint(&refs(&args)))),
         Func::Println => owned(Value::Str(format::sprintln(&refs(&args)))),
+        Func::Html => owned(Value::Str(escape::html(&escaper_text(&args)))),
+        Func::Js => owned(Value::Str(escape::js(&escaper_text(&args)))),
+        Func::Urlquery => owned(Value::Str(escape::query(&escaper_text(&args)))),
         Func::Printf => match &*args[0] {
             Value::Str(f) => owned(Value::Str(format::sprintf(f, &refs(&args[1..]))?)),
             other => Err(format!(
@@ -264,6 +283,88 @@ fn index(args: Vec<Val<'_>>) -> Result<Val<'_>, String> {
     Ok(item)
 }
 
+/// Go's `slice`: `slice x` is `x[:]`, `slice x 1` is `x[1:]`, `slice x 1 2`
+/// is `x[1:2]` and `slice x 1 2 3` is `x[1:2:3]`, on strings (by byte) and
+/// lists. A list's capacity is its length. The messages name no index: an
+/// index may come from the data.
+fn slice(args: Vec<Val<'_>>) -> Result<Val<'_>, String> {
+    let mut args = args.into_iter();
+    let Some(item) = args.next() else {
+        return Err("wrong number of args for slice: want at least 1 got 0".into());
+    };
+    let indexes: Vec<Val<'_>> = args.collect();
+    if indexes.len() > 3 {
+        return Err(format!("too many slice indexes: {}", indexes.len()));
+    }
+    let (len, kind, unit) = match &*item {
+        Value::Str(_) if indexes.len() == 3 => {
+            return Err("cannot 3-index slice a string".into());
+        }
+        Value::Str(s) => (s.len(), "string", "bytes"),
+        Value::List(l) => (l.len(), "list", "elements"),
+        Value::Null => return Err("slice of untyped nil".into()),
+        other => return Err(format!("can't slice item of type {}", other.type_name())),
+    };
+    let mut bounds = [0, len, len];
+    for (bound, index) in bounds.iter_mut().zip(&indexes) {
+        *bound = match &**index {
+            Value::Int(i) => usize::try_from(*i)
+                .ok()
+                .filter(|i| *i <= len)
+                .ok_or_else(|| format!("index out of range: the {kind} has {len} {unit}"))?,
+            Value::Null => return Err("cannot index slice/array with nil".into()),
+            other => {
+                return Err(format!(
+                    "cannot index slice/array with type {}",
+                    other.type_name()
+                ));
+            }
+        };
+    }
+    let [low, high, max] = bounds;
+    if low > high {
+        return Err("invalid slice index: the first index is greater than the second".into());
+    }
+    if high > max {
+        return Err("invalid slice index: the second index is greater than the third".into());
+    }
+    match &*item {
+        Value::Str(s) => match s.get(low..high) {
+            Some(part) => Ok(Cow::Owned(Value::Str(part.to_owned()))),
+            None => Err(
+                "slicing a string must cut between characters, not inside a multi-byte UTF-8 character"
+                    .into(),
+            ),
+        },
+        Value::List(l) => Ok(Cow::Owned(Value::List(l[low..high].to_vec()))),
+        // Every other kind returned above.
+        _ => Err(format!("can't slice item of type {}", item.type_name())),
+    }
+}
+
+/// What `html`, `js` and `urlquery` escape: Go's `evalArgs`, which is
+/// `fmt.Sprint` of the arguments with nil as `<no value>`, or a lone string
+/// as it is.
+fn escaper_text(args: &[Val<'_>]) -> String {
+    if let [only] = args
+        && let Value::Str(s) = &**only
+    {
+        return s.clone();
+    }
+    let no_value = Value::Str(NO_VALUE.to_owned());
+    let printable: Vec<&Value> = args
+        .iter()
+        .map(|a| match &**a {
+            Value::Null => &no_value,
+            other => other,
+        })
+        .collect();
+    format::sprint(&printable)
+}
+
+/// How Go's escaping builtins print a nil argument.
+const NO_VALUE: &str = "<no value>";
+
 /// Go's `eq` on two values.
 fn equal(a: &Value, b: &Value) -> Result<bool, String> {
     match (a, b) {
@@ -330,9 +431,13 @@ mod tests {
             "not",
             "len",
             "index",
+            "slice",
             "print",
             "printf",
             "println",
+            "html",
+            "js",
+            "urlquery",
             "eq",
             "ne",
             "lt",
@@ -343,7 +448,7 @@ mod tests {
         ] {
             assert_eq!(Func::lookup(name).map(Func::name), Some(name));
         }
-        assert_eq!(Func::lookup("html"), None);
+        assert_eq!(Func::lookup("call"), None);
     }
 
     #[test]

@@ -440,6 +440,10 @@ impl<'s> Lexer<'s> {
         }
     }
 
+    /// Scans a number as Go's lexer does: a sign, a `0x`, `0o` or `0b`
+    /// prefix, digits and `_`, a fraction, an `e` exponent (decimal) or a
+    /// `p` exponent (hexadecimal), an `i` suffix; the text is then read by
+    /// [`parse_number`].
     fn number(&mut self, pos: Pos, start: usize) -> Result<TokenKind, TemplateError> {
         if matches!(self.peek(), Some('+' | '-')) {
             self.bump();
@@ -458,11 +462,19 @@ impl<'s> Lexer<'s> {
             }
         }
         self.digits(radix);
-        if radix == 10 && self.peek() == Some('.') {
+        if self.peek() == Some('.') {
             self.bump();
-            self.digits(10);
+            self.digits(radix);
         }
-        if radix == 10 && matches!(self.peek(), Some('e' | 'E')) {
+        let exponent = match radix {
+            10 => ['e', 'E'],
+            16 => ['p', 'P'],
+            _ => ['\0', '\0'],
+        };
+        if self
+            .peek()
+            .is_some_and(|c| c != '\0' && exponent.contains(&c))
+        {
             self.bump();
             if matches!(self.peek(), Some('+' | '-')) {
                 self.bump();
@@ -521,6 +533,9 @@ impl<'s> Lexer<'s> {
 
     fn char_constant(&mut self, pos: Pos) -> Result<TokenKind, TemplateError> {
         let body = self.scan_quoted(pos, '\'', "character constant")?;
+        if let Some(byte) = byte_escape(body) {
+            return Ok(TokenKind::Int(i64::from(byte)));
+        }
         let text = unquote(body, '\'').map_err(|message| TemplateError::at(pos, message))?;
         let mut chars = text.chars();
         match (chars.next(), chars.next()) {
@@ -543,12 +558,18 @@ impl<'s> Lexer<'s> {
 }
 
 /// Turns a number's text into a token value the way Go's template parser
-/// does: integers (with `0x`, `0o`, `0b` or a leading-`0` octal prefix)
-/// become `Int`, decimals with a point or exponent become `Float`.
+/// and evaluator do: integers (with `0x`, `0o`, `0b` or a leading-`0` octal
+/// prefix) become `Int`; decimals with a point or exponent and hexadecimal
+/// floats (`0x1.8p1`) become `Float`. `_` may separate digits, as in Go.
 fn parse_number(text: &str) -> Result<TokenKind, String> {
     let bad = || format!("bad number syntax: {text:?}");
     if text.ends_with('i') {
         return Err(format!("complex numbers are not supported: {text:?}"));
+    }
+    if text.contains('_') && !underscores_separate_digits(text) {
+        return Err(format!(
+            "bad number syntax: {text:?}: '_' may only separate digits"
+        ));
     }
     let clean: String = text.chars().filter(|c| *c != '_').collect();
     let (negative, body) = match clean.strip_prefix('-') {
@@ -557,25 +578,35 @@ fn parse_number(text: &str) -> Result<TokenKind, String> {
     };
     let lower = body.to_ascii_lowercase();
     let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        if d.contains(['.', 'p']) {
+            let magnitude = parse_hex_float(d).ok_or_else(|| {
+                if d.contains('p') {
+                    bad()
+                } else {
+                    format!("bad number syntax: {text:?}: a hexadecimal float needs a 'p' exponent")
+                }
+            })?;
+            return float_token(text, if negative { -magnitude } else { magnitude });
+        }
         (16, d)
     } else if let Some(d) = lower.strip_prefix("0o") {
         (8, d)
     } else if let Some(d) = lower.strip_prefix("0b") {
         (2, d)
     } else if body.contains(['.', 'e', 'E']) {
-        return clean
-            .parse::<f64>()
-            .map(TokenKind::Float)
-            .map_err(|_| bad());
-    } else if body.len() > 1
-        && body.starts_with('0')
-        && body.bytes().all(|b| (b'0'..=b'7').contains(&b))
-    {
+        let value = clean.parse::<f64>().map_err(|_| bad())?;
+        return float_token(text, value);
+    } else if body.len() > 1 && body.starts_with('0') {
+        if !body.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(format!(
+                "bad number syntax: {text:?}: a leading 0 makes an octal number"
+            ));
+        }
         (8, &lower[1..])
     } else {
         (10, lower.as_str())
     };
-    if digits.is_empty() {
+    if digits.is_empty() || digits.contains('.') {
         return Err(bad());
     }
     let magnitude = i128::from_str_radix(digits, radix)
@@ -584,6 +615,164 @@ fn parse_number(text: &str) -> Result<TokenKind, String> {
     i64::try_from(value)
         .map(TokenKind::Int)
         .map_err(|_| format!("number {text} is out of range for an integer"))
+}
+
+fn float_token(text: &str, value: f64) -> Result<TokenKind, String> {
+    if value.is_finite() {
+        Ok(TokenKind::Float(value))
+    } else {
+        Err(format!("number {text} is out of range for a float"))
+    }
+}
+
+/// Go's rule for `_` in number literals: each `_` stands between two digits,
+/// or between the base prefix and a digit.
+fn underscores_separate_digits(text: &str) -> bool {
+    let body = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let bytes = body.as_bytes();
+    let mut rest = bytes;
+    let mut hex = false;
+    // After a digit or prefix: `_` may follow.
+    let mut after_digit = false;
+    if let [b'0', p, tail @ ..] = bytes
+        && matches!(p.to_ascii_lowercase(), b'x' | b'o' | b'b')
+    {
+        hex = p.eq_ignore_ascii_case(&b'x');
+        after_digit = true;
+        rest = tail;
+    }
+    let mut after_underscore = false;
+    for &b in rest {
+        if b.is_ascii_digit() || (hex && b.is_ascii_hexdigit()) {
+            after_digit = true;
+            after_underscore = false;
+        } else if b == b'_' {
+            if !after_digit {
+                return false;
+            }
+            after_digit = false;
+            after_underscore = true;
+        } else {
+            if after_underscore {
+                return false;
+            }
+            after_digit = false;
+        }
+    }
+    !after_underscore
+}
+
+/// The value of a hexadecimal float's text after `0x` (underscores removed,
+/// lowercase): hex digits with an optional point, then `p` and a decimal
+/// exponent. Rounds to the nearest `f64`, ties to even, as Go's
+/// `strconv.ParseFloat`; `None` when the syntax is wrong. Overflow yields
+/// infinity.
+fn parse_hex_float(text: &str) -> Option<f64> {
+    let (mantissa, exponent) = text.split_once('p')?;
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    let (exp_negative, exp_digits) = match exponent.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, exponent.strip_prefix('+').unwrap_or(exponent)),
+    };
+    if exp_digits.is_empty() || !exp_digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Exponents past this are infinity or zero whatever the mantissa.
+    const EXP_LIMIT: i64 = 100_000;
+    let mut exp: i64 = 0;
+    for b in exp_digits.bytes() {
+        exp = (exp * 10 + i64::from(b - b'0')).min(EXP_LIMIT);
+    }
+    if exp_negative {
+        exp = -exp;
+    }
+    // value = mantissa × 2^exp; the first 16 significant hex digits are
+    // kept, the rest only matter as a "sticky" non-zero for rounding.
+    let mut mantissa: u64 = 0;
+    let mut sticky = false;
+    for (i, c) in int_part.chars().chain(frac_part.chars()).enumerate() {
+        let digit = u64::from(c.to_digit(16)?);
+        let fraction = i >= int_part.len();
+        if mantissa >> 60 == 0 {
+            mantissa = (mantissa << 4) | digit;
+            if fraction {
+                exp -= 4;
+            }
+        } else {
+            sticky |= digit != 0;
+            if !fraction {
+                exp += 4;
+            }
+        }
+    }
+    Some(f64_from_parts(mantissa, sticky, exp))
+}
+
+/// `mantissa × 2^exp` (plus a little when `sticky`) rounded to the nearest
+/// `f64`, ties to even; infinity past the largest finite value.
+fn f64_from_parts(mantissa: u64, sticky: bool, exp: i64) -> f64 {
+    if mantissa == 0 {
+        return 0.0;
+    }
+    let shift = mantissa.leading_zeros();
+    // 128 bits: the mantissa at the top, the sticky bit at the bottom.
+    let bits = (u128::from(mantissa << shift) << 64) | u128::from(sticky);
+    // The value is 1.f × 2^unbiased.
+    let unbiased = exp - i64::from(shift) + 63;
+    if unbiased > 1023 {
+        return f64::INFINITY;
+    }
+    // Keep 53 bits for a normal number, fewer below the normal range.
+    let below_normal = (-1022 - unbiased).max(0);
+    if below_normal > 64 {
+        return 0.0;
+    }
+    let dropped = 75 + u32::try_from(below_normal).unwrap_or(64);
+    let mut kept = round_off(bits, dropped);
+    if below_normal > 0 {
+        // Subnormal: the bits are the significand; a carry into bit 52 is
+        // the smallest normal number, which the same bits encode.
+        return f64::from_bits(kept);
+    }
+    let mut unbiased = unbiased;
+    if kept == 1 << 53 {
+        kept >>= 1;
+        unbiased += 1;
+        if unbiased > 1023 {
+            return f64::INFINITY;
+        }
+    }
+    let biased = u64::try_from(unbiased + 1023).unwrap_or(0);
+    f64::from_bits((biased << 52) | (kept & ((1 << 52) - 1)))
+}
+
+/// `bits >> dropped`, rounded to nearest, ties to even.
+fn round_off(bits: u128, dropped: u32) -> u64 {
+    if dropped >= 128 {
+        return u64::from(dropped == 128 && bits > 1 << 127);
+    }
+    let kept = bits >> dropped;
+    let rest = bits & ((1u128 << dropped) - 1);
+    let half = 1u128 << (dropped - 1);
+    let round_up = rest > half || (rest == half && kept & 1 == 1);
+    u64::try_from(kept + u128::from(round_up)).unwrap_or(u64::MAX)
+}
+
+/// A character constant that is one `\xHH` or `\OOO` escape stands for that
+/// byte value, as in Go (`'\xff'` is 255), not for UTF-8 text.
+fn byte_escape(body: &str) -> Option<u8> {
+    let escape = body.strip_prefix('\\')?;
+    if let Some(hex) = escape.strip_prefix('x') {
+        return (hex.len() == 2)
+            .then(|| u8::from_str_radix(hex, 16).ok())
+            .flatten();
+    }
+    (escape.len() == 3 && escape.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u8::from_str_radix(escape, 8).ok())
+        .flatten()
 }
 
 /// Decodes Go escapes in the body of a `quote`-quoted literal.
@@ -772,6 +961,108 @@ mod tests {
                 .contains("out of range")
         );
         assert!(lex_err("{{-}}").message.starts_with("bad number syntax"));
+    }
+
+    #[test]
+    fn issue_15_go_number_literals() {
+        use TokenKind::*;
+        let cases: &[(&str, TokenKind)] = &[
+            ("{{0x1p-2}}", Float(0.25)),
+            ("{{0x1.8p1}}", Float(3.0)),
+            ("{{0X.8P+1}}", Float(1.0)),
+            ("{{-0x1p0}}", Float(-1.0)),
+            ("{{0x_1FFFp-16}}", Float(8191.0 / 65536.0)),
+            ("{{0x1.fffffffffffffp1023}}", Float(f64::MAX)),
+            ("{{0x1p-1022}}", Float(f64::MIN_POSITIVE)),
+            ("{{0x1p-1074}}", Float(f64::from_bits(1))),
+            // Halfway below the smallest subnormal: ties to even, zero.
+            ("{{0x1p-1075}}", Float(0.0)),
+            ("{{0x1.8p-1075}}", Float(f64::from_bits(1))),
+            // 1 + 1.5 ulp rounds to the even 1 + 2 ulp; past 16 digits the
+            // dropped digits still break the tie.
+            ("{{0x1.00000000000018p0}}", Float(1.0 + 2.0 * f64::EPSILON)),
+            ("{{0x1.00000000000008p0}}", Float(1.0)),
+            ("{{0x1.000000000000080000001p0}}", Float(1.0 + f64::EPSILON)),
+            ("{{0x1E}}", Int(30)),
+            ("{{0Xff}}", Int(255)),
+            ("{{0O17}}", Int(15)),
+            ("{{0B11}}", Int(3)),
+            ("{{0_17}}", Int(15)),
+            ("{{0x_ff}}", Int(255)),
+            ("{{1_000.5}}", Float(1000.5)),
+            ("{{1e1_0}}", Float(1e10)),
+            ("{{1.e2}}", Float(100.0)),
+            ("{{+.5}}", Float(0.5)),
+            ("{{00}}", Int(0)),
+            ("{{1e-400}}", Float(0.0)),
+            ("{{'\\x41'}}", Int(65)),
+            ("{{'\\xff'}}", Int(255)),
+            ("{{'\\377'}}", Int(255)),
+            ("{{'\\u00e9'}}", Int(233)),
+            ("{{'é'}}", Int(233)),
+            ("{{'\\''}}", Int(39)),
+        ];
+        for (src, want) in cases {
+            assert_eq!(&kinds(src)[1], want, "{src}");
+        }
+        let errors: &[(&str, &str)] = &[
+            (
+                "{{0x1.8}}",
+                "bad number syntax: \"0x1.8\": a hexadecimal float needs a 'p' exponent",
+            ),
+            ("{{0x1p}}", "bad number syntax: \"0x1p\""),
+            ("{{0xp1}}", "bad number syntax: \"0xp1\""),
+            ("{{0x}}", "bad number syntax: \"0x\""),
+            ("{{0b1.1}}", "bad number syntax: \"0b1.1\""),
+            ("{{0o7.1}}", "bad number syntax: \"0o7.1\""),
+            ("{{0b102}}", "bad number syntax: \"0b102\""),
+            ("{{1e}}", "bad number syntax: \"1e\""),
+            (
+                "{{09}}",
+                "bad number syntax: \"09\": a leading 0 makes an octal number",
+            ),
+            (
+                "{{1__0}}",
+                "bad number syntax: \"1__0\": '_' may only separate digits",
+            ),
+            (
+                "{{1_}}",
+                "bad number syntax: \"1_\": '_' may only separate digits",
+            ),
+            (
+                "{{1_.5}}",
+                "bad number syntax: \"1_.5\": '_' may only separate digits",
+            ),
+            ("{{1p3}}", "bad number syntax: \"1p\""),
+            ("{{1e400}}", "number 1e400 is out of range for a float"),
+            (
+                "{{0x1p1024}}",
+                "number 0x1p1024 is out of range for a float",
+            ),
+            (
+                "{{0x1.fffffffffffff8p1023}}",
+                "number 0x1.fffffffffffff8p1023 is out of range for a float",
+            ),
+            (
+                "{{0x8000000000000000}}",
+                "number 0x8000000000000000 is out of range for an integer",
+            ),
+            (
+                "{{0x1p3i}}",
+                "complex numbers are not supported: \"0x1p3i\"",
+            ),
+            ("{{'\\400'}}", "invalid octal escape in quoted text"),
+            ("{{'\\\"'}}", "unknown escape sequence \\\""),
+            ("{{''}}", "malformed character constant"),
+        ];
+        for (src, want) in errors {
+            let e = lex_err(src);
+            assert_eq!(
+                (e.line, e.column, e.message.as_str()),
+                (1, 3, *want),
+                "{src}"
+            );
+        }
     }
 
     #[test]

@@ -22,18 +22,24 @@
 //!   followed, or preceded, by a space); comments `{{/* ... */}}`.
 //! - Pipelines: fields `.Vars.db_password`, `.`, `$`, `$x`, `$x.field`,
 //!   `(pipeline).field`; `$x := pipeline` declares, `$x = pipeline` assigns;
-//!   literals (`"..."` with Go escapes, `` `raw` ``, `'c'`, integers, floats,
-//!   `true`, `false`, `nil`); `|` passes the value on as the last argument of
-//!   the next function.
+//!   literals (`"..."` with Go escapes, `` `raw` ``, `'c'`, integers in
+//!   decimal, `0x`, `0o`, `0b` and leading-`0` octal, floats in decimal and
+//!   hexadecimal (`0x1.8p1`), `_` between digits, `true`, `false`, `nil`);
+//!   `|` passes the value on as the last argument of the next function.
 //! - Control: `if`/`else if`/`else`/`end`, `with`/`else with`/`else`/`end`,
 //!   `range` over lists (in order), maps (in key order) and integers, with
 //!   `range $i, $v := ...`, `{{else}}` for an empty collection, `break` and
 //!   `continue`. A variable lives until the `end` of the control structure
 //!   that declares it. `define`, `template` and `block` are not supported.
-//! - Functions: `and or not len index print printf println eq ne lt le gt
-//!   ge`, and `secret_file` (only with [`RenderOptions::allow_secret_file`];
-//!   it renders the literal text `{{secret_file}}`). Unknown functions and
-//!   undefined variables are parse errors.
+//! - Functions: Go's `and or not len index slice print printf println html
+//!   js urlquery eq ne lt le gt ge` (not `call`: the data holds no
+//!   functions), and `secret_file` (only with
+//!   [`RenderOptions::allow_secret_file`]; it renders the literal text
+//!   `{{secret_file}}`). Unknown functions and undefined variables are parse
+//!   errors. `slice` cuts strings by byte, but only between characters, and
+//!   a list's capacity is its length; `printf "%T"` names the Go type of the
+//!   same data decoded from YAML (`int`, `float64`, `string`, `bool`,
+//!   `[]interface {}`, `map[string]interface {}`, `<nil>`).
 //! - Truthiness as Go: `false`, `0`, `0.0`, `""`, empty lists and maps and
 //!   `nil` are false; everything else, a secret included, is true.
 //! - A field missing from a map is an error, in `if` and `with` too:
@@ -92,6 +98,7 @@
 //! ```
 
 mod ast;
+mod escape;
 mod eval;
 mod format;
 mod funcs;

@@ -644,8 +644,8 @@ mod tests {
     #[test]
     fn names_are_resolved() {
         assert_eq!(
-            err("{{ html .x }}"),
-            (1, 4, "function \"html\" not defined".into())
+            err("{{ call .x }}"),
+            (1, 4, "function \"call\" not defined".into())
         );
         assert_eq!(
             err("{{ $nope }}"),

@@ -454,6 +454,22 @@ macro_rules! scratch_fixture {
     };
 }
 
+/// The permission bits of `path` (file type masked off, set-id and sticky
+/// bits kept), to compare with an octal mode such as `0o600`.
+///
+/// # Panics
+///
+/// When `path` cannot be read.
+#[must_use]
+pub fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("reading the mode of {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
 /// Every file below `dir`, in the order the folders list them.
 ///
 /// # Panics
@@ -471,4 +487,27 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Writes a throwaway CA and a server certificate for `localhost` and
+/// 127.0.0.1 into `dir`, as `ca.pem`, `server.pem` and `server.key`, for a
+/// TLS service on loopback (the isopass stand-in, mostly). Returns the CA
+/// certificate's PEM, for clients that trust it in memory.
+///
+/// # Panics
+///
+/// When the certificates cannot be made or the files cannot be written.
+pub fn write_loopback_tls(dir: &std::path::Path, ca_name: &str) -> String {
+    let ca = vigo_pki::generate_ca(ca_name).expect("generate a test CA");
+    let server = vigo_pki::issue_server_cert(
+        &ca,
+        &["localhost".to_owned()],
+        &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+    )
+    .expect("issue a loopback server certificate");
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write ca.pem");
+    std::fs::write(dir.join("server.pem"), &server.cert_pem).expect("write server.pem");
+    std::fs::write(dir.join("server.key"), server.key_pem.expose_secret())
+        .expect("write server.key");
+    ca.cert_pem
 }

@@ -39,3 +39,15 @@ pub(crate) fn open(config: &Path) -> anyhow::Result<Backend> {
 pub(crate) fn load_config(config: &Path) -> anyhow::Result<RawConfig> {
     RawConfig::load(config).context("loading server config")
 }
+
+/// The local backend's master key file and secrets folder; `None` when the
+/// config names isopass, which has neither.
+pub(crate) fn local_store(raw: &RawConfig) -> Option<(&Path, &Path)> {
+    match &raw.secrets {
+        SecretsBackend::Local {
+            key_file,
+            secrets_dir,
+        } => Some((key_file, secrets_dir)),
+        SecretsBackend::Isopass { .. } => None,
+    }
+}

@@ -21,7 +21,6 @@ use age::secrecy::SecretString;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use vigo_config::SecretsBackend;
 use vigo_secrets::{LocalProvider, SecretValue};
 use zeroize::Zeroizing;
 
@@ -82,11 +81,7 @@ struct Summary<'a> {
 /// Runs `vigocli backup`.
 pub(crate) async fn backup(args: &BackupArgs, globals: &Globals) -> anyhow::Result<()> {
     let Backend { raw, provider } = backend::open(&globals.config)?;
-    let SecretsBackend::Local {
-        key_file,
-        secrets_dir,
-    } = &raw.secrets
-    else {
+    let Some((key_file, secrets_dir)) = backend::local_store(&raw) else {
         return Err(anyhow::anyhow!("the secrets backend is isopass; there is no local secret store to back up"))
             .hint("back up isopass itself; for the embedded database stop the server and copy data_dir, or use the local backend");
     };
@@ -195,11 +190,7 @@ pub(crate) async fn backup(args: &BackupArgs, globals: &Globals) -> anyhow::Resu
 /// Runs `vigocli restore`.
 pub(crate) async fn restore(args: &RestoreArgs, globals: &Globals) -> anyhow::Result<()> {
     let raw = backend::load_config(&globals.config)?;
-    let SecretsBackend::Local {
-        key_file,
-        secrets_dir,
-    } = raw.secrets.clone()
-    else {
+    let Some((key_file, secrets_dir)) = backend::local_store(&raw) else {
         bail!("the secrets backend is isopass; restore needs the local backend");
     };
     if !key_file.exists() {
@@ -210,7 +201,7 @@ pub(crate) async fn restore(args: &RestoreArgs, globals: &Globals) -> anyhow::Re
         .hint("copy the master key from its own backup to key_file (mode 0600) first; the archive does not hold it");
     }
     let db_file = raw.data_dir.join(DB_NAME);
-    if LocalProvider::holds_secrets(&secrets_dir)? || db_file.exists() {
+    if LocalProvider::holds_secrets(secrets_dir)? || db_file.exists() {
         return Err(anyhow::anyhow!(
             "{} is not empty (it holds secrets or {DB_NAME})",
             raw.data_dir.display()

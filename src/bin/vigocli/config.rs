@@ -1,4 +1,4 @@
-//! `vigocli config reload` and `vigocli config status` (SPEC 7): deploy the
+//! `vigocli config reload` and `vigocli config status`: deploy the
 //! config repository to the running server and see what it serves, through
 //! the admin API.
 

@@ -1,5 +1,5 @@
 //! `vigocli envoys ...`: list and inspect envoys, and run enrollment
-//! (SPEC 6.2, 7) through the server's admin API.
+//! (docs/operations.md "Enroll envoys") through the server's admin API.
 //!
 //! Approval names the pending key: `approve NAME --fingerprint FP` goes
 //! ahead only when FP (or a prefix of at least 16 hex digits) is the key

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
-use vigo_config::SecretsBackend;
 use vigo_secrets::{LocalProvider, SecretInfo};
 
 use crate::backend;
@@ -35,27 +34,20 @@ struct Finished<'a> {
 /// Runs `secrets rekey` (or `--finish`).
 pub(crate) async fn run(finish: bool, globals: &Globals) -> anyhow::Result<()> {
     let raw = backend::load_config(&globals.config)?;
-    let SecretsBackend::Local {
-        key_file,
-        secrets_dir,
-    } = raw.secrets.clone()
-    else {
+    let Some((key_file, secrets_dir)) = backend::local_store(&raw) else {
         return Err(anyhow::anyhow!(
             "the secrets backend in {} is not local; the master key belongs to the local backend",
             raw.file.display()
         ))
         .hint("change the key of isopass through isopass itself");
     };
-    let (key, dir) = (key_file.clone(), secrets_dir.clone());
+    let (key, dir) = (key_file.to_path_buf(), secrets_dir.to_path_buf());
     if finish {
         let checked = tokio::task::spawn_blocking(move || LocalProvider::finish_rekey(&key, &dir))
             .await?
             .context("finishing the master key change")?;
         match globals.output {
-            Output::Json => print_json(&Finished {
-                key_file: &key_file,
-                checked,
-            })?,
+            Output::Json => print_json(&Finished { key_file, checked })?,
             Output::Text => match checked {
                 Some(n) => println!(
                     "Every secret ({n}) opens under {}; the previous key was removed.",
@@ -72,7 +64,7 @@ pub(crate) async fn run(finish: bool, globals: &Globals) -> anyhow::Result<()> {
     let old_key_file = format!("{}.old", key_file.display());
     match globals.output {
         Output::Json => print_json(&Rekeyed {
-            key_file: &key_file,
+            key_file,
             old_key_file,
             secrets: &done,
         })?,

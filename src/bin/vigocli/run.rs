@@ -157,7 +157,7 @@ fn finished(envoy: &RunEnvoy) -> Option<&Report> {
 /// `web1  ok  12 resources: ...  (0.4 s)`, then the changed and failed
 /// resources (with their diffs when verbose).
 fn envoy_lines(envoy: &RunEnvoy, report: &Report, verbose: bool) -> String {
-    #[allow(clippy::cast_precision_loss)] // milliseconds: far below 2^52
+    // Milliseconds: far below 2^53, so the conversion is exact.
     let secs = report.duration_ms as f64 / 1000.0;
     let mut out = format!(
         "{}  {}  {}  ({secs:.1} s)\n",

@@ -1,5 +1,5 @@
 //! `vigocli secrets ...`: store, read, list, remove and bootstrap secrets
-//! through the backend the server config names (SPEC 4.5, 7).
+//! through the backend the server config names (docs/secrets.md "Rotation").
 //!
 //! Every PATH is validated before the config is even read, so an invalid
 //! path (`../../etc/shadow`) never reaches a backend.

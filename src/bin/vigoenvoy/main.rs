@@ -2,7 +2,7 @@
 //!
 //! Subcommands live in their own modules; this file parses the global
 //! options, sets up logging and dispatches. `apply` converges the host to a
-//! catalog file without any server (SPEC 6.1).
+//! catalog file without any server (docs/operations.md "An envoy").
 
 mod apply;
 #[path = "../shared/cli.rs"]

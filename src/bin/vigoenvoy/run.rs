@@ -1,4 +1,4 @@
-//! `vigoenvoy run`: the check-in loop against the server (SPEC 6.1-6.3).
+//! `vigoenvoy run`: the check-in loop against the server (docs/ARCHITECTURE.md "A check-in").
 //!
 //! `run` loops until SIGTERM/SIGINT, enforcing the catalog it holds in
 //! memory on every cycle; `run --once` asks for the full catalog, enforces

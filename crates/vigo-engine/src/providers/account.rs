@@ -352,6 +352,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before: false,
+            writes: None,
         }
     }
 

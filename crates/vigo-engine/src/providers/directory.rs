@@ -108,6 +108,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before: false,
+            writes: None,
         };
         let spec = DirectorySpec {
             target_path: AbsPath::parse(path.to_str().unwrap()).unwrap(),

@@ -1,7 +1,7 @@
 //! The `exec` provider: a command run by `/bin/sh -c`.
 //!
 //! Secret input reaches the command only through its standard input or the
-//! transient `secret_file` (SPEC 5.1): a fresh 0600 file in the envoy's
+//! transient `secret_file` (docs/modules.md "Resources"): a fresh 0600 file in the envoy's
 //! private 0700 folder, deleted when the command ends however it ends (a
 //! guard removes it on drop, so even a cancelled apply cleans up).
 
@@ -368,6 +368,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before,
+            writes: None,
         };
         apply(spec, when, &ctx).await
     }

@@ -99,7 +99,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
             )));
         }
         let bytes = desired.as_ref().map(|d| d.as_slice()).unwrap_or_default();
-        write(path, bytes, Attributes { mode, uid, gid })?;
+        write(path, bytes, Attributes { mode, uid, gid }, ctx)?;
         return Ok(Outcome::changed(format!(
             "wrote {} (mode {})",
             path.display(),
@@ -129,6 +129,7 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, String> {
             path,
             desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
             attributes,
+            ctx,
         )?;
         let what = if secret_content {
             ""
@@ -259,9 +260,19 @@ fn same_content(path: &Path, meta: &Metadata, desired: &[u8]) -> Result<bool, St
     Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&current, desired).is_ok())
 }
 
-fn write(path: &Path, bytes: &[u8], attributes: Attributes) -> Result<(), String> {
-    atomic::write_file(path, bytes, attributes)
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+/// Writes the file durably, or stages it in the context's batch (which
+/// makes it durable and renames it before the resource is reported).
+fn write(
+    path: &Path,
+    bytes: &[u8],
+    attributes: Attributes,
+    ctx: &Context<'_>,
+) -> Result<(), String> {
+    match ctx.writes {
+        Some(batch) => batch.stage(path, bytes, attributes),
+        None => atomic::write_file(path, bytes, attributes),
+    }
+    .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -300,6 +311,7 @@ mod tests {
             refreshed_by: None,
             secret_triggered: false,
             ran_before: false,
+            writes: None,
         };
         apply(spec, &ctx)
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use vigo_catalog::Catalog;
 use zeroize::Zeroizing;
 
+use crate::batch::WriteBatch;
 use crate::command::{self, Finished, Invocation};
 use crate::report::{CommandOutput, Status};
 use crate::scrub::Scrubber;
@@ -40,6 +41,9 @@ pub(crate) struct Context<'a> {
     pub(crate) secret_triggered: bool,
     /// Execs: the command has exited 0 on this envoy before.
     pub(crate) ran_before: bool,
+    /// Files: where a changed file's content is staged, to be made durable
+    /// with the rest of its batch; `None` writes it durably at once.
+    pub(crate) writes: Option<&'a WriteBatch>,
 }
 
 /// What a provider did.

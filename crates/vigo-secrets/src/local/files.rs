@@ -375,11 +375,9 @@ fn io_error(action: &'static str, file: &Path, source: io::Error) -> SecretError
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use vigo_test_support::mode;
 
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p).unwrap().permissions().mode() & 0o777
-    }
+    use super::*;
 
     #[test]
     fn ensure_dir_creates_every_level_0700() {

@@ -40,9 +40,7 @@ async fn wrong_token_is_unauthorized_and_not_retried() {
 
 #[tokio::test]
 async fn stopped_isopass_is_unreachable_then_back_with_its_data() {
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (_site, standin, provider) = TlsSite::serving().await;
     let p = path("vigo/db/dsn");
     provider
         .set(&p, &value("postgres://vigo@db/vigo"))
@@ -76,9 +74,7 @@ async fn stopped_isopass_is_unreachable_then_back_with_its_data() {
 
 #[tokio::test]
 async fn server_errors_are_retried_twice_then_stand() {
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (_site, standin, provider) = TlsSite::serving().await;
     let p = path("vigo/server/hmac_key");
     provider.set(&p, &value("k1")).await.unwrap();
 
@@ -118,9 +114,7 @@ async fn server_errors_are_retried_twice_then_stand() {
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (_site, standin, provider) = TlsSite::serving().await;
     let before = standin.requests_seen();
     let err = provider.get(&path("vigo/absent")).await.unwrap_err();
     assert_eq!(err.to_string(), "isopass: not found");
@@ -295,9 +289,7 @@ async fn token_never_shows_in_errors_or_debug() {
 #[tokio::test]
 async fn values_never_show_in_errors() {
     const CANARY: &str = "canary-value-a17c";
-    let site = TlsSite::new();
-    let standin = site.spawn().await;
-    let provider = site.provider(&standin);
+    let (_site, standin, provider) = TlsSite::serving().await;
     let p = path("vigo/db/dsn");
     provider.set(&p, &value(CANARY)).await.unwrap();
     let got = provider.get(&p).await.unwrap();

@@ -43,10 +43,8 @@ async fn versions_count_up_from_one() {
 async fn same_value_twice_gives_different_bytes() {
     let s = Store::new();
     let p = path("a/b");
-    s.provider.set(&p, &value("same value")).await.unwrap();
-    let first = fs::read(s.provider.file_for(&p)).unwrap();
-    s.provider.set(&p, &value("same value")).await.unwrap();
-    let second = fs::read(s.provider.file_for(&p)).unwrap();
+    let first = s.store_and_read(&p, "same value").await;
+    let second = s.store_and_read(&p, "same value").await;
     assert_eq!(first.len(), second.len());
     // Everything after the version field differs: nonce, ciphertext, tag.
     assert_ne!(first[16..28], second[16..28], "nonce was reused");
@@ -92,13 +90,16 @@ async fn files_are_0600_and_folders_0700() {
 #[tokio::test]
 async fn list_sorts_and_skips_what_is_not_a_secret() {
     let s = Store::new();
-    for p in ["vigo/tls/ca_cert", "app/token", "vigo/db/dsn", "vigo/dbx"] {
-        s.provider.set(&path(p), &value("v")).await.unwrap();
+    let writes = [
+        ("vigo/tls/ca_cert", "v"),
+        ("app/token", "v"),
+        ("vigo/db/dsn", "v"),
+        ("vigo/dbx", "v"),
+        ("vigo/db/dsn", "v2"),
+    ];
+    for (p, v) in writes {
+        s.provider.set(&path(p), &value(v)).await.unwrap();
     }
-    s.provider
-        .set(&path("vigo/db/dsn"), &value("v2"))
-        .await
-        .unwrap();
     let dir = s.secrets_dir();
     fs::write(dir.join("vigo/db/.tmp-0123456789abcdef"), b"half-written").unwrap();
     fs::write(dir.join("vigo/not a path"), b"x").unwrap();

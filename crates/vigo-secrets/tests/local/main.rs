@@ -12,7 +12,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use vigo_secrets::{LocalProvider, MasterKey, SecretPath, SecretValue};
+use vigo_secrets::{LocalProvider, MasterKey, SecretPath, SecretProvider, SecretValue};
+use vigo_test_support::mode;
 
 /// A temporary folder with a fresh master key and an (absent) secrets folder.
 struct Store {
@@ -36,6 +37,20 @@ impl Store {
         self.dir.path().join("secrets")
     }
 
+    /// Stores `v` at `p` and returns the bytes of its file.
+    async fn store_and_read(&self, p: &SecretPath, v: &str) -> Vec<u8> {
+        self.provider.set(p, &value(v)).await.unwrap();
+        fs::read(self.provider.file_for(p)).unwrap()
+    }
+
+    /// Stores `v` at `p`, then changes the bytes of its file with `edit`,
+    /// as anyone with write access to the folder could.
+    async fn store_then_edit(&self, p: &SecretPath, v: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = self.store_and_read(p, v).await;
+        edit(&mut bytes);
+        fs::write(self.provider.file_for(p), &bytes).unwrap();
+    }
+
     /// Another provider on the same folder, as a second process would have.
     fn reopen(&self) -> LocalProvider {
         LocalProvider::open(&self.key_file(), &self.secrets_dir()).unwrap()
@@ -48,10 +63,6 @@ fn path(p: &str) -> SecretPath {
 
 fn value(v: &str) -> SecretValue {
     SecretValue::from(v)
-}
-
-fn mode(p: &Path) -> u32 {
-    fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 /// Copies a key file into `dir` with mode 0600 (git does not keep modes).

@@ -101,8 +101,7 @@ async fn an_older_file_put_back_keeps_its_own_version() {
     // Restoring an old file is not forgery: it decrypts, at its old version.
     let s = Store::new();
     let p = path("vigo/rollback");
-    s.provider.set(&p, &value("old")).await.unwrap();
-    let old = fs::read(s.provider.file_for(&p)).unwrap();
+    let old = s.store_and_read(&p, "old").await;
     s.provider.set(&p, &value("new")).await.unwrap();
     fs::write(s.provider.file_for(&p), &old).unwrap();
     let got = s.provider.get(&p).await.unwrap();
@@ -156,11 +155,7 @@ async fn truncated_files_are_refused() {
 async fn appended_bytes_are_refused() {
     let s = Store::new();
     let p = path("vigo/t");
-    s.provider.set(&p, &value("v")).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    bytes.push(0);
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, "v", |bytes| bytes.push(0)).await;
     assert!(matches!(
         s.provider.get(&p).await,
         Err(SecretError::Integrity)
@@ -171,11 +166,8 @@ async fn appended_bytes_are_refused() {
 async fn an_unknown_format_version_is_a_format_error() {
     let s = Store::new();
     let p = path("vigo/t");
-    s.provider.set(&p, &value("v")).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    bytes[FORMAT_AT] = 9;
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, "v", |bytes| bytes[FORMAT_AT] = 9)
+        .await;
     let err = s.provider.get(&p).await.unwrap_err();
     assert!(
         err.to_string()
@@ -194,12 +186,8 @@ async fn errors_never_hold_the_value() {
     let s = Store::new();
     let canary = "CANARY-91bd-never-in-errors";
     let p = path("vigo/c");
-    s.provider.set(&p, &value(canary)).await.unwrap();
-    let file = s.provider.file_for(&p);
-    let mut bytes = fs::read(&file).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&file, &bytes).unwrap();
+    s.store_then_edit(&p, canary, |bytes| *bytes.last_mut().unwrap() ^= 1)
+        .await;
     let err = s.provider.get(&p).await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains(canary));
 }

@@ -1,4 +1,4 @@
-//! The admin routes for envoys (bearer token, SPEC 7 `vigocli envoys`):
+//! The admin routes for envoys (bearer token, `vigocli envoys`):
 //!
 //! - `GET /v1/admin/envoys` → `Vec<`[`EnvoySummary`]`>`
 //! - `GET /v1/admin/envoys/{name}` → [`EnvoyDetail`]
@@ -17,7 +17,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use vigo_proto::ResourceReport;
 use vigo_proto::admin::{ApproveEnvoy, EnvoyDetail, EnvoySummary, NewToken, RemovedEnvoys};
@@ -25,7 +24,7 @@ use vigo_secrets::EnvoyName;
 use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
-use super::{parse_json, require_admin, rfc3339};
+use super::{Admin, parse_json, rfc3339};
 use crate::enroll::{PENDING_EXPIRY, approve, bound_fingerprint, sign, token_hash};
 use crate::metrics::EnrollmentResult;
 use crate::{AppError, AppState};
@@ -41,10 +40,9 @@ pub(crate) const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// `GET /v1/admin/envoys`.
 pub(crate) async fn list(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<EnvoySummary>>, AppError> {
-    require_admin(&state, &headers)?;
     state.flush_checkins().await;
     expire_pending(&state).await?;
     let mut out = Vec::new();
@@ -60,11 +58,10 @@ pub(crate) async fn list(
 
 /// `GET /v1/admin/envoys/{name}`.
 pub(crate) async fn show(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<EnvoyDetail>, AppError> {
-    require_admin(&state, &headers)?;
     let name = envoy_name(&name)?;
     state.flush_checkins().await;
     expire_pending(&state).await?;
@@ -110,11 +107,10 @@ struct TokenRequest {
 
 /// `POST /v1/admin/envoys/token`.
 pub(crate) async fn token(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<NewToken>, AppError> {
-    require_admin(&state, &headers)?;
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {
@@ -150,12 +146,11 @@ pub(crate) async fn token(
 /// `POST /v1/admin/envoys/{name}/approve`: signs the stored request once
 /// the operator named its key's fingerprint.
 pub(crate) async fn approve_envoy(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<EnvoySummary>, AppError> {
-    require_admin(&state, &headers)?;
     let name = envoy_name(&name)?;
     let request: ApproveEnvoy = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveEnvoy::default()
@@ -239,11 +234,10 @@ async fn check_fingerprint(
 /// `POST /v1/admin/envoys/{name}/remove`: deletes a pending or revoked
 /// envoy so the name can enroll again.
 pub(crate) async fn remove_envoy(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<RemovedEnvoys>, AppError> {
-    require_admin(&state, &headers)?;
     let name = envoy_name(&name)?;
     let removed = state
         .store()
@@ -278,11 +272,10 @@ fn envoy_name(raw: &str) -> Result<EnvoyName, AppError> {
 
 /// `POST /v1/admin/envoys/{name}/revoke`.
 pub(crate) async fn revoke_envoy(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<EnvoySummary>, AppError> {
-    require_admin(&state, &headers)?;
     let name = envoy_name(&name)?;
     state
         .store()

@@ -6,14 +6,13 @@
 //!   whether `config_dir` is watched, the last attempt and failure
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use vigo_proto::admin::{
     ConfigAttempt, ConfigFailure, ConfigReloadAnswer, ConfigRevision, ConfigStatus,
 };
 
-use super::{require_admin, rfc3339};
+use super::{Admin, rfc3339};
 use crate::deploy::{ReloadOutcome, ReloadSource, reload};
 use crate::repo::Revision;
 use crate::{AppError, AppState};
@@ -26,10 +25,9 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn reload_route(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<ConfigReloadAnswer>, AppError> {
-    require_admin(&state, &headers)?;
     let outcome = reload(&state, ReloadSource::Cli).await;
     let serving = revision_of(&state.repo().revision);
     Ok(Json(match outcome {
@@ -55,10 +53,9 @@ async fn reload_route(
 }
 
 async fn status_route(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<ConfigStatus>, AppError> {
-    require_admin(&state, &headers)?;
     let serving = revision_of(&state.repo().revision);
     let record = state.deploy.record();
     Ok(Json(ConfigStatus {

@@ -1,4 +1,4 @@
-//! The routes envoys call (SPEC 6.2, 6.3):
+//! The routes envoys call (docs/operations.md "Enroll envoys"; docs/ARCHITECTURE.md "A check-in"):
 //!
 //! - `POST /v1/enroll` (no client certificate) → [`EnrollResponse`]; the
 //!   enrollment rules are in `enroll.rs`
@@ -101,7 +101,7 @@ pub(crate) async fn checkin(
     peer: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    // SPEC 4.5: a check-in that starts after a change was queued (a
+    // docs/secrets.md "Rotation": a check-in that starts after a change was queued (a
     // `secrets set` that printed "Server notified", the start-up comparison
     // of versions) is answered from the state its rotation leaves: wait for
     // it, bounded; then answer with the last good state (triggers stay

@@ -15,9 +15,10 @@
 //! (`enroll.rs`, `rotation.rs`, `deploy.rs`, the store).
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
@@ -88,19 +89,29 @@ async fn not_found() -> AppError {
     AppError::NotFound("no such route".to_owned())
 }
 
-/// Checks `Authorization: Bearer <token>` against the admin token in
-/// constant time.
-pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AppError::Unauthorized)?;
-    let presented = SecretValue::from(presented.trim());
-    if presented.ct_eq(&state.secrets.admin_token) {
-        Ok(())
-    } else {
-        Err(AppError::Unauthorized)
+/// Proof that a request carried the admin token (`Authorization: Bearer
+/// <vigo/server/admin_token>`, compared in constant time). Taking it as a
+/// handler's first argument checks the token before anything else of the
+/// request is read; without it the answer is 401.
+#[derive(Debug)]
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AppError::Unauthorized)?;
+        let presented = SecretValue::from(presented.trim());
+        if presented.ct_eq(&state.secrets.admin_token) {
+            Ok(Admin)
+        } else {
+            Err(AppError::Unauthorized)
+        }
     }
 }
 

@@ -13,13 +13,12 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use globset::GlobBuilder;
 use vigo_proto::admin::{RunEnvoy, RunStarted, RunStatus, RunTarget};
 use vigo_proto::{Report, ReportRequest};
 use vigo_store::{EnvoyStatus, NewRunRequest, Timestamp};
 
-use super::{parse_json, require_admin, rfc3339};
+use super::{Admin, parse_json, rfc3339};
 use crate::{AppError, AppState};
 
 /// Whether an envoy name is one the request targets.
@@ -27,11 +26,10 @@ type Matcher = Box<dyn Fn(&str, &serde_json::Value) -> bool + Send + Sync>;
 
 /// `POST /v1/admin/runs`.
 pub(crate) async fn start(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<RunStarted>, AppError> {
-    require_admin(&state, &headers)?;
     let request: RunTarget = parse_json(
         &body,
         "expected {\"target\":\"web*\"} or {\"role\":\"web\"}, with \"noop\":true optional",
@@ -118,11 +116,10 @@ pub(crate) async fn start(
 
 /// `GET /v1/admin/runs/{id}`.
 pub(crate) async fn status(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RunStatus>, AppError> {
-    require_admin(&state, &headers)?;
     let Some(record) = state.store().run_request(&id).await? else {
         return Err(AppError::NotFound(format!("no run request '{id}'")));
     };

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use vigo_proto::admin::{
@@ -20,7 +19,7 @@ use vigo_proto::admin::{
 use vigo_secrets::SecretPath;
 use vigo_store::{EnvoyStatus, Timestamp};
 
-use super::{require_admin, rfc3339};
+use super::{Admin, rfc3339};
 use crate::rotation::Actor;
 use crate::{AppError, AppState};
 
@@ -37,11 +36,10 @@ pub(crate) fn routes() -> Router<AppState> {
 /// after another coalesce; its outcome is logged and recorded in the audit
 /// log).
 async fn secret_changed(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SecretChangedAnswer>, AppError> {
-    require_admin(&state, &headers)?;
     let change: SecretChanged = serde_json::from_slice(&body).map_err(|e| {
         AppError::BadRequest(format!(
             "expected a JSON body {{\"path\":\"a/b\",\"version\":N}}: {e}"
@@ -65,11 +63,10 @@ struct PrefixQuery {
 }
 
 async fn history(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<PrefixQuery>,
 ) -> Result<Json<History>, AppError> {
-    require_admin(&state, &headers)?;
     let store = state.store();
     let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
     let mut entries: Vec<(Timestamp, HistoryEntry)> = Vec::new();
@@ -112,11 +109,10 @@ struct PathQuery {
 }
 
 async fn who_uses(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<PathQuery>,
 ) -> Result<Json<WhoUses>, AppError> {
-    require_admin(&state, &headers)?;
     let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let envoys = state.store().list_envoys().await?;
     let mut users = Vec::new();

@@ -104,3 +104,33 @@ pub(crate) fn error(src: &str) -> TemplateError {
         Err(e) => e,
     }
 }
+
+/// Renders every `(template, text)` case and fails listing each mismatch.
+pub(crate) fn assert_renders(cases: &[(&str, &str)]) {
+    let mut failures = Vec::new();
+    for (src, want) in cases {
+        match std::panic::catch_unwind(|| text(src)) {
+            Ok(got) if got == *want => {}
+            Ok(got) => failures.push(format!("{src:?}: got {got:?}, want {want:?}")),
+            Err(_) => failures.push(format!("{src:?}: failed")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Checks every `(template, line, column, message)` error case and fails
+/// listing each mismatch.
+pub(crate) fn assert_errors(cases: &[(&str, usize, usize, &str)]) {
+    let mut failures = Vec::new();
+    for (src, line, column, message) in cases {
+        match std::panic::catch_unwind(|| error(src)) {
+            Ok(e) if (e.line, e.column, e.message.as_str()) == (*line, *column, *message) => {}
+            Ok(e) => failures.push(format!(
+                "{src:?}:\n   got {}:{} {}\n  want {line}:{column} {message}",
+                e.line, e.column, e.message
+            )),
+            Err(_) => failures.push(format!("{src:?}: rendered without error")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

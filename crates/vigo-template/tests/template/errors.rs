@@ -1,6 +1,6 @@
 //! Parse and render errors: exact 1-based line and column, exact message.
 
-use crate::common::error;
+use crate::common::{assert_errors, error};
 
 /// (template, line, column, message)
 const CASES: &[(&str, usize, usize, &str)] = &[
@@ -172,10 +172,10 @@ const CASES: &[(&str, usize, usize, &str)] = &[
     // Names and commands.
     ("{{ foo 1 }}", 1, 4, "function \"foo\" not defined"),
     (
-        "\n\n   {{ printf \"%d\" 1 | html }}",
+        "\n\n   {{ printf \"%d\" 1 | call }}",
         3,
         23,
-        "function \"html\" not defined",
+        "function \"call\" not defined",
     ),
     ("{{ $x }}", 1, 4, "undefined variable \"$x\""),
     (
@@ -203,19 +203,7 @@ const CASES: &[(&str, usize, usize, &str)] = &[
 
 #[test]
 fn errors_have_exact_positions_and_messages() {
-    let mut failures = Vec::new();
-    for (src, line, column, message) in CASES {
-        let e = std::panic::catch_unwind(|| error(src));
-        match e {
-            Ok(e) if (e.line, e.column, e.message.as_str()) == (*line, *column, *message) => {}
-            Ok(e) => failures.push(format!(
-                "{src:?}:\n   got {}:{} {}\n  want {line}:{column} {message}",
-                e.line, e.column, e.message
-            )),
-            Err(_) => failures.push(format!("{src:?}: rendered without error")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_errors(CASES);
 }
 
 #[test]

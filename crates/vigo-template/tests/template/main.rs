@@ -4,6 +4,7 @@
 
 mod common;
 mod errors;
+mod go_compat;
 mod props;
 mod render;
 mod secrets;

@@ -72,6 +72,14 @@ const FRAGMENTS: &[&str] = &[
     "le ",
     "gt ",
     "ge ",
+    "slice ",
+    "html ",
+    "js ",
+    "urlquery ",
+    "\"%T\" ",
+    "0x1.8p1",
+    "1_0",
+    "'\\xff'",
     "secret_file",
     "{{end}}",
     "{{else}}",
@@ -171,7 +179,7 @@ fn verb() -> impl Strategy<Value = String> {
         prop::option::of(prop::option::of(number())),
         prop::sample::select(vec![
             "v", "s", "q", "d", "b", "o", "O", "x", "X", "c", "U", "t", "e", "E", "f", "F", "g",
-            "G", "%", "z", "é", "",
+            "G", "T", "%", "z", "é", "",
         ]),
     )
         .prop_map(|(flags, width, precision, verb)| {
@@ -217,6 +225,9 @@ fn random_template() -> impl Strategy<Value = String> {
             "-9223372036854775808",
             "1e308",
             "0x7fffffffffffffff",
+            "0x1.fffffffffffffp1023",
+            "0x1p-1074",
+            "3",
         ])
         .prop_map(str::to_owned),
         any::<i64>().prop_map(|n| n.to_string()),
@@ -225,7 +236,7 @@ fn random_template() -> impl Strategy<Value = String> {
     let command = (
         prop::sample::select(vec![
             "printf", "printf", "printf", "print", "println", "len", "index", "eq", "ne", "lt",
-            "le", "gt", "ge", "and", "or", "not", "",
+            "le", "gt", "ge", "and", "or", "not", "slice", "slice", "html", "js", "urlquery", "",
         ]),
         prop::collection::vec(operand.clone(), 0..4),
     )

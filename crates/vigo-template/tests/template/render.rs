@@ -3,7 +3,7 @@
 
 use vigo_template::{RenderOptions, Template};
 
-use crate::common::{data, render_with, text};
+use crate::common::{assert_renders, data, render_with};
 
 const CASES: &[(&str, &str)] = &[
     // Text and fields.
@@ -202,16 +202,7 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn renders_like_go() {
-    let mut failures = Vec::new();
-    for (src, want) in CASES {
-        let got = std::panic::catch_unwind(|| text(src));
-        match got {
-            Ok(got) if got == *want => {}
-            Ok(got) => failures.push(format!("{src:?}: got {got:?}, want {want:?}")),
-            Err(_) => failures.push(format!("{src:?}: failed")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_renders(CASES);
 }
 
 #[test]

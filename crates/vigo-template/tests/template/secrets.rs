@@ -243,6 +243,21 @@ fn errors_never_contain_values() {
         "{{ (index .Vars.m \"k\").x }}",
         "{{ $x := .Vars.s }}{{ $x.y }}",
         "{{ $x := .Vars.list }}{{ $x.y }}",
+        "{{ slice .Vars.list .Vars.i }}",
+        "{{ slice .Vars.list 0 .Vars.i }}",
+        "{{ slice .Vars.list 0 1 .Vars.i }}",
+        "{{ slice .Vars.s .Vars.i }}",
+        "{{ slice .Vars.s 1 0 }}",
+        "{{ slice .Vars.s 0 1 2 }}",
+        "{{ slice .Vars.list .Vars.f }}",
+        "{{ slice .Vars.list .Vars.s }}",
+        "{{ slice .Vars.m }}",
+        "{{ slice .Vars.f }}",
+        "{{ slice .Vars.p }}",
+        "{{ html .Vars.p }}",
+        "{{ js .Vars.with_secret }}",
+        "{{ urlquery .Vars.s .Vars.p }}",
+        "{{ printf \"%T\" .Vars.with_secret }}",
     ];
     let mut checked = 0;
     for src in templates {
