@@ -16,6 +16,7 @@ mod enforcement;
 mod engine_hardening;
 mod enrollment;
 mod envoy_apply;
+mod facts;
 mod golden;
 mod hardening_server;
 mod isopass;

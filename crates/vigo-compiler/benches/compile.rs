@@ -83,7 +83,7 @@ fn bench_compile(c: &mut Criterion) {
         .map(|i| format!("node{i}.bench.example.com"))
         .collect();
     let first = repo
-        .compile(&names[0], &secrets)
+        .compile(&names[0], &serde_json::Value::Null, &secrets)
         .unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(first.catalog.resources.len(), ROLES * RESOURCES_PER_ROLE);
 
@@ -93,7 +93,10 @@ fn bench_compile(c: &mut Criterion) {
     group.bench_function("1000_envoys_x_50_resources", |b| {
         b.iter(|| {
             for name in &names {
-                black_box(repo.compile(name, &secrets).unwrap());
+                black_box(
+                    repo.compile(name, &serde_json::Value::Null, &secrets)
+                        .unwrap(),
+                );
             }
         });
     });

@@ -10,12 +10,12 @@ use vigo_catalog::{
     Resource, ResourceKind, SECRET_FILE_PLACEHOLDER, SecretText, Segment, ServiceSpec, UserSpec,
 };
 use vigo_secrets::{SecretPath, VersionedSecret};
-use vigo_template::{Output, Piece, RenderOptions, Value};
+use vigo_template::{Output, Piece, RenderOptions, TemplateError, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::repo::{ConfigRepo, Module, NodeEntry};
 use crate::resource::{KindDecl, ResourceDecl, TextField};
-use crate::vars::{Vars, overlay};
+use crate::vars::{Vars, overlay, plain_value};
 use crate::yaml::Pos;
 
 /// A compiled catalog and which of its resources use or watch each secret.
@@ -59,42 +59,63 @@ impl Selection {
 }
 
 impl ConfigRepo {
-    /// Compiles the catalog for `envoy`. Every entry of `nodes.vgo` whose
-    /// `match` fits the name applies; an envoy that matches none gets an
-    /// empty catalog. `secrets` must hold every secret the catalog uses
-    /// (resolve [`ConfigRepo::referenced_secrets`] first); the catalog
-    /// carries only the ones its resources use.
+    /// Compiles the catalog for `envoy`, whose last check-in reported
+    /// `facts` (a JSON object; anything else counts as no facts). Every
+    /// entry of `nodes.vgo` that applies (its `match` fits the name, its
+    /// `match_facts` hold) counts; an envoy that matches none gets an empty
+    /// catalog. `secrets` must hold every secret the catalog uses (resolve
+    /// [`ConfigRepo::referenced_secrets`] first); the catalog carries only
+    /// the ones its resources use.
     pub fn compile(
+        &self,
+        envoy: &str,
+        facts: &serde_json::Value,
+        secrets: &BTreeMap<SecretPath, VersionedSecret>,
+    ) -> Result<Compiled, Diagnostics> {
+        let facts = facts.as_object().cloned().unwrap_or_default();
+        let selection = Selection::from_entries(self.matching(envoy, &facts));
+        self.compile_selection(envoy, &facts, &selection, secrets, FactsMode::Reported)
+    }
+
+    /// Compiles the catalog of an envoy that has reported no facts yet
+    /// against the stand-in facts of [`ConfigRepo::check`]: to validate the
+    /// repository for it before its first check-in brings real facts.
+    pub fn compile_stand_in(
         &self,
         envoy: &str,
         secrets: &BTreeMap<SecretPath, VersionedSecret>,
     ) -> Result<Compiled, Diagnostics> {
-        let selection = Selection::from_entries(self.matching(envoy));
-        self.compile_selection(envoy, &selection, secrets)
+        let facts = vigo_proto::facts::Facts::stand_in().to_json();
+        let selection = Selection::from_entries(self.matching(envoy, &facts));
+        self.compile_selection(envoy, &facts, &selection, secrets, FactsMode::StandIn)
     }
 
-    /// The roles `envoy` gets (every `nodes.vgo` entry whose `match` fits
-    /// its name), in first-occurrence order.
-    pub fn roles_of(&self, envoy: &str) -> Vec<String> {
-        Selection::from_entries(self.matching(envoy)).roles
+    /// The roles `envoy` gets with these facts (every `nodes.vgo` entry
+    /// that applies), in first-occurrence order, included modules too.
+    pub fn roles_of(&self, envoy: &str, facts: &serde_json::Value) -> Vec<String> {
+        let facts = facts.as_object().cloned().unwrap_or_default();
+        self.expand_includes(&Selection::from_entries(self.matching(envoy, &facts)).roles)
     }
 
     pub(crate) fn compile_selection(
         &self,
         envoy: &str,
+        facts: &serde_json::Map<String, serde_json::Value>,
         selection: &Selection,
         secrets: &BTreeMap<SecretPath, VersionedSecret>,
+        mode: FactsMode,
     ) -> Result<Compiled, Diagnostics> {
         let mut errors = Diagnostics::default();
         let mut placed: Vec<Placed<'_>> = Vec::new();
-        for role in &selection.roles {
+        let facts = facts_value(facts);
+        for role in &self.expand_includes(&selection.roles) {
             // Load refuses a repository whose nodes name a missing module.
             let Some(module) = self.modules.get(role) else {
                 continue;
             };
-            let data = template_data(envoy, module, &selection.vars);
+            let data = template_data(envoy, &facts, module, &selection.vars);
             for decl in &module.resources {
-                match render_resource(module, decl, &data) {
+                match render_resource(module, decl, &data, mode) {
                     Ok(resource) => placed.push(Placed {
                         module,
                         decl,
@@ -187,42 +208,178 @@ fn diagnostic(
     }
 }
 
-/// `.Vars` (module defaults overlaid by the envoy's node vars) and `.Envoy`.
-fn template_data(envoy: &str, module: &Module, node_vars: &Vars) -> Value {
+/// What `.Facts` holds while compiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FactsMode {
+    /// An envoy's reported facts: a fact it did not report is an error.
+    Reported,
+    /// `vigocli check`'s stand-in facts: every built-in fact is there, and
+    /// so is any key a template reads in an open map (`custom`,
+    /// `networking.interfaces`), since only the envoys know those.
+    StandIn,
+}
+
+/// `.Vars` (module defaults overlaid by the envoy's node vars), `.Envoy`
+/// and `.Facts`.
+fn template_data(envoy: &str, facts: &Value, module: &Module, node_vars: &Vars) -> Value {
     let mut vars = module.defaults.clone();
     overlay(&mut vars, node_vars);
     let envoy = BTreeMap::from([("Name".to_owned(), Value::Str(envoy.to_owned()))]);
     Value::Map(BTreeMap::from([
         ("Vars".to_owned(), Value::Map(vars)),
         ("Envoy".to_owned(), Value::Map(envoy)),
+        ("Facts".to_owned(), facts.clone()),
     ]))
+}
+
+/// Facts as template data: plain text throughout (an envoy reports its
+/// facts, and must never be able to name a secret into its own catalog).
+fn facts_value(facts: &serde_json::Map<String, serde_json::Value>) -> Value {
+    let mut map: BTreeMap<String, Value> = facts
+        .iter()
+        .map(|(k, v)| (k.clone(), plain_value(v)))
+        .collect();
+    // `.Facts.custom` is always a map, so that a custom fact an envoy does
+    // not report is worded as such.
+    map.entry(vigo_proto::facts::CUSTOM.to_owned())
+        .or_insert_with(|| Value::Map(BTreeMap::new()));
+    Value::Map(map)
+}
+
+/// Renders `field`; with stand-in facts, a key read in an open fact map
+/// is added and the field rendered again, so that only real mistakes
+/// remain.
+fn render_field(
+    field: &TextField,
+    data: &Value,
+    options: RenderOptions,
+    mode: FactsMode,
+) -> Result<Output, TemplateError> {
+    let first = field.render(data, options);
+    if mode == FactsMode::Reported {
+        return first;
+    }
+    let mut data = data.clone();
+    let mut result = first;
+    // Each round adds one key or turns one value into a map.
+    for _ in 0..MAX_OPEN_FACT_ROUNDS {
+        let Err(e) = &result else {
+            break;
+        };
+        if !fill_open_fact(&mut data, &e.message) {
+            break;
+        }
+        result = field.render(&data, options);
+    }
+    result
+}
+
+/// How many keys one field may read in open fact maps under `vigocli check`.
+const MAX_OPEN_FACT_ROUNDS: usize = 64;
+
+/// Given an engine error, adds what it missed in an open fact map of the
+/// stand-in facts: a missing key (an interface gets the stand-in
+/// interface's addresses, a custom fact a placeholder string), or a map
+/// where a custom fact placeholder was read as one. `false`: the error is
+/// not about an open map.
+fn fill_open_fact(data: &mut Value, message: &str) -> bool {
+    let (path, key, as_map) = if let Some(rest) = message.strip_prefix("missing key '") {
+        let Some((key, rest)) = rest.split_once("' in ") else {
+            return false;
+        };
+        let Some((chain, _)) = rest.split_once(" (") else {
+            return false;
+        };
+        (chain, key.to_owned(), false)
+    } else if let Some(rest) = message.strip_prefix("can't evaluate field '") {
+        // `can't evaluate field 'x' in .Facts.custom.a.x: .Facts.custom.a is a string, not a map`
+        let Some((_, rest)) = rest.split_once(": ") else {
+            return false;
+        };
+        let Some((chain, _)) = rest.split_once(" is a string, not a map") else {
+            return false;
+        };
+        let Some((parent, key)) = chain.rsplit_once('.') else {
+            return false;
+        };
+        (parent, key.to_owned(), true)
+    } else {
+        return false;
+    };
+    let Some(path) = path.trim_start_matches('$').strip_prefix(".Facts.") else {
+        return false;
+    };
+    let interfaces = "networking.interfaces";
+    let in_custom = path == vigo_proto::facts::CUSTOM
+        || path.starts_with(&format!("{}.", vigo_proto::facts::CUSTOM));
+    let placeholder = if path == interfaces && !as_map {
+        interface_stand_in()
+    } else if in_custom {
+        if as_map {
+            Value::Map(BTreeMap::new())
+        } else {
+            Value::Str("custom-fact".into())
+        }
+    } else {
+        return false;
+    };
+    let Value::Map(top) = data else {
+        return false;
+    };
+    let Some(mut at) = top.get_mut("Facts") else {
+        return false;
+    };
+    for part in path.split('.') {
+        let Value::Map(map) = at else {
+            return false;
+        };
+        let Some(next) = map.get_mut(part) else {
+            return false;
+        };
+        at = next;
+    }
+    let Value::Map(map) = at else {
+        return false;
+    };
+    if !as_map && map.contains_key(&key) {
+        return false;
+    }
+    map.insert(key, placeholder);
+    true
+}
+
+fn interface_stand_in() -> Value {
+    serde_json::to_value(vigo_proto::facts::InterfaceFacts::stand_in())
+        .map_or(Value::Map(BTreeMap::new()), |json| plain_value(&json))
 }
 
 fn render_resource(
     module: &Module,
     decl: &ResourceDecl,
     data: &Value,
+    mode: FactsMode,
 ) -> Result<Resource, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let mut text =
-        |field: &TextField, key: &str, options: RenderOptions| match field.render(data, options) {
-            Ok(out) => Some(out),
-            Err(e) => {
-                let key = if field.file.is_some() {
-                    "template"
-                } else {
-                    key
-                };
-                errors.push(field_diagnostic(
-                    module,
-                    decl,
-                    field,
-                    field.start.locate(&e),
-                    template_message(key, &e.message),
-                ));
-                None
-            }
-        };
+    let mut text = |field: &TextField, key: &str, options: RenderOptions| match render_field(
+        field, data, options, mode,
+    ) {
+        Ok(out) => Some(out),
+        Err(e) => {
+            let key = if field.file.is_some() {
+                "template"
+            } else {
+                key
+            };
+            errors.push(field_diagnostic(
+                module,
+                decl,
+                field,
+                field.start.locate(&e),
+                template_message(key, &e.message),
+            ));
+            None
+        }
+    };
     let plain = RenderOptions::default();
     let kind = match &decl.kind {
         KindDecl::File {
@@ -448,16 +605,38 @@ fn field_diagnostic(
 }
 
 /// An engine error as a diagnostic message: a missing var reads
-/// `missing var 'db_password'`; anything else is prefixed by its field.
+/// `missing var 'db_password'`, a missing fact `unknown fact 'os.famly'`;
+/// anything else is prefixed by its field.
 fn template_message(field: &str, message: &str) -> String {
     if message.starts_with("missing var '") {
         match message.split_once(" (") {
             Some((head, _)) => head.to_owned(),
             None => message.to_owned(),
         }
+    } else if let Some(path) = missing_fact(message) {
+        match path.strip_prefix("custom.") {
+            Some(name) if !name.contains('.') => format!(
+                "the envoy reports no custom fact '{name}' (.Facts.{path}); to make it optional, test it with {{{{ if index .Facts.custom \"{name}\" }}}}"
+            ),
+            _ => format!(
+                "unknown fact '{path}' (.Facts.{path}); the facts are listed in docs/modules.md, \"Facts\""
+            ),
+        }
     } else {
         format!("{field}: {message}")
     }
+}
+
+/// The dotted fact path of a `missing key` error inside `.Facts`.
+fn missing_fact(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing key '")?;
+    let (_, rest) = rest.split_once("' in ")?;
+    let (_, chain) = rest.split_once(" (")?;
+    let chain = chain.strip_suffix(')')?;
+    chain
+        .trim_start_matches('$')
+        .strip_prefix(".Facts.")
+        .map(str::to_owned)
 }
 
 /// Rendered text that must carry no secret (a command line, a guard, an environment value, a line
@@ -658,8 +837,9 @@ mod tests {
 
     fn entry(vars: &BTreeMap<String, i64>, roles: &[&str]) -> NodeEntry {
         NodeEntry {
-            pattern: "*".into(),
-            matcher: compile_glob("*").unwrap(),
+            pattern: Some("*".into()),
+            matcher: Some(compile_glob("*").unwrap()),
+            facts: Vec::new(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             vars: vars
                 .iter()
@@ -676,6 +856,7 @@ mod tests {
                 .map(|(k, v)| (k.clone(), Value::Int(*v)))
                 .collect(),
             resources: Vec::new(),
+            includes: Vec::new(),
         }
     }
 
@@ -713,7 +894,7 @@ mod tests {
 
         #[test]
         fn module_defaults_lose_to_node_vars(defaults in vars_map(), node in vars_map()) {
-            let data = template_data("e1", &module(&defaults), &entry(&node, &[]).vars);
+            let data = template_data("e1", &Value::Map(BTreeMap::new()), &module(&defaults), &entry(&node, &[]).vars);
             let Value::Map(top) = data else { panic!("data is a map") };
             let Value::Map(vars) = &top["Vars"] else { panic!("Vars is a map") };
             for (k, v) in &defaults {

@@ -28,8 +28,10 @@ struct NodesFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
-    #[serde(rename = "match")]
-    pattern: Spanned<String>,
+    #[serde(rename = "match", default)]
+    pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    match_facts: Option<Spanned<RawVars>>,
     #[serde(default)]
     roles: Vec<Spanned<String>>,
     #[serde(default)]
@@ -40,18 +42,64 @@ struct RawEntry {
 #[serde(deny_unknown_fields)]
 struct ModuleFile {
     #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
     vars: RawVars,
     #[serde(default)]
     resources: Vec<RawResource>,
 }
 
-/// One `envoys:` entry of `nodes.vgo`.
+/// One `envoys:` entry of `nodes.vgo`. It applies to an envoy when its
+/// `match` glob (if any) fits the name and every `match_facts` pair (if
+/// any) holds; it has at least one of the two.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeEntry {
-    pub(crate) pattern: String,
-    pub(crate) matcher: GlobMatcher,
+    pub(crate) pattern: Option<String>,
+    pub(crate) matcher: Option<GlobMatcher>,
+    pub(crate) facts: Vec<FactMatch>,
     pub(crate) roles: Vec<String>,
     pub(crate) vars: Vars,
+}
+
+/// One `match_facts` pair: the fact at `path` (dotted) must be a string,
+/// number or boolean whose text is exactly `expected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FactMatch {
+    pub(crate) path: String,
+    pub(crate) expected: String,
+}
+
+impl FactMatch {
+    pub(crate) fn holds(&self, facts: &serde_json::Map<String, serde_json::Value>) -> bool {
+        vigo_proto::facts::lookup(facts, &self.path)
+            .and_then(scalar_text)
+            .is_some_and(|text| text == self.expected)
+    }
+}
+
+/// The text of a scalar fact or `match_facts` value; `None` for null, a
+/// list or a map.
+pub(crate) fn scalar_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            None
+        }
+    }
+}
+
+impl NodeEntry {
+    /// Whether this entry applies to an envoy of this name and facts.
+    pub(crate) fn applies(
+        &self,
+        envoy: &str,
+        facts: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        self.matcher.as_ref().is_none_or(|m| m.is_match(envoy))
+            && self.facts.iter().all(|f| f.holds(facts))
+    }
 }
 
 /// One `modules/<role>.vgo`.
@@ -61,6 +109,8 @@ pub(crate) struct Module {
     pub(crate) file: String,
     pub(crate) defaults: Vars,
     pub(crate) resources: Vec<ResourceDecl>,
+    /// The modules it includes (`include:`), with where each is named.
+    pub(crate) includes: Vec<(String, Pos)>,
 }
 
 /// A loaded, validated config repository: node entries with compiled globs,
@@ -102,6 +152,7 @@ impl ConfigRepo {
                 Err(d) => errors.push(d),
             }
         }
+        check_includes(&modules, &mut errors);
         // Every role a node entry names needs its module (reported once per
         // role, at its first mention).
         let mut reported = BTreeSet::new();
@@ -190,11 +241,119 @@ impl ConfigRepo {
         out
     }
 
-    /// The node entries whose `match` fits `envoy`, in file order.
-    pub(crate) fn matching(&self, envoy: &str) -> impl Iterator<Item = &NodeEntry> {
-        self.entries
-            .iter()
-            .filter(move |e| e.matcher.is_match(envoy))
+    /// The node entries that apply to `envoy` with these facts, in file
+    /// order.
+    pub(crate) fn matching<'a>(
+        &'a self,
+        envoy: &'a str,
+        facts: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> impl Iterator<Item = &'a NodeEntry> {
+        self.entries.iter().filter(move |e| e.applies(envoy, facts))
+    }
+
+    /// `roles` with the modules they include added, each before the first
+    /// module that includes it, every module once.
+    pub(crate) fn expand_includes(&self, roles: &[String]) -> Vec<String> {
+        fn visit(
+            modules: &BTreeMap<String, Module>,
+            role: &str,
+            seen: &mut BTreeSet<String>,
+            out: &mut Vec<String>,
+        ) {
+            if !seen.insert(role.to_owned()) {
+                return;
+            }
+            if let Some(module) = modules.get(role) {
+                for (included, _) in &module.includes {
+                    visit(modules, included, seen, out);
+                }
+            }
+            out.push(role.to_owned());
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for role in roles {
+            visit(&self.modules, role, &mut seen, &mut out);
+        }
+        out
+    }
+}
+
+/// Every `include:` names a module that exists, and includes form no cycle
+/// (each cycle reported once, at the include that starts it in its first
+/// module by name).
+fn check_includes(modules: &BTreeMap<String, Module>, errors: &mut Vec<Diagnostic>) {
+    for module in modules.values() {
+        for (included, pos) in &module.includes {
+            if !modules.contains_key(included)
+                && !errors.iter().any(|d| d.file == module_rel(included))
+            {
+                errors.push(Diagnostic {
+                    file: module.file.clone(),
+                    line: pos.line,
+                    column: pos.column,
+                    resource: None,
+                    message: format!(
+                        "include '{included}' has no module: expected the file {}",
+                        module_rel(included)
+                    ),
+                });
+            }
+        }
+    }
+    let mut reported = BTreeSet::new();
+    for start in modules.keys() {
+        let mut path = vec![start.as_str()];
+        find_cycles(modules, &mut path, &mut reported, errors);
+    }
+}
+
+/// Depth-first from the last module of `path`, reporting each cycle that
+/// returns to `path[0]` and passes only through modules named after it.
+fn find_cycles<'a>(
+    modules: &'a BTreeMap<String, Module>,
+    path: &mut Vec<&'a str>,
+    reported: &mut BTreeSet<Vec<String>>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let (Some(&start), Some(&last)) = (path.first(), path.last()) else {
+        return;
+    };
+    let Some(module) = modules.get(last) else {
+        return;
+    };
+    for (included, _) in &module.includes {
+        if included == start {
+            let cycle: Vec<String> = path.iter().map(|r| (*r).to_owned()).collect();
+            if reported.insert(cycle.clone()) {
+                let first = &modules[start];
+                let next = path.get(1).copied().unwrap_or(start);
+                let pos = first
+                    .includes
+                    .iter()
+                    .find(|(r, _)| r == next)
+                    .map_or_else(Pos::default, |(_, p)| *p);
+                let mut names = cycle;
+                names.push(start.to_owned());
+                errors.push(Diagnostic {
+                    file: first.file.clone(),
+                    line: pos.line,
+                    column: pos.column,
+                    resource: None,
+                    message: format!(
+                        "include cycle: {}; a module cannot include itself, directly or through others",
+                        names.join(" -> ")
+                    ),
+                });
+            }
+        } else if included.as_str() > start
+            && !path.contains(&included.as_str())
+            && modules.contains_key(included)
+        {
+            path.push(included);
+            find_cycles(modules, path, reported, errors);
+            path.pop();
+        }
     }
 }
 
@@ -290,19 +449,42 @@ fn load_nodes(
     let mut entries = Vec::new();
     let mut mentions = Vec::new();
     for entry in parsed.envoys {
+        let entry_pos = Pos::of(&entry.referenced);
         let raw = entry.value;
-        let pattern = raw.pattern.value;
-        let matcher = match compile_glob(&pattern) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                errors.push(file.diagnostic(
-                    Pos::of(&raw.pattern.referenced),
-                    None,
-                    format!("invalid match pattern '{pattern}': {}", e.kind()),
-                ));
-                None
-            }
+        let mut valid = true;
+        let (pattern, matcher) = match raw.pattern {
+            None => (None, None),
+            Some(p) => match compile_glob(&p.value) {
+                Ok(m) => (Some(p.value), Some(m)),
+                Err(e) => {
+                    errors.push(file.diagnostic(
+                        Pos::of(&p.referenced),
+                        None,
+                        format!("invalid match pattern '{}': {}", p.value, e.kind()),
+                    ));
+                    valid = false;
+                    (None, None)
+                }
+            },
         };
+        let has_facts = raw.match_facts.is_some();
+        let facts = match raw.match_facts {
+            Some(m) => {
+                let before = errors.len();
+                let facts = fact_matches(file, m.value, errors);
+                valid &= errors.len() == before;
+                facts
+            }
+            None => Vec::new(),
+        };
+        if valid && pattern.is_none() && !has_facts {
+            errors.push(file.diagnostic(
+                entry_pos,
+                None,
+                "the entry has neither 'match' nor 'match_facts'; give it a name glob (match: \"*\" for every envoy), facts to match, or both",
+            ));
+            valid = false;
+        }
         let mut roles = Vec::new();
         for role in raw.roles {
             if !valid_role(&role.value) {
@@ -322,16 +504,55 @@ fn load_nodes(
             }
         }
         let vars = convert_vars(file, raw.vars, errors);
-        if let Some(matcher) = matcher {
+        if valid {
             entries.push(NodeEntry {
                 pattern,
                 matcher,
+                facts,
                 roles,
                 vars,
             });
         }
     }
     (entries, mentions)
+}
+
+/// The pairs of a `match_facts` mapping: each key a known fact's dotted
+/// path, each value a string, number or boolean.
+fn fact_matches(file: &SourceFile, raw: RawVars, errors: &mut Vec<Diagnostic>) -> Vec<FactMatch> {
+    let mut out = Vec::new();
+    for (path, value) in raw {
+        let pos = file.key_pos(&path, &value);
+        if !vigo_proto::facts::Facts::is_known_path(&path) {
+            errors.push(file.diagnostic(
+                pos,
+                None,
+                format!(
+                    "match_facts: unknown fact '{path}'; facts are {}, networking.interfaces.NAME.ipv4|ipv6 and custom.NAME",
+                    known_leaf_facts()
+                ),
+            ));
+            continue;
+        }
+        match scalar_text(&file.json(&value)) {
+            Some(expected) => out.push(FactMatch { path, expected }),
+            None => errors.push(file.diagnostic(
+                Pos::of(&value.referenced),
+                None,
+                format!("match_facts: the value of '{path}' must be a string, number or boolean"),
+            )),
+        }
+    }
+    out
+}
+
+/// The built-in facts with a single value, for error messages.
+fn known_leaf_facts() -> String {
+    vigo_proto::facts::Facts::known_paths()
+        .into_iter()
+        .filter(|p| !vigo_proto::facts::OPEN_MAPS.contains(&p.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn load_module(
@@ -347,6 +568,22 @@ fn load_module(
         }
     };
     let defaults = convert_vars(file, parsed.vars, errors);
+    let mut includes: Vec<(String, Pos)> = Vec::new();
+    for role in parsed.include {
+        let pos = Pos::of(&role.referenced);
+        if !valid_role(&role.value) {
+            errors.push(file.diagnostic(
+                pos,
+                None,
+                format!(
+                    "invalid include '{}': name a module by its role (letters, digits, '_' and '-'; modules/<role>.vgo)",
+                    role.value
+                ),
+            ));
+        } else if !includes.iter().any(|(r, _)| *r == role.value) {
+            includes.push((role.value, pos));
+        }
+    }
     let mut resources: Vec<ResourceDecl> = Vec::new();
     for raw in parsed.resources {
         if let Some(r) = parse_resource(file, config_dir, raw, errors) {
@@ -357,6 +594,7 @@ fn load_module(
         file: file.rel.clone(),
         defaults,
         resources,
+        includes,
     })
 }
 

@@ -38,6 +38,18 @@ pub(crate) fn convert_vars(file: &SourceFile, raw: RawVars, errors: &mut Vec<Dia
 /// One YAML value as a template value. Strings that start with `secret:`
 /// become [`Value::Secret`].
 pub(crate) fn to_value(json: &serde_json::Value) -> Result<Value, PathError> {
+    convert(json, true)
+}
+
+/// Host data (an envoy's facts) as a template value: every string stays
+/// plain text, even one that starts with `secret:`, so that whoever writes
+/// the data can never name a secret into a catalog.
+pub(crate) fn plain_value(json: &serde_json::Value) -> Value {
+    // Without secret recognition nothing can fail.
+    convert(json, false).unwrap_or(Value::Null)
+}
+
+fn convert(json: &serde_json::Value, secrets: bool) -> Result<Value, PathError> {
     Ok(match json {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -45,16 +57,20 @@ pub(crate) fn to_value(json: &serde_json::Value) -> Result<Value, PathError> {
             Some(i) => Value::Int(i),
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        serde_json::Value::String(s) => match SecretRef::recognise(s)? {
+        serde_json::Value::String(s) if secrets => match SecretRef::recognise(s)? {
             Some(r) => Value::Secret(r.into_path()),
             None => Value::Str(s.clone()),
         },
-        serde_json::Value::Array(items) => {
-            Value::List(items.iter().map(to_value).collect::<Result<_, _>>()?)
-        }
+        serde_json::Value::String(s) => Value::Str(s.clone()),
+        serde_json::Value::Array(items) => Value::List(
+            items
+                .iter()
+                .map(|v| convert(v, secrets))
+                .collect::<Result<_, _>>()?,
+        ),
         serde_json::Value::Object(map) => Value::Map(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), to_value(v)?)))
+                .map(|(k, v)| Ok((k.clone(), convert(v, secrets)?)))
                 .collect::<Result<_, PathError>>()?,
         ),
     })
@@ -104,6 +120,19 @@ mod tests {
         );
         assert_eq!(map["n"], Value::Int(3));
         assert!(to_value(&json!("secret:../etc/shadow")).is_err());
+    }
+
+    #[test]
+    fn issue_15_plain_values_hold_no_secret_tokens() {
+        let v = plain_value(&json!({"a": ["secret:vigo/x"], "b": "secret:../etc"}));
+        let Value::Map(map) = v else {
+            panic!("not a map")
+        };
+        assert_eq!(
+            map["a"],
+            Value::List(vec![Value::Str("secret:vigo/x".into())])
+        );
+        assert_eq!(map["b"], Value::Str("secret:../etc".into()));
     }
 
     #[test]

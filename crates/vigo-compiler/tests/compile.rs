@@ -42,6 +42,14 @@ fn secrets_for(repo: &ConfigRepo) -> BTreeMap<SecretPath, VersionedSecret> {
         .collect()
 }
 
+/// Facts like those an envoy reports: the stand-in facts of `check`, with
+/// a custom fact.
+fn example_facts() -> serde_json::Value {
+    let mut facts = vigo_proto::facts::Facts::stand_in();
+    facts.custom.insert("tier".into(), "gold".into());
+    serde_json::Value::Object(facts.to_json())
+}
+
 fn load_examples() -> ConfigRepo {
     ConfigRepo::load(&examples()).unwrap_or_else(|d| panic!("examples/config does not load:\n{d}"))
 }
@@ -81,7 +89,7 @@ fn examples_reference_exactly_the_seed_secrets() {
 fn db1_catalog_redacted_and_revealed() {
     let repo = load_examples();
     let compiled = repo
-        .compile("db1.example.com", &secrets_for(&repo))
+        .compile("db1.example.com", &example_facts(), &secrets_for(&repo))
         .unwrap();
     let redacted = catalog_json(&compiled.catalog, false);
     assert_no_canary(&redacted);
@@ -98,7 +106,7 @@ fn db1_catalog_redacted_and_revealed() {
 fn db1_secret_index_names_users_and_watchers() {
     let repo = load_examples();
     let compiled = repo
-        .compile("db1.example.com", &secrets_for(&repo))
+        .compile("db1.example.com", &example_facts(), &secrets_for(&repo))
         .unwrap();
     let db = path("vigo/db/password");
     assert_eq!(
@@ -119,7 +127,7 @@ fn db1_secret_index_names_users_and_watchers() {
 fn web1_catalog_has_no_secret() {
     let repo = load_examples();
     let compiled = repo
-        .compile("web1.example.com", &secrets_for(&repo))
+        .compile("web1.example.com", &example_facts(), &secrets_for(&repo))
         .unwrap();
     assert!(compiled.catalog.secrets.is_empty());
     assert_eq!(
@@ -134,7 +142,11 @@ fn web1_catalog_has_no_secret() {
 fn grafana_catalog_passes_secrets_by_stdin_and_file() {
     let repo = load_examples();
     let compiled = repo
-        .compile("grafana1.example.com", &secrets_for(&repo))
+        .compile(
+            "grafana1.example.com",
+            &example_facts(),
+            &secrets_for(&repo),
+        )
         .unwrap();
     let text = render_catalog_text(&compiled.catalog);
     assert_no_canary(&text);
@@ -155,12 +167,28 @@ fn grafana_catalog_passes_secrets_by_stdin_and_file() {
 #[test]
 fn an_envoy_that_matches_nothing_gets_an_empty_catalog() {
     let repo = load_examples();
+    // No facts: the match_facts entry does not apply either.
     let compiled = repo
-        .compile("mail.example.org", &secrets_for(&repo))
+        .compile(
+            "mail.example.org",
+            &serde_json::Value::Null,
+            &secrets_for(&repo),
+        )
         .unwrap();
     assert!(compiled.catalog.resources.is_empty());
     assert!(compiled.catalog.secrets.is_empty());
     assert_eq!(compiled.catalog.envoy, "mail.example.org");
+    // With Debian's facts it matches by facts alone.
+    let compiled = repo
+        .compile("mail.example.org", &example_facts(), &secrets_for(&repo))
+        .unwrap();
+    let names: Vec<&str> = compiled
+        .catalog
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["apt-no-recommends"]);
 }
 
 #[test]
@@ -168,7 +196,9 @@ fn a_secret_missing_from_the_map_is_named() {
     let repo = load_examples();
     let mut secrets = secrets_for(&repo);
     secrets.remove(&path("vigo/db/password"));
-    let err = repo.compile("db1.example.com", &secrets).unwrap_err();
+    let err = repo
+        .compile("db1.example.com", &example_facts(), &secrets)
+        .unwrap_err();
     assert_no_canary(&err.to_string());
     insta::assert_snapshot!(err.to_string());
 }
@@ -188,7 +218,11 @@ fn secret_in_command_is_refused() {
 fn compile_reports_the_taint_for_a_real_envoy_too() {
     let repo = ConfigRepo::load(&fixture("secret-in-command")).unwrap();
     let err = repo
-        .compile("grafana1.example.com", &secrets_for(&repo))
+        .compile(
+            "grafana1.example.com",
+            &example_facts(),
+            &secrets_for(&repo),
+        )
         .unwrap_err();
     assert_eq!(err.len(), 1);
     assert_eq!(

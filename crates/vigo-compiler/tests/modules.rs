@@ -55,7 +55,11 @@ fn catalog_text(module: &str, files: &[(&str, &[u8])]) -> (String, vigo_catalog:
     let dir = repo(module, files);
     let repo = ConfigRepo::load(dir.path()).unwrap_or_else(|d| panic!("{d}"));
     let compiled = repo
-        .compile("web1.example.com", &secrets(&repo))
+        .compile(
+            "web1.example.com",
+            &serde_json::Value::Null,
+            &secrets(&repo),
+        )
         .unwrap_or_else(|d| panic!("{d}"));
     let text = render_catalog_text(&compiled.catalog);
     assert!(!text.contains(CANARY), "{text}");

@@ -119,7 +119,10 @@ fn secret_content_defaults_to_0600_and_explicit_mode_wins() {
             )
         })
         .collect();
-    let catalog = repo.compile("h1", &secrets).unwrap().catalog;
+    let catalog = repo
+        .compile("h1", &serde_json::Value::Null, &secrets)
+        .unwrap()
+        .catalog;
     let modes: Vec<String> = catalog
         .resources
         .iter()

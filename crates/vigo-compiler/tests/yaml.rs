@@ -24,7 +24,7 @@ fn compile(vars: &str, module: &str) -> Result<Catalog, Diagnostics> {
         return Err(problems);
     }
     Ok(repo
-        .compile("h1", &secrets)
+        .compile("h1", &serde_json::Value::Null, &secrets)
         .map_err(|_| repo.check(&secrets))?
         .catalog)
 }

@@ -8,6 +8,10 @@ use vigo_secrets::EnvoyName;
 /// Default data folder.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vigoenvoy";
 
+/// The custom facts folder inside the data folder, unless `facts_dir` says
+/// otherwise.
+pub const FACTS_DIR: &str = "facts.d";
+
 /// The envoy's configuration, with paths made absolute.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -21,6 +25,9 @@ pub struct EnvoyConfig {
     pub data_dir: PathBuf,
     /// A one-time enrollment token, mode 0600.
     pub enroll_token_file: Option<PathBuf>,
+    /// The folder of custom facts (`facts_dir`, default
+    /// `<data_dir>/facts.d`).
+    pub facts_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +41,8 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     enroll_token_file: Option<PathBuf>,
+    #[serde(default)]
+    facts_dir: Option<PathBuf>,
 }
 
 /// Why `envoy.yaml` could not be used.
@@ -103,15 +112,20 @@ impl EnvoyConfig {
             None => vigo_pki::host_name(),
         };
         let name = EnvoyName::parse(&name).map_err(|e| invalid(format!("name: {e}")))?;
+        let data_dir = absolute(
+            raw.data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        );
+        let facts_dir = raw
+            .facts_dir
+            .map_or_else(|| data_dir.join(FACTS_DIR), absolute);
         Ok(Self {
             server,
             name,
             ca_cert: absolute(raw.ca_cert),
-            data_dir: absolute(
-                raw.data_dir
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            ),
+            data_dir,
             enroll_token_file: raw.enroll_token_file.map(absolute),
+            facts_dir,
         })
     }
 }
@@ -138,6 +152,15 @@ mod tests {
         assert_eq!(config.ca_cert, dir.path().join("ca.crt"));
         assert_eq!(config.data_dir, dir.path().join("state"));
         assert_eq!(config.enroll_token_file, None);
+        assert_eq!(config.facts_dir, dir.path().join("state/facts.d"));
+        let file = write(
+            dir.path(),
+            "server: https://x\nname: a.b\nca_cert: /c\nfacts_dir: facts\n",
+        );
+        assert_eq!(
+            EnvoyConfig::load(&file).unwrap().facts_dir,
+            dir.path().join("facts")
+        );
     }
 
     #[test]

@@ -224,9 +224,14 @@ impl Envoy {
         self.enforced_this_cycle = false;
         let partial = !selection.is_empty();
         let session = self.ensure_enrolled().await?;
+        let (facts, warnings) = crate::facts::collect(&self.config.facts_dir).await;
+        for warning in &warnings {
+            // Names the file and the cause only, never a fact value.
+            tracing::warn!(envoy = %self.config.name, "{warning}");
+        }
         let request = CheckinRequest {
             fingerprint: self.engine.state().catalog_fingerprint().map(str::to_owned),
-            facts: facts(),
+            facts: facts.to_json(),
             full: self.held.is_none(),
             last_run: self.last_run.map(|(finished, summary)| LastRun {
                 age_ms: u64::try_from(finished.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -561,19 +566,6 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-/// Facts sent at check-in: never anything secret.
-fn facts() -> serde_json::Map<String, serde_json::Value> {
-    let mut facts = serde_json::Map::new();
-    facts.insert("os".into(), std::env::consts::OS.into());
-    facts.insert("arch".into(), std::env::consts::ARCH.into());
-    facts.insert("hostname".into(), vigo_pki::host_name().into());
-    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-        facts.insert("kernel".into(), kernel.trim().into());
-    }
-    facts.insert("vigo_version".into(), env!("CARGO_PKG_VERSION").into());
-    facts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,12 +744,5 @@ mod tests {
                 "{d:?}"
             );
         }
-    }
-
-    #[test]
-    fn facts_hold_no_environment() {
-        let facts = facts();
-        assert_eq!(facts["os"], "linux");
-        assert!(facts.keys().all(|k| !k.to_lowercase().contains("env")));
     }
 }

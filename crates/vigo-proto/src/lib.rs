@@ -13,6 +13,7 @@
 //! Errors from every route are [`ApiError`] with a stable `code`.
 
 pub mod admin;
+pub mod facts;
 pub mod report;
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,8 @@ pub struct CheckinRequest {
     /// Fingerprint of the catalog the envoy last applied successfully, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// Facts about the host (os, kernel, ...); never secrets.
+    /// Facts about the host ([`facts::Facts`] as an object, custom facts
+    /// under `custom`); never secrets.
     #[serde(default)]
     pub facts: serde_json::Map<String, serde_json::Value>,
     /// The envoy holds no catalog in memory (a fresh `run` loop, `run

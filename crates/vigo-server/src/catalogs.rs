@@ -2,7 +2,10 @@
 //!
 //! Most check-ins are "unchanged": the envoy sends the fingerprint of the
 //! catalog it holds and the server only has to compare. Compiling once per
-//! envoy and snapshot (and fingerprinting once) keeps that path cheap. The
+//! envoy and snapshot (and fingerprinting once) keeps that path cheap.
+//! A catalog also depends on the envoy's facts: each entry keeps the
+//! SHA-256 of the canonical facts it was compiled with, and facts that
+//! differ from it compile again (and replace the entry), with no query. The
 //! entry keeps the compiler's [`SecretIndex`] too, so the rotation flow and
 //! `who-uses` find who uses a secret without compiling again. The cache
 //! belongs to one snapshot: replacing the snapshot (a config reload or a
@@ -29,6 +32,24 @@ pub(crate) struct CompiledCatalog {
     pub fingerprint: Fingerprint,
     /// Which resources use or watch each secret path.
     pub index: SecretIndex,
+    /// SHA-256 of the canonical facts it was compiled with.
+    facts_digest: FactsDigest,
+}
+
+/// SHA-256 of an envoy's facts in canonical JSON (keys sorted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FactsDigest([u8; 32]);
+
+impl FactsDigest {
+    fn of(facts: &serde_json::Value) -> Self {
+        // serde_json's map is sorted by key, so the text is canonical; a
+        // `Value` always serialises.
+        let text = serde_json::to_vec(facts).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
 }
 
 impl CompiledCatalog {
@@ -54,19 +75,22 @@ struct Entries {
 }
 
 impl CatalogCache {
-    /// The catalog of `envoy` under `snapshot`, compiled on first use.
+    /// The catalog of `envoy` with `facts` under `snapshot`, compiled on
+    /// first use and whenever the facts differ from the cached entry's.
     pub(crate) fn get(
         &self,
         snapshot: &Arc<RepoSnapshot>,
         envoy: &str,
+        facts: &serde_json::Value,
         hmac_key: &SecretValue,
         metrics: &Metrics,
     ) -> Result<Arc<CompiledCatalog>, Diagnostics> {
-        if let Some(found) = self.lookup(snapshot, envoy) {
+        let facts_digest = FactsDigest::of(facts);
+        if let Some(found) = self.lookup(snapshot, envoy, facts_digest) {
             return Ok(found);
         }
         let started = Instant::now();
-        let compiled = snapshot.repo.compile(envoy, &snapshot.secrets)?;
+        let compiled = snapshot.repo.compile(envoy, facts, &snapshot.secrets)?;
         let fingerprint = compiled
             .catalog
             .fingerprint(hmac_key.expose_secret().as_bytes());
@@ -75,6 +99,7 @@ impl CatalogCache {
             catalog: compiled.catalog,
             fingerprint,
             index: compiled.index,
+            facts_digest,
         });
         let mut entries = self.lock();
         if Weak::ptr_eq(&entries.snapshot, &Arc::downgrade(snapshot)) {
@@ -92,7 +117,12 @@ impl CatalogCache {
         entries.by_envoy.clear();
     }
 
-    fn lookup(&self, snapshot: &Arc<RepoSnapshot>, envoy: &str) -> Option<Arc<CompiledCatalog>> {
+    fn lookup(
+        &self,
+        snapshot: &Arc<RepoSnapshot>,
+        envoy: &str,
+        facts: FactsDigest,
+    ) -> Option<Arc<CompiledCatalog>> {
         let mut entries = self.lock();
         let current = Arc::downgrade(snapshot);
         if !Weak::ptr_eq(&entries.snapshot, &current) {
@@ -100,7 +130,11 @@ impl CatalogCache {
             entries.by_envoy.clear();
             return None;
         }
-        entries.by_envoy.get(envoy).cloned()
+        entries
+            .by_envoy
+            .get(envoy)
+            .filter(|e| e.facts_digest == facts)
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -126,18 +160,43 @@ mod tests {
         let cache = CatalogCache::default();
         let metrics = Metrics::new();
         let key = SecretValue::from("k");
+        let facts = serde_json::json!({"os": {"family": "debian"}});
         let first = Arc::new(RepoSnapshot::default());
-        let a = cache.get(&first, "db1", &key, &metrics).unwrap();
-        let b = cache.get(&first, "db1", &key, &metrics).unwrap();
+        let a = cache.get(&first, "db1", &facts, &key, &metrics).unwrap();
+        let b = cache.get(&first, "db1", &facts, &key, &metrics).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "second call is served from the cache");
 
         let second = Arc::new(RepoSnapshot::default());
-        let c = cache.get(&second, "db1", &key, &metrics).unwrap();
+        let c = cache.get(&second, "db1", &facts, &key, &metrics).unwrap();
         assert!(!Arc::ptr_eq(&a, &c), "a new snapshot compiles again");
         assert_eq!(a.fingerprint, c.fingerprint, "same (empty) repository");
 
         cache.clear();
-        let d = cache.get(&second, "db1", &key, &metrics).unwrap();
+        let d = cache.get(&second, "db1", &facts, &key, &metrics).unwrap();
         assert!(!Arc::ptr_eq(&c, &d));
+    }
+
+    #[test]
+    fn issue_15_other_facts_compile_again() {
+        let cache = CatalogCache::default();
+        let metrics = Metrics::new();
+        let key = SecretValue::from("k");
+        let snapshot = Arc::new(RepoSnapshot::default());
+        let debian = serde_json::json!({"os": {"family": "debian"}});
+        let rhel = serde_json::json!({"os": {"family": "rhel"}});
+        let a = cache
+            .get(&snapshot, "db1", &debian, &key, &metrics)
+            .unwrap();
+        let b = cache.get(&snapshot, "db1", &rhel, &key, &metrics).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "changed facts compile again");
+        let c = cache.get(&snapshot, "db1", &rhel, &key, &metrics).unwrap();
+        assert!(Arc::ptr_eq(&b, &c), "the new facts' entry is cached");
+        // Key order does not matter: the facts are compared canonically.
+        let reordered: serde_json::Value =
+            serde_json::from_str(r#"{"os":{"family":"rhel"}}"#).unwrap();
+        let d = cache
+            .get(&snapshot, "db1", &reordered, &key, &metrics)
+            .unwrap();
+        assert!(Arc::ptr_eq(&c, &d));
     }
 }

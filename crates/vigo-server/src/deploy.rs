@@ -294,11 +294,20 @@ async fn load_and_compile(
             continue;
         }
         let name = envoy.name.as_str();
-        match snapshot.repo.compile(name, &snapshot.secrets) {
+        // An envoy that has not reported facts yet is validated against the
+        // stand-in facts of `vigocli check`; its real catalog is compiled
+        // at its first check-in.
+        let reported = envoy.facts.as_object().is_some_and(|f| !f.is_empty());
+        let compiled = if reported {
+            snapshot.repo.compile(name, &envoy.facts, &snapshot.secrets)
+        } else {
+            snapshot.repo.compile_stand_in(name, &snapshot.secrets)
+        };
+        match compiled {
             Ok(compiled) => {
                 let fingerprint = compiled.catalog.fingerprint(hmac_key);
                 let same = state
-                    .catalog(name)
+                    .catalog(name, &envoy.facts)
                     .is_ok_and(|serving| serving.fingerprint.matches(&fingerprint));
                 if !same {
                     changed.push(name.to_owned());

@@ -86,7 +86,7 @@ impl Rig {
     }
 
     fn resources(&self) -> Vec<String> {
-        let compiled = self.state.catalog(WEB1).unwrap();
+        let compiled = self.state.catalog(WEB1, &serde_json::json!({})).unwrap();
         compiled
             .catalog
             .resources
@@ -462,7 +462,7 @@ async fn issue_13_who_uses_answers_from_the_cached_catalogs_secret_index() {
     let rig = Rig::new().await;
     let state = &rig.state;
     let path = SecretPath::parse(PASSWORD).unwrap();
-    let cached = state.catalog(WEB1).unwrap();
+    let cached = state.catalog(WEB1, &serde_json::json!({})).unwrap();
     assert!(cached.references(&path));
     assert_eq!(
         cached.index.watches.get(&path).map(|r| r.len()),
@@ -491,5 +491,8 @@ async fn issue_13_who_uses_answers_from_the_cached_catalogs_secret_index() {
     assert_eq!(answer.envoys[0].uses, ["pw"]);
     assert_eq!(answer.envoys[0].watches, ["pw"]);
     // Answered from the entry already cached: nothing compiled again.
-    assert!(Arc::ptr_eq(&cached, &state.catalog(WEB1).unwrap()));
+    assert!(Arc::ptr_eq(
+        &cached,
+        &state.catalog(WEB1, &serde_json::json!({})).unwrap()
+    ));
 }

@@ -284,7 +284,11 @@ mod tests {
         assert!(snapshot.secrets.is_empty());
         let compiled = snapshot
             .repo
-            .compile("db1.example.com", &snapshot.secrets)
+            .compile(
+                "db1.example.com",
+                &serde_json::Value::Null,
+                &snapshot.secrets,
+            )
             .unwrap();
         assert!(compiled.catalog.resources.is_empty());
     }

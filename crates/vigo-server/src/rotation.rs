@@ -350,7 +350,7 @@ async fn run_flow(
         }
         // The cached catalog of the reloaded snapshot: its secret index says
         // who uses what, and the check-in that follows finds it compiled.
-        let compiled = match state.catalog(&envoy.name) {
+        let compiled = match state.catalog(&envoy.name, &envoy.facts) {
             Ok(compiled) => compiled,
             Err(diagnostics) => {
                 tracing::warn!(envoy = %envoy.name, error = %diagnostics, "catalog does not compile; no triggers queued for it");

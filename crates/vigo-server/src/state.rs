@@ -185,11 +185,20 @@ impl State {
         self.catalogs.clear();
     }
 
-    /// The catalog of `envoy` compiled from the current snapshot (cached
-    /// until the snapshot is replaced).
-    pub(crate) fn catalog(&self, envoy: &str) -> Result<Arc<CompiledCatalog>, Diagnostics> {
-        self.catalogs
-            .get(&self.repo(), envoy, &self.secrets.hmac_key, &self.metrics)
+    /// The catalog of `envoy` with these facts compiled from the current
+    /// snapshot (cached until the snapshot is replaced or the facts change).
+    pub(crate) fn catalog(
+        &self,
+        envoy: &str,
+        facts: &serde_json::Value,
+    ) -> Result<Arc<CompiledCatalog>, Diagnostics> {
+        self.catalogs.get(
+            &self.repo(),
+            envoy,
+            facts,
+            &self.secrets.hmac_key,
+            &self.metrics,
+        )
     }
 }
 

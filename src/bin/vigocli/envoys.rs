@@ -263,11 +263,9 @@ fn details(d: &EnvoyDetail) -> String {
     }
     if !d.facts.is_empty() {
         out.push_str("facts:\n");
-        for (key, value) in &d.facts {
-            let value = match value {
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
+        let mut lines = Vec::new();
+        fact_lines("", &d.facts, &mut lines);
+        for (key, value) in lines {
             out.push_str(&format!("  {key}: {value}\n"));
         }
     }
@@ -286,6 +284,30 @@ fn details(d: &EnvoyDetail) -> String {
         }
     }
     out
+}
+
+/// Facts as `dotted.path: value` lines, in key order; a list prints as
+/// JSON, an empty map as `{}`.
+fn fact_lines(
+    prefix: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<(String, String)>,
+) {
+    if map.is_empty() && !prefix.is_empty() {
+        out.push((prefix.to_owned(), "{}".to_owned()));
+    }
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            serde_json::Value::Object(inner) => fact_lines(&path, inner, out),
+            serde_json::Value::String(text) => out.push((path, text.clone())),
+            other => out.push((path, other.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

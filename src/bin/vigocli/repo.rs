@@ -76,10 +76,28 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
     }
     // The envoy's name as the server knows it: lower case (EnvoyName).
     let name = vigo_secrets::EnvoyName::parse(&args.name)?;
-    let compiled = repo
-        .compile(&name, &secrets)
-        .map_err(|d| anyhow::anyhow!("{d}"))
-        .with_context(|| format!("compiling the catalog of '{name}'"))?;
+    let compiled = match reported_facts(&backend, &name).await {
+        Ok(facts) => repo.compile(&name, &facts, &secrets),
+        Err(why) => {
+            let stand_in = repo.compile_stand_in(&name, &secrets);
+            // Said only when facts matter: a catalog that compiles the same
+            // without any facts does not depend on them.
+            let without = repo.compile(&name, &serde_json::Value::Null, &secrets);
+            let same = match (&stand_in, &without) {
+                (Ok(a), Ok(b)) => {
+                    vigo_compiler::catalog_json(&a.catalog, false)
+                        == vigo_compiler::catalog_json(&b.catalog, false)
+                }
+                _ => false,
+            };
+            if !same {
+                eprintln!("warning: compiling with the stand-in facts of `vigocli check`: {why}");
+            }
+            stand_in
+        }
+    }
+    .map_err(|d| anyhow::anyhow!("{d}"))
+    .with_context(|| format!("compiling the catalog of '{name}'"))?;
     if args.reveal {
         crate::output::make_stdout_file_private()?;
         eprintln!(
@@ -98,6 +116,25 @@ pub(crate) async fn catalog(args: &CatalogArgs, globals: &Globals) -> anyhow::Re
         Output::Text => print!("{}", vigo_compiler::render_catalog_text(&compiled.catalog)),
     }
     Ok(())
+}
+
+/// The facts of `name`'s latest check-in, from the server; why not, when
+/// the server cannot tell (unreachable, no such envoy, no check-in yet).
+async fn reported_facts(
+    backend: &Backend,
+    name: &vigo_secrets::EnvoyName,
+) -> Result<serde_json::Value, String> {
+    let client = crate::admin::AdminClient::new(&backend.raw, &*backend.provider)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let detail: vigo_proto::admin::EnvoyDetail = client
+        .get(&format!("/v1/admin/envoys/{name}"))
+        .await
+        .map_err(|e| format!("asking the server for the facts of '{name}': {e}"))?;
+    if detail.facts.is_empty() {
+        return Err(format!("envoy '{name}' has not checked in yet"));
+    }
+    Ok(serde_json::Value::Object(detail.facts))
 }
 
 /// Resolves every reference of the repository; the failures come back as

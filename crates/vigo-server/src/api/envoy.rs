@@ -119,12 +119,14 @@ pub(crate) async fn checkin(
     // not counted as delivered by this answer.
     let at = Timestamp::now();
     let name = envoy.name.as_str();
-    let compiled = catalog_of(&state, name)?;
+    // The catalog is compiled with the facts this check-in brings: changed
+    // facts give a new catalog now, with no query (see `catalogs.rs`).
+    let facts = serde_json::Value::Object(request.facts);
+    let compiled = catalog_of(&state, name, &facts)?;
     state
         .metrics
         .queued_triggers(name, envoy.queued_triggers as usize);
     let interval_secs = state.config().raw.checkin_interval.as_secs();
-    let facts = serde_json::Value::Object(request.facts);
     // A clean enforcement run sends no report: its time (server clock, from
     // the age the envoy measured) and counts come with the next check-in.
     let last_run = request.last_run.map(|run| last_run_record(at, &run));
@@ -174,7 +176,7 @@ pub(crate) async fn checkin(
         match crate::rotation::catch_up(&state, &paths).await {
             // Compiled again either way: a reload by this call, or one that
             // finished while it waited for the lock, replaced the snapshot.
-            Ok(_) => compiled = catalog_of(&state, name)?,
+            Ok(_) => compiled = catalog_of(&state, name, &facts)?,
             Err(e) => {
                 // Sending the old values would let the envoy clear its
                 // triggers without the new ones; it retries instead.
@@ -300,8 +302,12 @@ fn last_run_record(at: Timestamp, run: &vigo_proto::LastRun) -> LastRunRecord {
 /// A response body wiped on drop.
 /// The envoy's catalog from the current snapshot; a compile error is a 500
 /// that tells the operator how to see it.
-fn catalog_of(state: &AppState, name: &str) -> Result<Arc<CompiledCatalog>, AppError> {
-    state.catalog(name).map_err(|diagnostics| {
+fn catalog_of(
+    state: &AppState,
+    name: &str,
+    facts: &serde_json::Value,
+) -> Result<Arc<CompiledCatalog>, AppError> {
+    state.catalog(name, facts).map_err(|diagnostics| {
         AppError::Internal(format!(
             "the catalog of envoy '{name}' does not compile (run `vigocli catalog {name}`):\n{diagnostics}"
         ))

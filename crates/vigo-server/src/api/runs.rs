@@ -22,7 +22,7 @@ use super::{Admin, parse_json, rfc3339};
 use crate::{AppError, AppState};
 
 /// Whether an envoy name is one the request targets.
-type Matcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
+type Matcher = Box<dyn Fn(&str, &serde_json::Value) -> bool + Send + Sync>;
 
 /// `POST /v1/admin/runs`.
 pub(crate) async fn start(
@@ -48,14 +48,17 @@ pub(crate) async fn start(
                     ))
                 })?
                 .compile_matcher();
-                (target.to_owned(), Box::new(move |name| glob.is_match(name)))
+                (
+                    target.to_owned(),
+                    Box::new(move |name, _| glob.is_match(name)),
+                )
             }
             (None, Some(role)) => {
                 let repo = state.repo();
                 let role = role.to_owned();
                 (
                     format!("role:{role}"),
-                    Box::new(move |name| repo.repo.roles_of(name).contains(&role)),
+                    Box::new(move |name, facts| repo.repo.roles_of(name, facts).contains(&role)),
                 )
             }
             _ => {
@@ -67,7 +70,7 @@ pub(crate) async fn start(
     let mut envoys = Vec::new();
     let mut not_approved = Vec::new();
     for record in state.store().list_envoys().await? {
-        if !matches(&record.name) {
+        if !matches(&record.name, &record.facts) {
             continue;
         }
         match record.status {

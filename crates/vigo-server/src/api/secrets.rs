@@ -122,7 +122,7 @@ async fn who_uses(
         if envoy.status != EnvoyStatus::Approved {
             continue;
         }
-        let Ok(compiled) = state.catalog(&envoy.name) else {
+        let Ok(compiled) = state.catalog(&envoy.name, &envoy.facts) else {
             continue;
         };
         let uses: Vec<String> = compiled
