@@ -20,23 +20,27 @@ rounds=${3:-10}
 work=$(mktemp -d "${SCRATCH:-$PWD}/converge-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-{
+# The catalog of round $1: its targets in their own folder, so that no round
+# writes where an earlier one deleted files (ext4 then searches its inode
+# tables around recently deleted inodes, which measures the file system,
+# not the envoy).
+catalog() {
     printf '{"envoy":"bench","resources":['
     i=0
     while [ "$i" -lt "$files" ]; do
         [ "$i" -gt 0 ] && printf ','
-        printf '{"name":"file-%d","type":"file","target_path":"%s/targets/f%d.conf","content":[{"text":"setting_%06d = %0182d\\n"}],"mode":"0644"}' \
-            "$i" "$work" "$i" "$i" 0
+        printf '{"name":"file-%d","type":"file","target_path":"%s/r%d/targets/f%d.conf","content":[{"text":"setting_%06d = %0182d\\n"}],"mode":"0644"}' \
+            "$i" "$work" "$1" "$i" "$i" 0
         i=$((i + 1))
     done
     printf ']}\n'
-} > "$work/catalog.json"
+}
 
 # Milliseconds one `apply` takes, whole process.
 apply_ms() {
     start=$(date +%s%N)
-    "$bin" --config "$work/none.yaml" apply --catalog "$work/catalog.json" \
-        --data-dir "$work/data" > "$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+    "$bin" --config "$work/none.yaml" apply --catalog "$work/r$r/catalog.json" \
+        --data-dir "$work/r$r/data" > "$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
     end=$(date +%s%N)
     echo $(((end - start) / 1000000))
 }
@@ -49,12 +53,12 @@ stats() {
 first=""; noop=""; drift=""
 r=0
 while [ "$r" -lt "$rounds" ]; do
-    rm -rf "$work/targets" "$work/data"
-    mkdir "$work/targets"
+    mkdir -p "$work/r$r/targets"
+    catalog "$r" > "$work/r$r/catalog.json"
     sync
     first="$first $(apply_ms)"
     noop="$noop $(apply_ms)"
-    rm "$work/targets/f0.conf"
+    rm "$work/r$r/targets/f0.conf"
     drift="$drift $(apply_ms)"
     r=$((r + 1))
 done

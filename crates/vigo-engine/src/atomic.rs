@@ -7,10 +7,12 @@
 //! renamed over the target, and the folder is synced. A crash leaves the old
 //! or the new file, never a torn one.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use nix::unistd::{Gid, Uid, fchown};
 
@@ -63,16 +65,37 @@ fn set_attributes(file: &fs::File, attributes: Attributes) -> io::Result<()> {
 
 pub(crate) use vigo_fs::sync_dir;
 
-/// Removes what an interrupted write of `target` left beside it. A failure
-/// is logged, not fatal: the write itself says whether the folder works.
+/// Removes what interrupted writes left in the folder of `target`, once per
+/// folder and process: a first converge of many files in one folder would
+/// otherwise read the whole folder again for every file. Once swept, a
+/// folder gets no stale files of an earlier process, and this process's
+/// own temporary files are never stale while it runs. A failure is logged,
+/// not fatal: the write itself says whether the folder works.
 pub(crate) fn remove_stale_temp_files(target: &Path) {
-    match vigo_fs::remove_stale_temp_files(target) {
+    static SWEPT: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let first = SWEPT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(dir.to_path_buf());
+    if !first {
+        return;
+    }
+    match vigo_fs::remove_stale_temp_files_in(dir) {
         Ok(removed) => {
             for path in removed {
                 tracing::warn!(path = %path.display(), "removed a temporary file left by an interrupted write");
             }
         }
         Err(e) => {
+            // Not swept after all: the next write tries again.
+            SWEPT
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(dir);
             tracing::warn!(target = %target.display(), error = %e, "could not look for temporary files left by an interrupted write");
         }
     }

@@ -17,37 +17,36 @@ use crate::providers::ProviderError;
 
 /// The uid of `name` (a user name, or a number).
 pub(crate) fn user_id(name: &str) -> Result<Uid, ProviderError> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(Uid::from_raw(id));
-    }
-    match User::from_name(name) {
-        Ok(Some(user)) => Ok(user.uid),
-        Ok(None) => Err(ProviderError::NoSuchAccount {
-            kind: "user",
-            name: name.to_owned(),
-        }),
-        Err(source) => Err(ProviderError::Lookup {
-            what: format!("user '{name}'"),
-            source,
-        }),
-    }
+    account_id("user", name, Uid::from_raw, |n| {
+        Ok(User::from_name(n)?.map(|user| user.uid))
+    })
 }
 
 /// The gid of `name` (a group name, or a number).
 pub(crate) fn group_id(name: &str) -> Result<Gid, ProviderError> {
+    account_id("group", name, Gid::from_raw, |n| {
+        Ok(Group::from_name(n)?.map(|group| group.gid))
+    })
+}
+
+/// The id of the `kind` ("user", "group") account `name`: a number is taken
+/// as it is, a name is looked up with `lookup`.
+fn account_id<T>(
+    kind: &'static str,
+    name: &str,
+    from_raw: fn(u32) -> T,
+    lookup: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> Result<T, ProviderError> {
     if let Ok(id) = name.parse::<u32>() {
-        return Ok(Gid::from_raw(id));
+        return Ok(from_raw(id));
     }
-    match Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid),
+    match lookup(name) {
+        Ok(Some(id)) => Ok(id),
         Ok(None) => Err(ProviderError::NoSuchAccount {
-            kind: "group",
+            kind,
             name: name.to_owned(),
         }),
-        Err(source) => Err(ProviderError::Lookup {
-            what: format!("group '{name}'"),
-            source,
-        }),
+        Err(source) => Err(ProviderError::lookup(kind, name)(source)),
     }
 }
 

@@ -29,15 +29,20 @@ impl Host {
     }
 
     async fn noop(&self, catalog: &Catalog) -> Report {
-        self.engine()
-            .apply(
-                catalog,
-                ApplyOptions {
-                    noop: true,
-                    ..ApplyOptions::default()
-                },
-            )
-            .await
+        self.engine().apply(catalog, noop()).await
+    }
+
+    /// An engine that finds the stand-in tools of [`fake_tools`] first.
+    fn engine_with_stand_ins(&self) -> Engine {
+        self.engine().with_search_path(fake_tools(self))
+    }
+}
+
+/// Options of a `--noop` run.
+fn noop() -> ApplyOptions<'static> {
+    ApplyOptions {
+        noop: true,
+        ..ApplyOptions::default()
     }
 }
 
@@ -582,6 +587,14 @@ fn calls(host: &Host) -> Vec<String> {
         .collect()
 }
 
+/// The stand-in `apt-get` calls made so far.
+fn apt_calls(host: &Host) -> Vec<String> {
+    calls(host)
+        .into_iter()
+        .filter(|c| c.starts_with("apt-get"))
+        .collect()
+}
+
 #[tokio::test]
 async fn service_provider_with_stand_in_systemctl_starts_enables_and_restarts_on_refresh() {
     let host = Host::new();
@@ -649,13 +662,10 @@ async fn service_provider_with_stand_in_systemctl_starts_enables_and_restarts_on
 #[tokio::test]
 async fn package_provider_with_stand_in_apt_installs_only_when_missing() {
     let host = Host::new();
-    let search_path = fake_tools(&host);
     let build = |state: &str| {
         catalog(json!([{"name": "pg", "type": "package", "package": "postgresql", "state": state}]))
     };
-    let mut engine = Engine::new(&host.data_dir())
-        .unwrap()
-        .with_search_path(search_path);
+    let mut engine = host.engine_with_stand_ins();
 
     let first = engine
         .apply(&build("present"), ApplyOptions::default())
@@ -665,26 +675,14 @@ async fn package_provider_with_stand_in_apt_installs_only_when_missing() {
         .apply(&build("present"), ApplyOptions::default())
         .await;
     assert_eq!(status_of(&second, "pg"), Status::Unchanged);
-    let noop = engine
-        .apply(
-            &build("absent"),
-            ApplyOptions {
-                noop: true,
-                ..ApplyOptions::default()
-            },
-        )
-        .await;
+    let noop = engine.apply(&build("absent"), noop()).await;
     assert_eq!(message_of(&noop, "pg"), "would remove postgresql (apt)");
     let removed = engine
         .apply(&build("absent"), ApplyOptions::default())
         .await;
     assert_eq!(message_of(&removed, "pg"), "removed postgresql (apt)");
-    let acting: Vec<String> = calls(&host)
-        .into_iter()
-        .filter(|c| c.starts_with("apt-get"))
-        .collect();
     assert_eq!(
-        acting,
+        apt_calls(&host),
         [
             "apt-get install -y postgresql DEBIAN_FRONTEND=noninteractive",
             "apt-get remove -y postgresql DEBIAN_FRONTEND=noninteractive"
@@ -695,15 +693,12 @@ async fn package_provider_with_stand_in_apt_installs_only_when_missing() {
 #[tokio::test]
 async fn issue_15_package_version_is_installed_and_then_kept() {
     let host = Host::new();
-    let search_path = fake_tools(&host);
     let build = |version: &str| {
         catalog(
             json!([{"name": "pg", "type": "package", "package": "postgresql", "version": version}]),
         )
     };
-    let mut engine = Engine::new(&host.data_dir())
-        .unwrap()
-        .with_search_path(search_path);
+    let mut engine = host.engine_with_stand_ins();
     let first = engine
         .apply(&build("15.4-1"), ApplyOptions::default())
         .await;
@@ -715,25 +710,13 @@ async fn issue_15_package_version_is_installed_and_then_kept() {
         .apply(&build("15.4-1"), ApplyOptions::default())
         .await;
     assert_eq!(message_of(&second, "pg"), "postgresql 15.4-1 is installed");
-    let noop = engine
-        .apply(
-            &build("15.2-1"),
-            ApplyOptions {
-                noop: true,
-                ..ApplyOptions::default()
-            },
-        )
-        .await;
+    let noop = engine.apply(&build("15.2-1"), noop()).await;
     assert_eq!(
         message_of(&noop, "pg"),
         "would change postgresql from 15.4-1 to 15.2-1 (apt)"
     );
-    let acting: Vec<String> = calls(&host)
-        .into_iter()
-        .filter(|c| c.starts_with("apt-get"))
-        .collect();
     assert_eq!(
-        acting,
+        apt_calls(&host),
         ["apt-get install -y --allow-downgrades postgresql=15.4-1 DEBIAN_FRONTEND=noninteractive"]
     );
 }

@@ -12,7 +12,7 @@
 //! A process killed between creating the temporary file and the rename
 //! (SIGKILL, power loss) leaves it behind, possibly holding a secret:
 //! [`remove_stale_temp_files`] removes those of one target before it is
-//! written again.
+//! written again, [`remove_stale_temp_files_in`] those of a whole folder.
 //!
 //! [`stage`], [`sync_all`], [`Staged::commit`] and [`sync_dirs`] split the
 //! same replacement into steps, so that many files are flushed together.
@@ -58,13 +58,26 @@ pub fn replace_file_with(
 /// Removes the temporary files that an interrupted [`replace_file_with`] of
 /// `target` left beside it: entries named exactly `.<name>.vigo-<pid>-<n>`
 /// that are regular files (not symlinks) owned by this process's effective
-/// user. Files of this process itself are kept (they may be writes in
-/// progress). Returns the paths removed.
+/// user. Files of a process that still runs, this one included, are kept
+/// (they may be writes in progress). Returns the paths removed.
 pub fn remove_stale_temp_files(target: &Path) -> io::Result<Vec<PathBuf>> {
     let Some(name) = target.file_name() else {
         return Ok(Vec::new());
     };
-    let dir = folder_of(target);
+    sweep(folder_of(target), |entry| temp_name_pid(name, entry))
+}
+
+/// Like [`remove_stale_temp_files`], for the temporary files of every
+/// target in `dir` in one read of the folder: a writer of many files in one
+/// folder sweeps it once instead of once per file.
+pub fn remove_stale_temp_files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    sweep(dir, any_temp_name_pid)
+}
+
+/// Removes the entries of `dir` whose name `pid_of` recognises as a
+/// temporary file of a process that no longer runs, when they are regular
+/// files this user owns; flushes the folder if it removed any.
+fn sweep(dir: &Path, pid_of: impl Fn(&OsStr) -> Option<u32>) -> io::Result<Vec<PathBuf>> {
     let own_uid = nix::unistd::geteuid().as_raw();
     let own_pid = std::process::id();
     let mut removed = Vec::new();
@@ -75,10 +88,10 @@ pub fn remove_stale_temp_files(target: &Path) -> io::Result<Vec<PathBuf>> {
     };
     for entry in entries {
         let entry = entry?;
-        let Some(pid) = temp_name_pid(name, &entry.file_name()) else {
+        let Some(pid) = pid_of(&entry.file_name()) else {
             continue;
         };
-        if pid == own_pid {
+        if pid == own_pid || running(pid) {
             continue;
         }
         let path = entry.path();
@@ -102,12 +115,38 @@ pub fn remove_stale_temp_files(target: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
+/// Whether a process `pid` runs (a write of its own may be in progress);
+/// `EPERM` means it runs under another user.
+fn running(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
+}
+
 /// The pid in `entry` if it is a temporary name of the target `name`
 /// (`.<name>.vigo-<pid>-<n>`, both numbers plain decimal).
 fn temp_name_pid(name: &OsStr, entry: &OsStr) -> Option<u32> {
     let rest = entry.as_bytes().strip_prefix(b".")?;
-    let rest = rest.strip_prefix(name.as_bytes())?;
-    let rest = rest.strip_prefix(b".vigo-")?;
+    temp_suffix_pid(rest.strip_prefix(name.as_bytes())?)
+}
+
+/// The pid in `entry` if it is a temporary name of any target.
+fn any_temp_name_pid(entry: &OsStr) -> Option<u32> {
+    let rest = entry.as_bytes().strip_prefix(b".")?;
+    let at = rest.windows(6).rposition(|w| w == b".vigo-")?;
+    if at == 0 {
+        return None;
+    }
+    temp_suffix_pid(&rest[at..])
+}
+
+/// The pid of a temporary name's end, `.vigo-<pid>-<n>`.
+fn temp_suffix_pid(suffix: &[u8]) -> Option<u32> {
+    let rest = suffix.strip_prefix(b".vigo-")?;
     let dash = rest.iter().position(|&b| b == b'-')?;
     let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
     let decimal = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
@@ -246,6 +285,37 @@ mod tests {
         // A missing folder is nothing to clean.
         assert!(
             remove_stale_temp_files(&dir.path().join("absent/x"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_folder_sweep_removes_the_stale_temporary_files_of_every_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = [".a.conf.vigo-999999999-0", ".b.vigo-x.vigo-999999998-12"]
+            .map(|name| dir.path().join(name));
+        let kept = [
+            format!(".a.conf.vigo-{}-3", std::process::id()),
+            // pid 1 always runs: its write may be in progress.
+            ".a.conf.vigo-1-0".to_owned(),
+            ".a.conf.vigo-999999999-0.keep".to_owned(),
+            "..vigo-999999999-0".to_owned(),
+            "a.conf.vigo-999999999-0".to_owned(),
+            "a.conf".to_owned(),
+        ]
+        .map(|name| dir.path().join(name));
+        for file in stale.iter().chain(&kept) {
+            fs::write(file, "secret").unwrap();
+        }
+        let mut removed = remove_stale_temp_files_in(dir.path()).unwrap();
+        removed.sort();
+        assert_eq!(removed, stale.to_vec());
+        for file in &kept {
+            assert!(file.exists(), "{}", file.display());
+        }
+        assert!(
+            remove_stale_temp_files_in(&dir.path().join("absent"))
                 .unwrap()
                 .is_empty()
         );

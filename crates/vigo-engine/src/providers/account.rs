@@ -32,10 +32,7 @@ pub(crate) async fn apply_group(spec: &GroupSpec, ctx: &Context<'_>) -> Outcome 
 async fn converge_group(spec: &GroupSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let name = spec.group.as_str();
     check_name("group", name)?;
-    let existing = Group::from_name(name).map_err(|source| ProviderError::Lookup {
-        what: format!("group '{name}'"),
-        source,
-    })?;
+    let existing = Group::from_name(name).map_err(ProviderError::lookup("group", name))?;
     let (tool, args, what) = match (spec.state, existing) {
         (Presence::Absent, None) => {
             return Ok(Outcome::unchanged(format!("group {name} is absent")));
@@ -86,10 +83,7 @@ pub(crate) async fn apply_user(spec: &UserSpec, ctx: &Context<'_>) -> Outcome {
 async fn converge_user(spec: &UserSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> {
     let name = spec.user.as_str();
     check_name("user", name)?;
-    let existing = User::from_name(name).map_err(|source| ProviderError::Lookup {
-        what: format!("user '{name}'"),
-        source,
-    })?;
+    let existing = User::from_name(name).map_err(ProviderError::lookup("user", name))?;
     if spec.state == Presence::Absent {
         if existing.is_none() {
             return Ok(Outcome::unchanged(format!("user {name} is absent")));
@@ -361,17 +355,7 @@ mod tests {
     }
 
     fn ctx<'a>(catalog: &'a Catalog, scrubber: &'a Scrubber, noop: bool) -> Context<'a> {
-        Context {
-            catalog,
-            scrubber,
-            noop,
-            search_path: OsStr::new(command::DEFAULT_PATH),
-            secret_file_dir: Path::new("/nonexistent"),
-            refreshed_by: None,
-            secret_triggered: false,
-            ran_before: false,
-            writes: None,
-        }
+        Context::for_test(catalog, scrubber, noop)
     }
 
     fn can_manage_accounts() -> bool {

@@ -86,7 +86,6 @@ fn ensure(spec: &DirectorySpec, noop: bool) -> Result<Outcome, ProviderError> {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsStr;
     use std::os::unix::fs::MetadataExt;
 
     use vigo_catalog::{AbsPath, Catalog, Mode};
@@ -98,17 +97,7 @@ mod tests {
     fn run(path: &Path, state: Presence, noop: bool) -> Outcome {
         let catalog = Catalog::empty("t");
         let scrubber = Scrubber::for_catalog(&catalog);
-        let ctx = Context {
-            catalog: &catalog,
-            scrubber: &scrubber,
-            noop,
-            search_path: OsStr::new("/bin"),
-            secret_file_dir: Path::new("/nonexistent"),
-            refreshed_by: None,
-            secret_triggered: false,
-            ran_before: false,
-            writes: None,
-        };
+        let ctx = Context::for_test(&catalog, &scrubber, noop);
         let spec = DirectorySpec {
             target_path: AbsPath::parse(path.to_str().unwrap()).unwrap(),
             mode: Mode::from_bits(0o750),

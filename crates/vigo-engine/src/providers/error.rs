@@ -120,6 +120,13 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// For `map_err`: looking up the `kind` ("user", "group") account `name`
+    /// failed.
+    pub(crate) fn lookup(kind: &'static str, name: &str) -> impl FnOnce(nix::Error) -> Self {
+        let what = format!("{kind} '{name}'");
+        move |source| Self::Lookup { what, source }
+    }
+
     /// An [`Io`](Self::Io) error on `path`.
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
         let path = path.to_path_buf();

@@ -108,11 +108,8 @@ impl Identity {
             None => None,
             Some(name) => {
                 let uid = ownership::user_id(name)?;
-                let user =
-                    nix::unistd::User::from_uid(uid).map_err(|source| ProviderError::Lookup {
-                        what: format!("user '{name}'"),
-                        source,
-                    })?;
+                let user = nix::unistd::User::from_uid(uid)
+                    .map_err(ProviderError::lookup("user", name))?;
                 Some((uid, user))
             }
         };
@@ -339,7 +336,6 @@ impl Drop for SecretFile {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsStr;
 
     use vigo_catalog::{AbsPath, Catalog, SecretText};
 
@@ -367,15 +363,9 @@ mod tests {
         let catalog = Catalog::empty("t");
         let scrubber = Scrubber::for_catalog(&catalog);
         let ctx = Context {
-            catalog: &catalog,
-            scrubber: &scrubber,
-            noop,
-            search_path: OsStr::new(command::DEFAULT_PATH),
             secret_file_dir: secret_dir,
-            refreshed_by: None,
-            secret_triggered: false,
             ran_before,
-            writes: None,
+            ..Context::for_test(&catalog, &scrubber, noop)
         };
         apply(spec, when, &ctx).await
     }

@@ -274,7 +274,6 @@ fn write(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::ffi::OsStr;
     use std::os::unix::fs::PermissionsExt;
 
     use vigo_catalog::{AbsPath, Catalog, CatalogSecret, Mode, SecretText, Segment};
@@ -298,17 +297,7 @@ mod tests {
 
     fn run(spec: &FileSpec, catalog: &Catalog, noop: bool) -> Outcome {
         let scrubber = Scrubber::for_catalog(catalog);
-        let ctx = Context {
-            catalog,
-            scrubber: &scrubber,
-            noop,
-            search_path: OsStr::new("/bin"),
-            secret_file_dir: Path::new("/nonexistent"),
-            refreshed_by: None,
-            secret_triggered: false,
-            ran_before: false,
-            writes: None,
-        };
+        let ctx = Context::for_test(catalog, &scrubber, noop);
         apply(spec, &ctx)
     }
 

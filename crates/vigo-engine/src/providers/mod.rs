@@ -49,6 +49,25 @@ pub(crate) struct Context<'a> {
     pub(crate) writes: Option<&'a WriteBatch>,
 }
 
+#[cfg(test)]
+impl<'a> Context<'a> {
+    /// A context for a provider's unit tests: the default search path, no
+    /// secret folder, no refresh, not run before, written at once.
+    pub(crate) fn for_test(catalog: &'a Catalog, scrubber: &'a Scrubber, noop: bool) -> Self {
+        Context {
+            catalog,
+            scrubber,
+            noop,
+            search_path: OsStr::new(command::DEFAULT_PATH),
+            secret_file_dir: Path::new("/nonexistent"),
+            refreshed_by: None,
+            secret_triggered: false,
+            ran_before: false,
+            writes: None,
+        }
+    }
+}
+
 /// What a provider did.
 pub(crate) struct Outcome {
     pub(crate) status: Status,
