@@ -63,11 +63,7 @@ resources:
     when: changed
 YAML
 cat > config/modules/web.vgo <<YAML
-resources:
-  - name: web-index
-    type: file
-    target_path: $work/out/index.html
-    content: "<h1>web</h1>"
+resources: [{name: web-index, type: file, target_path: $work/out/index.html, content: "<h1>web</h1>"}]
 YAML
 
 cli() { "$bin/vigocli" --config vigosrv.yaml --log-level warn "$@"; }

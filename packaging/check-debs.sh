@@ -36,6 +36,13 @@ $(dpkg-deb -c "$1")"
 }
 
 # check_control DEB NAME CONFFILE: package name, conffile and maintainer scripts.
+# unit_has DEB UNIT LINE WHAT: the systemd unit UNIT of DEB has the line LINE,
+# else fails saying "UNIT WHAT".
+unit_has() {
+    dpkg-deb --fsys-tarfile "$1" | tar -xO "./usr/lib/systemd/system/$2" | grep -qx "$3" \
+        || fail "$2 $4"
+}
+
 check_control() {
     deb="$1"; name="$2"; conffile="$3"
     [ "$(dpkg-deb -f "$deb" Package)" = "$name" ] || fail "$deb: Package is not $name"
@@ -68,11 +75,10 @@ check_control "$server_deb" vigo-server /etc/vigo/vigosrv.yaml
 grep -q 'adduser --system' "$work/control/postinst" || fail "vigo-server: postinst creates no vigo user"
 grep -q 'install -d -o vigo -g vigo -m 0700 /var/lib/vigo$' "$work/control/postinst" \
     || fail "vigo-server: postinst does not make /var/lib/vigo 0700 vigo's"
-dpkg-deb --fsys-tarfile "$server_deb" | tar -xO ./usr/lib/systemd/system/vigosrv.service >"$work/unit"
-grep -qx 'ExecStart=/usr/bin/vigosrv --config /etc/vigo/vigosrv.yaml' "$work/unit" \
-    || fail "vigosrv.service does not start /usr/bin/vigosrv"
-grep -qx 'ReadWritePaths=/var/lib/vigo' "$work/unit" || fail "vigosrv.service cannot write /var/lib/vigo"
-grep -qx 'User=vigo' "$work/unit" || fail "vigosrv.service does not run as vigo"
+unit_has "$server_deb" vigosrv.service 'ExecStart=/usr/bin/vigosrv --config /etc/vigo/vigosrv.yaml' \
+    "does not start /usr/bin/vigosrv"
+unit_has "$server_deb" vigosrv.service 'ReadWritePaths=/var/lib/vigo' "cannot write /var/lib/vigo"
+unit_has "$server_deb" vigosrv.service 'User=vigo' "does not run as vigo"
 
 log "checking $(basename "$envoy_deb")"
 has_entry "$envoy_deb" -rwxr-xr-x usr/bin/vigoenvoy
@@ -85,10 +91,9 @@ fi
 check_control "$envoy_deb" vigo-envoy /etc/vigo/envoy.yaml
 grep -q 'install -d -o root -g root -m 0700 /var/lib/vigo-envoy' "$work/control/postinst" \
     || fail "vigo-envoy: postinst does not make /var/lib/vigo-envoy 0700"
-dpkg-deb --fsys-tarfile "$envoy_deb" | tar -xO ./usr/lib/systemd/system/vigoenvoy.service >"$work/unit"
-grep -qx 'ExecStart=/usr/bin/vigoenvoy --config /etc/vigo/envoy.yaml run' "$work/unit" \
-    || fail "vigoenvoy.service does not start /usr/bin/vigoenvoy"
-grep -qx 'StateDirectory=vigo-envoy' "$work/unit" || fail "vigoenvoy.service: no /var/lib/vigo-envoy"
+unit_has "$envoy_deb" vigoenvoy.service 'ExecStart=/usr/bin/vigoenvoy --config /etc/vigo/envoy.yaml run' \
+    "does not start /usr/bin/vigoenvoy"
+unit_has "$envoy_deb" vigoenvoy.service 'StateDirectory=vigo-envoy' "has no /var/lib/vigo-envoy"
 
 # The installed binaries work and name their commit.
 dpkg-deb -x "$server_deb" "$work/root"

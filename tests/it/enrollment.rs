@@ -15,7 +15,7 @@ use crate::support::{
     BackendEnv as Env, Database, EnvoyHost, TestDir, all_output, assert_contains, cli_ok, stderr,
     stdout,
 };
-use crate::wire::{ProtocolEnvoy, decode, runtime};
+use crate::wire::{ProtocolEnvoy, decode, one_time_token, runtime};
 use serde_json::{Value, json};
 
 const DB1: &str = "db1.example.com";
@@ -107,7 +107,7 @@ fn pending_name_is_bound(env: &Env) {
             "envoy 'web1.example.com' already has a pending enrollment request from another key; if that request is not this host's, an operator must remove it (`vigocli envoys remove web1.example.com`)"
         );
         // In upper case it is the same name, and a token does not rebind it.
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let token = one_time_token(dir);
         let mut shouting = ProtocolEnvoy::new(dir, "WEB1.EXAMPLE.COM");
         let (status, body) = shouting.enroll(Some(&token)).await;
         assert_eq!(status, 409, "{body}");
@@ -262,7 +262,7 @@ fn remove_then_enroll_again(env: &Env) {
     let json: Value =
         serde_json::from_str(&cli_ok(dir, &["envoys", "remove", DB1, "--output", "json"])).unwrap();
     assert_eq!(json, json!({"removed": [DB1]}));
-    let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+    let token = one_time_token(dir);
     rt.block_on(async {
         let mut reborn = ProtocolEnvoy::new(dir, DB1);
         let (status, body) = reborn.enroll(Some(&token)).await;
@@ -287,12 +287,10 @@ fn upper_case_names(env: &Env) {
     let mut server = env.start();
     let rt = runtime();
     rt.block_on(async {
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
-        let mut db1 = ProtocolEnvoy::new(dir, DB1);
-        assert_eq!(db1.enroll(Some(&token)).await.0, 200);
+        ProtocolEnvoy::enrolled(dir, DB1).await;
 
         for variant in ["DB1.EXAMPLE.COM", "Db1.Example.Com"] {
-            let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+            let token = one_time_token(dir);
             let mut impostor = ProtocolEnvoy::new(dir, variant);
             let (status, body) = impostor.enroll(Some(&token)).await;
             assert_eq!(status, 409, "{variant}: {body}");
@@ -315,7 +313,7 @@ fn upper_case_names(env: &Env) {
     });
 
     // The real envoy configured in mixed case is web1.example.com.
-    let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+    let token = one_time_token(dir);
     let web1 = EnvoyHost::new(dir, "Web1.Example.com", Some(&token));
     let run = web1.run_once();
     assert!(run.status.success(), "{}", all_output(&run));
@@ -345,7 +343,7 @@ fn upper_case_names(env: &Env) {
     // Revoked stays revoked in every spelling.
     cli_ok(dir, &["envoys", "revoke", WEB1]);
     rt.block_on(async {
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let token = one_time_token(dir);
         let mut again = ProtocolEnvoy::new(dir, "Web1.example.com");
         let (status, body) = again.enroll(Some(&token)).await;
         assert_eq!(status, 403, "{body}");
@@ -380,7 +378,7 @@ fn capped_per_source(env: &Env) {
             body["message"],
             "more than 20 new enrollment requests from 127.0.0.1 within a minute; try again later or enroll with a token"
         );
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let token = one_time_token(dir);
         let (status, body) = one_more.enroll(Some(&token)).await;
         assert_eq!((status, body["status"].as_str()), (200, Some("approved")), "{body}");
     });

@@ -299,14 +299,22 @@ fn small_runtime() -> tokio::runtime::Runtime {
 
 /// Whether the server closes `stream` (EOF or reset) before `deadline`;
 /// whatever it sends first (a 408, a TLS alert) is read and ignored.
-fn closed_by_server(mut stream: &TcpStream, within: Duration) -> bool {
+fn closed_by_server(stream: &TcpStream, within: Duration) -> bool {
+    let mut reader = stream;
+    closed_within(&mut reader, stream, within)
+}
+
+/// Whether reading `stream` (over the socket `sock`) meets its end (EOF, an
+/// error other than a timeout) within `within`.
+fn closed_within(stream: &mut impl Read, sock: &TcpStream, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
-        stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(10))))
-            .unwrap();
+        sock.set_read_timeout(Some(
+            left.clamp(Duration::from_millis(10), Duration::from_millis(200)),
+        ))
+        .unwrap();
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
@@ -453,25 +461,9 @@ fn tls_closed(
     stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     within: Duration,
 ) -> bool {
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        stream
-            .sock
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
+    // A second handle on the same socket: its read timeout is the socket's.
+    let sock = stream.sock.try_clone().unwrap();
+    closed_within(stream, &sock, within)
 }
 
 #[test]

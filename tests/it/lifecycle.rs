@@ -170,14 +170,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     let target = to_isopass.to_str().unwrap();
 
     // Dry run: nothing written.
-    let dry = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "isopass",
-        "--target-config",
-        target,
-    ]);
+    let dry = migrate(&dir, "isopass", target, false);
     let text = all_output(&dry);
     outputs.push_str(&text);
     assert!(dry.status.success(), "{text}");
@@ -192,26 +185,11 @@ fn issue_17_migrate_local_to_isopass_and_back() {
     assert!(runtime.block_on(client.list("")).unwrap().is_empty());
 
     // A target of the wrong kind is refused.
-    let wrong = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "local",
-        "--target-config",
-        target,
-    ]);
+    let wrong = migrate(&dir, "local", target, false);
     assert!(!wrong.status.success());
     assert!(all_output(&wrong).contains("names the isopass backend, not local"));
 
-    let apply = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "isopass",
-        "--target-config",
-        target,
-        "--apply",
-    ]);
+    let apply = migrate(&dir, "isopass", target, true);
     let text = all_output(&apply);
     outputs.push_str(&text);
     assert!(apply.status.success(), "{text}");
@@ -229,15 +207,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
         );
     }
     // Again: nothing to change.
-    let again = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "isopass",
-        "--target-config",
-        target,
-        "--apply",
-    ]);
+    let again = migrate(&dir, "isopass", target, true);
     let text = all_output(&again);
     assert_contains(&text, &format!("{PASSWORD}  2 -> isopass 1  unchanged\n"));
 
@@ -263,14 +233,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
         ),
     );
     let target = to_local.to_str().unwrap();
-    let dry = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "local",
-        "--target-config",
-        target,
-    ]);
+    let dry = migrate(&dir, "local", target, false);
     let text = all_output(&dry);
     assert!(dry.status.success(), "{text}");
     assert_contains(&text, "A new master key would be generated at");
@@ -279,15 +242,7 @@ fn issue_17_migrate_local_to_isopass_and_back() {
         "a dry run wrote {}",
         local_dir.display()
     );
-    let apply = dir.cli(&[
-        "secrets",
-        "migrate",
-        "--to",
-        "local",
-        "--target-config",
-        target,
-        "--apply",
-    ]);
+    let apply = migrate(&dir, "local", target, true);
     let text = all_output(&apply);
     outputs.push_str(&text);
     assert!(apply.status.success(), "{text}");
@@ -523,4 +478,13 @@ fn issue_17_rekey_sigkilled_at_every_step_leaves_every_secret_readable() {
     // Killed before and after the commit, at every secret.
     assert!(killed > 2 * expected.len(), "{killed} kill points");
     assert!(changed > expected.len(), "{changed} runs changed the key");
+}
+
+/// `vigocli secrets migrate --to TO --target-config TARGET [--apply]`.
+fn migrate(dir: &TestDir, to: &str, target: &str, apply: bool) -> std::process::Output {
+    let mut args = vec!["secrets", "migrate", "--to", to, "--target-config", target];
+    if apply {
+        args.push("--apply");
+    }
+    dir.cli(&args)
 }

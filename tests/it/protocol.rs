@@ -15,7 +15,7 @@ use crate::support::{
     BackendEnv as Env, DB_NODES, Database, EnvoyHost, TestDir, WEB_NODES, all_output,
     assert_contains, cli_ok, stderr,
 };
-use crate::wire::{ProtocolEnvoy, runtime};
+use crate::wire::{ProtocolEnvoy, one_time_token, runtime};
 use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
@@ -191,14 +191,10 @@ fn refusals(env: &Env) {
     let rt = runtime();
     rt.block_on(async {
         // db1 enrolls with a token.
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let token = one_time_token(dir);
         let mut db1 = ProtocolEnvoy::new(dir, DB1);
         let (status, body) = db1.enroll(Some(&token)).await;
-        assert_eq!(
-            (status, body["status"].as_str()),
-            (200, Some("approved")),
-            "{body}"
-        );
+        assert_eq!(status, 200, "{body}");
 
         // The token is single-use.
         let mut other = ProtocolEnvoy::new(dir, "db2.example.com");
@@ -214,7 +210,7 @@ fn refusals(env: &Env) {
 
         // No one takes over db1's name with another key...
         let mut impostor = ProtocolEnvoy::new(dir, DB1);
-        let fresh = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let fresh = one_time_token(dir);
         let (status, body) = impostor.enroll(Some(&fresh)).await;
         assert_eq!(status, 409, "{body}");
         assert_eq!(
@@ -379,7 +375,7 @@ fn force_push(env: &Env) {
     // Shutdown is not held up by waits.
     let rt = runtime();
     let web1 = rt.block_on(async {
-        let token = cli_ok(dir, &["envoys", "token"]).trim().to_owned();
+        let token = one_time_token(dir);
         let mut web1 = ProtocolEnvoy::new(dir, WEB1);
         web1.enroll(Some(&token)).await;
         web1.checkin(None).await;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use vigo_pki::CertifiedKey;
 use vigo_secrets::SecretValue;
 
-use crate::support::TestDir;
+use crate::support::{TestDir, cli_ok};
 
 /// An envoy speaking the wire protocol directly, to try what `vigoenvoy`
 /// never would.
@@ -36,6 +36,20 @@ impl ProtocolEnvoy {
             csr,
             cert: None,
         }
+    }
+
+    /// A new envoy enrolled with a one-time token (`vigocli envoys token`),
+    /// its certificate signed at once.
+    pub(crate) async fn enrolled(dir: &TestDir, name: &str) -> Self {
+        let mut envoy = Self::new(dir, name);
+        let token = one_time_token(dir);
+        let (status, body) = envoy.enroll(Some(&token)).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("approved")),
+            "{body}"
+        );
+        envoy
     }
 
     pub(crate) fn with_identity(
@@ -144,4 +158,9 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A new one-time enrollment token.
+pub(crate) fn one_time_token(dir: &TestDir) -> String {
+    cli_ok(dir, &["envoys", "token"]).trim().to_owned()
 }

@@ -651,22 +651,17 @@ fn no_secret(
     message: impl Fn(&SecretPath) -> String,
 ) -> Option<String> {
     let mut line = String::new();
+    let mut secret = None;
     for piece in out.0 {
         match piece {
             Piece::Text(t) => line.push_str(&t),
             Piece::Secret(path) => {
-                errors.push(field_diagnostic(
-                    module,
-                    decl,
-                    field,
-                    field.start.pos(),
-                    message(&path),
-                ));
-                return None;
+                secret = Some(path);
+                break;
             }
         }
     }
-    if let Some(path) = literal_secret_reference(&line) {
+    if let Some(path) = secret.or_else(|| literal_secret_reference(&line)) {
         errors.push(field_diagnostic(
             module,
             decl,

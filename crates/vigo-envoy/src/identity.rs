@@ -192,33 +192,22 @@ impl Identity {
 /// Creates `dir` (and parents) 0700 if missing; refuses a folder others can
 /// enter, since it holds the private key.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), IdentityError> {
-    let io = |action, source| IdentityError::Io {
-        action,
-        file: dir.to_owned(),
-        cause: source,
-    };
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| io("creating", e))?;
+            .map_err(|source| IdentityError::Io {
+                action: "creating",
+                file: dir.to_owned(),
+                cause: source,
+            })?;
     }
-    let mode = std::fs::metadata(dir)
-        .map_err(|e| io("reading", e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(IdentityError::Unsafe {
-            file: dir.to_owned(),
-            problem: format!(
-                "the envoy's data folder is open to group or others (mode {:04o}); run: chmod 700 {}",
-                mode & 0o7777,
-                dir.display()
-            ),
-        });
-    }
-    Ok(())
+    refuse_open_to_others(
+        dir,
+        "the envoy's data folder is open to group or others",
+        "700",
+    )
 }
 
 fn read_text(file: &Path) -> Result<String, IdentityError> {
@@ -242,21 +231,27 @@ fn read_token(file: &Path) -> Result<Zeroizing<String>, IdentityError> {
 }
 
 fn check_private_mode(file: &Path) -> Result<(), IdentityError> {
-    let mode = std::fs::metadata(file)
+    refuse_open_to_others(file, "is readable or writable by group or others", "600")
+}
+
+/// Refuses `path` when group or others have any access to it: the error
+/// says `problem`, the mode, and the `chmod MODE` that fixes it.
+fn refuse_open_to_others(path: &Path, problem: &str, fix: &str) -> Result<(), IdentityError> {
+    let mode = std::fs::metadata(path)
         .map_err(|source| IdentityError::Io {
             action: "reading",
-            file: file.to_owned(),
+            file: path.to_owned(),
             cause: source,
         })?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
         return Err(IdentityError::Unsafe {
-            file: file.to_owned(),
+            file: path.to_owned(),
             problem: format!(
-                "is readable or writable by group or others (mode {:04o}); run: chmod 600 {}",
+                "{problem} (mode {:04o}); run: chmod {fix} {}",
                 mode & 0o7777,
-                file.display()
+                path.display()
             ),
         });
     }

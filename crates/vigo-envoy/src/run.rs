@@ -300,7 +300,7 @@ impl Envoy {
         {
             tracing::warn!(error = %vigo_log::error_chain(&e), "posting the report of an earlier run failed");
         }
-        if let Some(asked) = noop_run {
+        let (report, received, send) = if let Some(asked) = noop_run {
             let only = select(selection, &asked.catalog)?;
             let report = self
                 .engine
@@ -313,49 +313,33 @@ impl Envoy {
                 )
                 .await;
             drop(asked);
-            let fingerprint = self
-                .held
-                .as_ref()
-                .map(|h| h.fingerprint.clone())
-                .unwrap_or_default();
+            (report, true, true)
+        } else {
+            let only = match &self.held {
+                Some(held) => select(selection, &held.catalog)?,
+                None => None,
+            };
+            let Some(report) = self.enforce(noop, only.as_ref()).await else {
+                return Ok(Cycle::Unchanged { interval });
+            };
+            if received && !noop && !partial && !report.has_failures() {
+                // Only a fully applied catalog counts as current: after a
+                // failure or a partial run the next check-in brings the whole
+                // catalog again.
+                let fingerprint = self.held_fingerprint();
+                self.engine
+                    .state_mut()
+                    .set_catalog_fingerprint(Some(fingerprint));
+                self.engine.state().save().map_err(RunError::State)?;
+            }
+            let send =
+                received || noop || partial || run_request.is_some() || needs_report(&report);
+            (report, received, send)
+        };
+        if send {
             session
                 .report(&ReportRequest {
-                    fingerprint,
-                    report: report.clone(),
-                    run_request,
-                })
-                .await?;
-            return Ok(Cycle::Applied {
-                interval,
-                report: Box::new(report),
-                received: true,
-            });
-        }
-        let only = match &self.held {
-            Some(held) => select(selection, &held.catalog)?,
-            None => None,
-        };
-        let Some(report) = self.enforce(noop, only.as_ref()).await else {
-            return Ok(Cycle::Unchanged { interval });
-        };
-        let fingerprint = self
-            .held
-            .as_ref()
-            .map(|h| h.fingerprint.clone())
-            .unwrap_or_default();
-        if received && !noop && !partial && !report.has_failures() {
-            // Only a fully applied catalog counts as current: after a
-            // failure or a partial run the next check-in brings the whole
-            // catalog again.
-            self.engine
-                .state_mut()
-                .set_catalog_fingerprint(Some(fingerprint.clone()));
-            self.engine.state().save().map_err(RunError::State)?;
-        }
-        if received || noop || partial || run_request.is_some() || needs_report(&report) {
-            session
-                .report(&ReportRequest {
-                    fingerprint,
+                    fingerprint: self.held_fingerprint(),
                     report: report.clone(),
                     run_request,
                 })
@@ -372,6 +356,14 @@ impl Envoy {
     /// with noop, evaluates it); `None` when this process holds none. A
     /// real run spends the secret triggers it applied; a real run of the
     /// whole catalog becomes the "last run" of the next check-in.
+    /// The fingerprint of the catalog held, empty before the first one.
+    fn held_fingerprint(&self) -> String {
+        self.held
+            .as_ref()
+            .map(|h| h.fingerprint.clone())
+            .unwrap_or_default()
+    }
+
     async fn enforce(&mut self, noop: bool, only: Option<&Selected>) -> Option<Report> {
         let held = self.held.as_mut()?;
         let report = self

@@ -592,15 +592,22 @@ async fn hold_waits(
             request.await.map_err(anyhow::Error::from)
         };
         let answer = match answer {
-            Ok(response) if response.status().is_success() => {
-                response.json::<WaitResponse>().await.ok()
-            }
-            _ => None,
+            Ok(response) if response.status().is_success() => response
+                .json::<WaitResponse>()
+                .await
+                .map_err(|e| format!("reading the answer: {e}")),
+            Ok(response) => Err(format!("status {}", response.status())),
+            Err(e) => Err(format!("{e:#}")),
         };
-        let Some(answer) = answer else {
-            counters.wait_errors.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(why) => {
+                if counters.wait_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("first wait error ({}): {why}", envoy.name);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         counters.waits_answered.fetch_add(1, Ordering::Relaxed);
         if answer.checkin_now {

@@ -127,23 +127,27 @@ pub(crate) async fn enroll(
             }
             record
         }
-        EnrollmentRecorded::TotalLimit => {
-            tracing::warn!(envoy = %name, remote = %source, "enrollment refused: too many pending requests");
+        limit @ (EnrollmentRecorded::TotalLimit | EnrollmentRecorded::SourceLimit) => {
+            let (why, message) = if matches!(limit, EnrollmentRecorded::TotalLimit) {
+                (
+                    "too many pending requests",
+                    format!(
+                        "too many enrollment requests are pending ({}); enroll with a token (`vigocli envoys token`) or ask an operator to approve or remove pending ones",
+                        PENDING_LIMITS.total
+                    ),
+                )
+            } else {
+                (
+                    "too many new requests from one address",
+                    format!(
+                        "more than {} new enrollment requests from {source} within a minute; try again later or enroll with a token",
+                        PENDING_LIMITS.per_source
+                    ),
+                )
+            };
+            tracing::warn!(envoy = %name, remote = %source, "enrollment refused: {why}");
             return Err(AppError::TooManyRequests {
-                message: format!(
-                    "too many enrollment requests are pending ({}); enroll with a token (`vigocli envoys token`) or ask an operator to approve or remove pending ones",
-                    PENDING_LIMITS.total
-                ),
-                retry_after_secs: PENDING_LIMITS.window.as_secs(),
-            });
-        }
-        EnrollmentRecorded::SourceLimit => {
-            tracing::warn!(envoy = %name, remote = %source, "enrollment refused: too many new requests from one address");
-            return Err(AppError::TooManyRequests {
-                message: format!(
-                    "more than {} new enrollment requests from {source} within a minute; try again later or enroll with a token",
-                    PENDING_LIMITS.per_source
-                ),
+                message,
                 retry_after_secs: PENDING_LIMITS.window.as_secs(),
             });
         }

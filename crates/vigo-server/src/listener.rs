@@ -311,27 +311,20 @@ impl Tracker {
     }
 
     fn warn_refused(&self, refusal: Refusal, remote: SocketAddr) {
-        match refusal {
-            Refusal::Total => {
-                if let Some(suppressed) = self.refused_total.should_log() {
-                    tracing::warn!(
-                        remote = %remote,
-                        limit = self.limits.max_connections,
-                        suppressed,
-                        "connection refused: the server's connection limit is reached"
-                    );
-                }
-            }
-            Refusal::PerAddress => {
-                if let Some(suppressed) = self.refused_address.should_log() {
-                    tracing::warn!(
-                        remote = %remote,
-                        limit = self.limits.max_per_address,
-                        suppressed,
-                        "connection refused: too many connections without a client certificate from this address"
-                    );
-                }
-            }
+        let (log, limit, why) = match refusal {
+            Refusal::Total => (
+                &self.refused_total,
+                self.limits.max_connections,
+                "the server's connection limit is reached",
+            ),
+            Refusal::PerAddress => (
+                &self.refused_address,
+                self.limits.max_per_address,
+                "too many connections without a client certificate from this address",
+            ),
+        };
+        if let Some(suppressed) = log.should_log() {
+            tracing::warn!(remote = %remote, limit, suppressed, "connection refused: {why}");
         }
     }
 

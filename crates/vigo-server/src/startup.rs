@@ -269,23 +269,3 @@ fn write_public_file(file: &Path, contents: &[u8]) -> Result<(), ServerError> {
         source,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    #[test]
-    fn public_file_is_replaced_atomically_with_mode_0644() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ca.crt");
-        write_public_file(&file, b"one").unwrap();
-        write_public_file(&file, b"two").unwrap();
-        assert_eq!(std::fs::read(&file).unwrap(), b"two");
-        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1);
-    }
-}

@@ -14,7 +14,7 @@ use vigo_proto::admin::{ApproveEnvoy, EnvoyDetail, EnvoySummary, NewToken, Remov
 use vigo_secrets::EnvoyName;
 
 use crate::admin::AdminClient;
-use crate::output::{self, call, print_json};
+use crate::output::{self, call, print_as, print_json};
 use crate::{Globals, Output, backend};
 
 /// Shortest `--ttl` for a token.
@@ -123,36 +123,31 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
                 fingerprint: Some(check_fingerprint(&fingerprint)?),
             };
             let envoy: EnvoySummary = call(client.post(&route, &body).await)?;
-            match globals.output {
-                Output::Json => print_json(&envoy)?,
-                Output::Text => println!(
+            print_as(globals.output, &envoy, |envoy| {
+                println!(
                     "Envoy \"{}\" approved; it receives its certificate at its next attempt.",
                     envoy.name
-                ),
-            }
+                );
+            })?;
         }
         EnvoysCommand::Revoke { name } => {
             let route = format!("/v1/admin/envoys/{}/revoke", checked_name(&name)?);
             let envoy: EnvoySummary = call(client.post(&route, &serde_json::json!({})).await)?;
-            match globals.output {
-                Output::Json => print_json(&envoy)?,
-                Output::Text => println!(
+            print_as(globals.output, &envoy, |envoy| {
+                println!(
                     "Envoy \"{}\" revoked; the server refuses its certificate from now on.",
                     envoy.name
-                ),
-            }
+                );
+            })?;
         }
         EnvoysCommand::Remove { name } => {
             let route = format!("/v1/admin/envoys/{}/remove", checked_name(&name)?);
             let removed: RemovedEnvoys = call(client.post(&route, &serde_json::json!({})).await)?;
-            match globals.output {
-                Output::Json => print_json(&removed)?,
-                Output::Text => {
-                    for name in &removed.removed {
-                        println!("Envoy \"{name}\" removed; the name can enroll again.");
-                    }
+            print_as(globals.output, &removed, |removed| {
+                for name in &removed.removed {
+                    println!("Envoy \"{name}\" removed; the name can enroll again.");
                 }
-            }
+            })?;
         }
     }
     Ok(())

@@ -17,6 +17,21 @@ pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Prints `value` as JSON with `--output json`, else as `text` writes it.
+pub(crate) fn print_as<T: Serialize + ?Sized>(
+    output: crate::Output,
+    value: &T,
+    text: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    match output {
+        crate::Output::Json => print_json(value),
+        crate::Output::Text => {
+            text(value);
+            Ok(())
+        }
+    }
+}
+
 /// A table with a header row; every column but the last is padded to its
 /// widest cell and separated by two spaces, trailing blanks trimmed.
 pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[&str; N]]) -> String {
