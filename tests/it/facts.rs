@@ -172,8 +172,9 @@ fn issue_15_check_catches_an_unknown_fact_in_a_template() {
 }
 
 /// Copies `examples/config` into `dir/config`, every absolute path under
-/// `/etc/` moved under `root`, so that a real envoy can converge it here.
-fn example_under(dir: &TestDir, root: &Path) {
+/// `/etc/` moved under `root` and the example's account `vigo-deploy`
+/// renamed `account`, so that a real envoy can converge it here.
+fn example_under(dir: &TestDir, root: &Path, account: &str) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
     let prefix = format!("{}/etc/", root.display());
     let mut stack = vec![examples.clone()];
@@ -188,6 +189,7 @@ fn example_under(dir: &TestDir, root: &Path) {
             let text = std::fs::read_to_string(&path).unwrap();
             let moved = if rel.ends_with(".vgo") {
                 text.replace(" /etc/", &format!(" {prefix}"))
+                    .replace("vigo-deploy", account)
             } else {
                 text
             };
@@ -198,12 +200,19 @@ fn example_under(dir: &TestDir, root: &Path) {
 
 #[test]
 fn issue_15_the_example_converges_with_facts_and_include() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the example's user and group need root to be created");
+        return;
+    }
     let dir = TestDir::new();
     let root = dir.path().join("root");
     // What a host already has: the folders and the file `line` edits.
     std::fs::create_dir_all(root.join("etc/apt/apt.conf.d")).unwrap();
     std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-    example_under(&dir, &root);
+    // The example's user and group, under a name of this run, removed
+    // again however the test ends.
+    let account = Account(format!("vigo-t{}", &TestRng::from_clock().token()[..8]));
+    example_under(&dir, &root, &account.0);
     let mut logs = cli_ok(&dir, &["secrets", "bootstrap"]);
     for path in [
         "vigo/db/password",
@@ -242,6 +251,15 @@ fn issue_15_the_example_converges_with_facts_and_include() {
         "match_facts on os.family:\n{shown}"
     );
 
+    let passwd = getent("passwd", &account.0);
+    assert!(
+        passwd.ends_with(&format!(":/var/lib/{0}:/usr/sbin/nologin", account.0)),
+        "{passwd}"
+    );
+    let group = getent("group", &account.0);
+    let gid = group.split(':').nth(2).unwrap();
+    assert_eq!(passwd.split(':').nth(3), Some(gid), "{passwd} / {group}");
+
     let second = host.run_once();
     logs.push_str(&all_output(&second));
     assert!(crate::support::in_sync(&second), "{}", all_output(&second));
@@ -254,4 +272,55 @@ fn issue_15_the_example_converges_with_facts_and_include() {
     assert!(text.contains("+web1.example.com: "), "{text}");
     logs.push_str(&server.log());
     assert!(!logs.contains("tier=gold"), "{logs}");
+}
+
+/// A user and group of the same name, deleted when dropped.
+struct Account(String);
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        let _ = std::process::Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+/// The `getent DATABASE KEY` line, trimmed; panics when there is none.
+fn getent(database: &str, key: &str) -> String {
+    let out = std::process::Command::new("getent")
+        .args([database, key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no {database} entry {key}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn issue_15_check_catches_an_escaping_source_a_missing_template_and_a_secret_in_environment() {
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    dir.write("outside.conf", "not the repository's\n");
+    dir.write(
+        "config/nodes.vgo",
+        "envoys:\n  - match: \"*\"\n    roles: [app]\n    vars:\n      token: \"secret:vigo/app/token\"\n",
+    );
+    dir.write(
+        "config/modules/app.vgo",
+        "resources:\n  - name: escaping\n    type: file\n    target_path: /etc/a.conf\n    source: ../outside.conf\n  - name: missing\n    type: file\n    target_path: /etc/b.conf\n    template: templates/none.tmpl\n  - name: env\n    type: exec\n    command: /bin/true\n    environment:\n      TOKEN: \"{{ .Vars.token }}\"\n",
+    );
+    let out = dir.cli(&["check"]);
+    assert!(!out.status.success());
+    insta::assert_snapshot!("issue_15_check_repository_files", stderr(&out));
+
+    // The files resolved, the catalogs compile: the secret in
+    // `environment` is refused as on a command line.
+    dir.write("config/templates/none.tmpl", "templated\n");
+    dir.write("config/files/inside.conf", "inside\n");
+    let app = std::fs::read_to_string(dir.path().join("config/modules/app.vgo")).unwrap();
+    dir.write(
+        "config/modules/app.vgo",
+        &app.replace("../outside.conf", "files/inside.conf"),
+    );
+    let out = dir.cli(&["check"]);
+    assert!(!out.status.success());
+    insta::assert_snapshot!("issue_15_check_secret_in_environment", stderr(&out));
 }
