@@ -26,6 +26,7 @@ mod operator_cli;
 mod partial_runs;
 mod protocol;
 mod replicas;
+mod reports;
 mod rotation;
 mod run_now;
 mod secret_owner;

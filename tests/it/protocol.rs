@@ -142,15 +142,23 @@ fn acceptance(env: &Env) {
     let listed = cli_ok(dir, &["envoys", "list"]);
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(
-        lines[0],
-        "NAME              STATUS    PENDING-KEY  LAST-CHECKIN          LAST-REPORT"
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAME",
+            "STATUS",
+            "PENDING-KEY",
+            "LAST-CHECKIN",
+            "LAST-REPORT"
+        ]
     );
     for name in [DB1, WEB1] {
         let line = lines
             .iter()
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("{name} missing from:\n{listed}"));
-        assert_contains(line, "approved");
+        // STATUS is the derived state: the last run changed files.
+        let status = line.split_whitespace().nth(1);
+        assert!(matches!(status, Some("ok" | "changed")), "{line}");
         assert!(line.contains("Z"), "no last check-in in {line}");
         assert!(line.contains("resources:"), "no last report in {line}");
     }
@@ -158,6 +166,11 @@ fn acceptance(env: &Env) {
         serde_json::from_str(&cli_ok(dir, &["envoys", "list", "--output", "json"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
     assert!(json[0]["last_checkin"].is_string(), "{json}");
+    assert_eq!(json[0]["status"], "approved", "{json}");
+    assert!(
+        matches!(json[0]["state"].as_str(), Some("ok" | "changed")),
+        "{json}"
+    );
 
     let shown: Value =
         serde_json::from_str(&cli_ok(dir, &["envoys", "show", DB1, "--output", "json"])).unwrap();

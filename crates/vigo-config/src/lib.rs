@@ -31,6 +31,7 @@ pub use backend::open_provider;
 pub use error::ConfigError;
 pub use raw::{
     ConfigString, DEFAULT_CHECKIN_INTERVAL, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
-    DEFAULT_POLL_INTERVAL, RawConfig, RawSmtp, SecretsBackend, WatcherConfig,
+    DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_MAX_RUNS, DEFAULT_POLL_INTERVAL, HistoryConfig,
+    RawConfig, RawSmtp, SecretsBackend, WatcherConfig,
 };
 pub use resolve::{ResolvedString, ServerConfig, SmtpConfig, fetch_secret, resolve};

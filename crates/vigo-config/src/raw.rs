@@ -7,7 +7,7 @@
 //!   ([`ConfigString`]), and are resolved with the rest in
 //!   [`resolve`](crate::resolve);
 //! - every other key (`listen`, `data_dir`, `config_dir`, `secrets.*`,
-//!   `watcher.*`, `checkin.*`) is read before the secrets backend is open or
+//!   `watcher.*`, `checkin.*`, `history.*`) is read before the secrets backend is open or
 //!   tells Vigo how to reach it, so a `secret:` value there is rejected with
 //!   an error naming the key and its position, never taken as a literal.
 
@@ -33,6 +33,12 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The default `checkin.interval`.
 pub const DEFAULT_CHECKIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The default `history.max_age`.
+pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The default `history.max_runs`.
+pub const DEFAULT_HISTORY_MAX_RUNS: u32 = 100;
 
 /// A config string that is either written out or a `secret:` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,18 @@ pub struct RawConfig {
     pub watcher: WatcherConfig,
     /// `checkin.interval`: told to envoys in every check-in answer.
     pub checkin_interval: Duration,
+    /// `history`: how long run history is kept.
+    pub history: HistoryConfig,
+}
+
+/// `history`: what the background pruning keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// `history.max_age` [30d]: reports, secret deliveries, secret audit
+    /// entries and run requests older than this are deleted.
+    pub max_age: Duration,
+    /// `history.max_runs` [100]: each envoy keeps at most this many reports.
+    pub max_runs: u32,
 }
 
 /// `smtp` as written.
@@ -241,6 +259,7 @@ struct FileConfig {
     secrets: Option<FileSecrets>,
     watcher: Option<FileWatcher>,
     checkin: Option<FileCheckin>,
+    history: Option<FileHistory>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +304,13 @@ struct FileCheckin {
     interval: Text,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHistory {
+    max_age: Text,
+    max_runs: Option<Spanned<u32>>,
+}
+
 // --- validation --------------------------------------------------------------
 
 struct Validator<'a> {
@@ -323,6 +349,7 @@ impl Validator<'_> {
             None => DEFAULT_CHECKIN_INTERVAL,
             Some(s) => self.duration("checkin.interval", &s)?,
         };
+        let history = self.history(f.history.unwrap_or_default())?;
         Ok(RawConfig {
             file: self.file.to_owned(),
             listen,
@@ -333,6 +360,26 @@ impl Validator<'_> {
             secrets,
             watcher,
             checkin_interval,
+            history,
+        })
+    }
+
+    fn history(&self, h: FileHistory) -> Result<HistoryConfig, ConfigError> {
+        let max_runs = match h.max_runs {
+            None => DEFAULT_HISTORY_MAX_RUNS,
+            Some(n) if n.value == 0 => {
+                return Err(
+                    self.invalid_at(n.referenced, "history.max_runs must be at least 1".into())
+                );
+            }
+            Some(n) => n.value,
+        };
+        Ok(HistoryConfig {
+            max_age: match &h.max_age {
+                None => DEFAULT_HISTORY_MAX_AGE,
+                Some(s) => self.duration("history.max_age", s)?,
+            },
+            max_runs,
         })
     }
 
@@ -561,6 +608,13 @@ mod tests {
             }
         );
         assert_eq!(c.checkin_interval, Duration::from_secs(60));
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                max_runs: 100
+            }
+        );
         assert!(c.smtp.is_none());
     }
 
@@ -587,6 +641,9 @@ watcher:
   poll_interval: "30s"
 checkin:
   interval: "2m"
+history:
+  max_age: "7d"
+  max_runs: 20
 "#,
         )
         .unwrap();
@@ -595,6 +652,8 @@ checkin:
         assert!(c.watcher.enabled, "isopass turns the watcher on by default");
         assert_eq!(c.watcher.poll_interval, Duration::from_secs(30));
         assert_eq!(c.checkin_interval, Duration::from_secs(120));
+        assert_eq!(c.history.max_age, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.history.max_runs, 20);
         let SecretsBackend::Isopass { token_file, .. } = &c.secrets else {
             panic!("not isopass")
         };
@@ -671,6 +730,15 @@ checkin:
                 "watcher.poll_interval must be longer than zero",
             ),
             ("secrets:\n  backend: vault\n", "unknown backend 'vault'"),
+            (
+                "history:\n  max_age: forever\n",
+                "history.max_age: 'forever' is not a duration",
+            ),
+            (
+                "history:\n  max_runs: 0\n",
+                "/etc/vigo/vigosrv.yaml:2:13: history.max_runs must be at least 1",
+            ),
+            ("history:\n  keep: 3\n", "/etc/vigo/vigosrv.yaml:2:"),
             ("secrets:\n  backend: isopass\n", "secrets.url is required"),
             (
                 "secrets:\n  url: https://x\n",

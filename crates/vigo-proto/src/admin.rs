@@ -13,6 +13,8 @@
 //! | `GET /v1/admin/config/status` | → [`ConfigStatus`] |
 //! | `POST /v1/admin/runs` | [`RunTarget`] → [`RunStarted`] |
 //! | `GET /v1/admin/runs/{id}` | → [`RunStatus`] |
+//! | `GET /v1/admin/reports?envoy=&failed=&since=&limit=` | → `Vec<`[`ReportEntry`]`>` |
+//! | `GET /v1/admin/reports/{id}` | → [`ReportDetail`] |
 
 use serde::{Deserialize, Serialize};
 use vigo_secrets::SecretPath;
@@ -46,8 +48,12 @@ pub struct SecretChangedAnswer {
 pub struct EnvoySummary {
     /// Envoy name.
     pub name: String,
-    /// `pending`, `approved` or `revoked`.
+    /// `pending`, `approved` or `revoked`: the enrollment.
     pub status: String,
+    /// What its state adds up to: `ok`, `changed`, `failed`, `pending`,
+    /// `revoked` or `stale` (no check-in for 3 check-in intervals).
+    #[serde(default)]
+    pub state: String,
     /// Last check-in, RFC 3339 UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkin: Option<String>,
@@ -349,4 +355,46 @@ pub struct RunStatus {
     pub requested_at: String,
     /// Its envoys, by name.
     pub envoys: Vec<RunEnvoy>,
+}
+
+/// One line of `vigocli reports`: a stored report of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportEntry {
+    /// The report's id, for `vigocli reports show ID`.
+    pub id: i64,
+    /// Which envoy ran.
+    pub envoy: String,
+    /// When the server received the report (the run had just finished),
+    /// RFC 3339 UTC.
+    pub finished: String,
+    /// `ok`, `changed` or `failed`.
+    pub status: String,
+    /// Whether it was a noop run (nothing was touched).
+    pub noop: bool,
+    /// Resources changed (or that would change, in a noop run).
+    pub changed: u32,
+    /// Resources failed.
+    pub failed: u32,
+    /// Resources skipped because a dependency failed.
+    pub skipped: u32,
+    /// Resources already right.
+    pub unchanged: u32,
+    /// Wall time of the whole apply, in milliseconds, when the report says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The resources that changed, as `type[name]`.
+    #[serde(default)]
+    pub changed_resources: Vec<String>,
+}
+
+/// `vigocli reports show ID`: one report with its per-resource outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportDetail {
+    /// The listing fields.
+    #[serde(flatten)]
+    pub entry: ReportEntry,
+    /// Per resource, in the order applied: status, duration, message (and a
+    /// command's output or a noop diff), all scrubbed by the envoy.
+    #[serde(default)]
+    pub resources: Vec<crate::ResourceResult>,
 }

@@ -8,7 +8,7 @@
 //!   — then serving until a shutdown signal; `state.rs`: what request
 //!   handlers share.
 //! - `api/`: the HTTP routes, one module per area (`envoy.rs`, `admin.rs`,
-//!   `secrets.rs`, `config.rs`); `listener.rs`: the HTTPS accept loop that
+//!   `secrets.rs`, `config.rs`, `reports.rs`); `listener.rs`: the HTTPS accept loop that
 //!   puts the client's verified certificate in each request.
 //! - `enroll.rs`: enrollment rules; `rotation.rs`: the rotation flow and
 //!   its queue, `gate.rs`: check-ins wait for queued rotations;
@@ -17,7 +17,8 @@
 //!   `catalogs.rs`: compiled catalogs (and their secret index) per
 //!   snapshot; `repo.rs`: the config repository snapshot.
 //! - `waiters.rs`, `fleet_wake.rs`: held `/v1/wait` calls and their wake-ups
-//!   across replicas; `checkins.rs`: batched check-in writes; `limits.rs`,
+//!   across replicas; `checkins.rs`: batched check-in writes; `history.rs`:
+//!   background pruning of run history; `limits.rs`,
 //!   `metrics.rs`, `supervise.rs`: report caps, metrics, supervised tasks.
 //! - [`ServerError`] (startup), `AppError` (stable JSON error answers);
 //!   `vigo_log::error_chain` prints an error and its causes on one line.
@@ -31,6 +32,7 @@ mod error;
 mod fleet_wake;
 mod folder_watch;
 mod gate;
+mod history;
 mod limits;
 mod listener;
 mod metrics;

@@ -170,6 +170,10 @@ impl Server {
             let state = self.state.clone();
             move || crate::fleet_wake::run(state.clone())
         });
+        let pruner = supervise(self.state.health.clone(), "history-pruner", {
+            let state = self.state.clone();
+            move || crate::history::run_pruner(state.clone())
+        });
         let reloader = supervise(self.state.health.clone(), "config-reloader", {
             let state = self.state.clone();
             move || crate::deploy::run_reloader(state.clone())
@@ -203,6 +207,7 @@ impl Server {
         upkeep.abort();
         fleet_wake.abort();
         reloader.abort();
+        pruner.abort();
         reconcile.abort();
         let _ = stop_watchers.send(());
         let _ = watchers.await;

@@ -14,6 +14,9 @@
 //! milliseconds, stored as integers on both backends) and [`StoreError`],
 //! which never contains the DSN, its password or its key.
 //!
+//! Run history ([`HistoryStore`]): reports listed with a [`ReportFilter`]
+//! and pruned in batches by a [`PrunePolicy`].
+//!
 //! Secret values are never stored: only paths, version numbers and hashes.
 
 mod batch;
@@ -21,6 +24,7 @@ mod dsn;
 mod enrollment;
 mod error;
 pub mod fault;
+mod history;
 mod model;
 mod postgres;
 mod queries;
@@ -38,9 +42,11 @@ use vigo_secrets::SecretValue;
 pub use batch::{CatalogSent, EnvoyRotation, RotationClaim, RotationOutcome};
 pub use enrollment::{EnrollmentRecorded, EnrollmentRequest, PendingLimits};
 pub use error::StoreError;
+pub use history::{HistoryStore, PrunePolicy, Pruned, ReportFilter};
 pub use model::{
-    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyStatus,
-    LastRunRecord, ReportRecord, ReportSummary, Timestamp, TokenRejection, Trigger,
+    AuditEntry, AuditEvent, Backend, CheckinRecord, Delivery, EnvoyAuth, EnvoyRecord, EnvoyState,
+    EnvoyStatus, LastRunRecord, ReportRecord, ReportSummary, STALE_AFTER_INTERVALS, Timestamp,
+    TokenRejection, Trigger,
 };
 pub use runs::{NewRunRequest, PendingRun, RunEnvoyRecord, RunRecord, RunStore};
 pub use snapshot::{embedded_db_file, snapshot_embedded};

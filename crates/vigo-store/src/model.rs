@@ -175,6 +175,79 @@ pub struct EnvoyRecord {
     pub last_rotation_lag: Option<Duration>,
 }
 
+/// An envoy goes stale after this many check-in intervals without a check-in.
+pub const STALE_AFTER_INTERVALS: u32 = 3;
+
+/// What an envoy's state adds up to (docs/operations.md "Envoy status"): its
+/// enrollment, whether it still checks in, and how its last enforcement run
+/// went. Derived when asked, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnvoyState {
+    /// Approved; its last run changed nothing and failed nothing (or it has
+    /// not run yet).
+    Ok,
+    /// Approved; its last run changed something and failed nothing.
+    Changed,
+    /// Approved; a resource failed in its last run.
+    Failed,
+    /// Waiting for approval.
+    Pending,
+    /// Its certificate is refused.
+    Revoked,
+    /// Approved, but no check-in for [`STALE_AFTER_INTERVALS`] check-in
+    /// intervals (counted from its approval when it never checked in).
+    Stale,
+}
+
+impl EnvoyState {
+    /// Derives the state of `envoy` at `now`, given its last enforcement run
+    /// and the check-in interval the server tells envoys.
+    pub fn derive(
+        envoy: &EnvoyRecord,
+        last_run: Option<&LastRunRecord>,
+        now: Timestamp,
+        checkin_interval: Duration,
+    ) -> Self {
+        match envoy.status {
+            EnvoyStatus::Pending => return Self::Pending,
+            EnvoyStatus::Revoked => return Self::Revoked,
+            EnvoyStatus::Approved => {}
+        }
+        let seen = envoy
+            .last_checkin_at
+            .into_iter()
+            .chain(envoy.approved_at)
+            .max()
+            .unwrap_or(envoy.enrolled_at);
+        if now.saturating_duration_since(seen) > checkin_interval * STALE_AFTER_INTERVALS {
+            return Self::Stale;
+        }
+        match last_run.map(|run| run.summary) {
+            Some(summary) if summary.failed > 0 => Self::Failed,
+            Some(summary) if summary.changed > 0 => Self::Changed,
+            _ => Self::Ok,
+        }
+    }
+
+    /// The word `vigocli envoys list` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Changed => "changed",
+            Self::Failed => "failed",
+            Self::Pending => "pending",
+            Self::Revoked => "revoked",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+impl fmt::Display for EnvoyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a request from an envoy needs to know about it, read in one query:
 /// enough to authenticate it and to answer an unchanged check-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +434,75 @@ mod tests {
             early.saturating_add(Duration::from_secs(2)),
             Timestamp::from_unix_millis(3_000)
         );
+    }
+
+    fn approved_envoy(last_checkin_at: Option<i64>) -> EnvoyRecord {
+        EnvoyRecord {
+            name: "db1".to_owned(),
+            status: EnvoyStatus::Approved,
+            csr_pem: None,
+            key_fingerprint: None,
+            cert_fingerprint: None,
+            cert_pem: None,
+            facts: serde_json::json!({}),
+            enrolled_at: Timestamp::from_unix_millis(0),
+            approved_at: Some(Timestamp::from_unix_millis(1_000)),
+            revoked_at: None,
+            last_checkin_at: last_checkin_at.map(Timestamp::from_unix_millis),
+            catalog_fingerprint: None,
+            force_push: false,
+            last_report_at: None,
+            last_rotation_lag: None,
+        }
+    }
+
+    fn run(changed: u32, failed: u32) -> LastRunRecord {
+        LastRunRecord {
+            at: Timestamp::from_unix_millis(50_000),
+            summary: ReportSummary {
+                changed,
+                failed,
+                ..ReportSummary::default()
+            },
+        }
+    }
+
+    #[test]
+    fn envoy_state_follows_enrollment_check_ins_and_the_last_run() {
+        let minute = Duration::from_secs(60);
+        let at = |secs: i64| Timestamp::from_unix_millis(secs * 1_000);
+        let envoy = approved_envoy(Some(60_000));
+        let state =
+            |run: Option<LastRunRecord>, now| EnvoyState::derive(&envoy, run.as_ref(), now, minute);
+        assert_eq!(state(None, at(90)), EnvoyState::Ok);
+        assert_eq!(state(Some(run(0, 0)), at(90)), EnvoyState::Ok);
+        assert_eq!(state(Some(run(2, 0)), at(90)), EnvoyState::Changed);
+        assert_eq!(state(Some(run(2, 1)), at(90)), EnvoyState::Failed);
+        // Three intervals after the last check-in it is still fresh; later
+        // it is stale, whatever its last run said.
+        assert_eq!(state(Some(run(0, 1)), at(240)), EnvoyState::Failed);
+        assert_eq!(state(Some(run(0, 1)), at(241)), EnvoyState::Stale);
+        // Never checked in: counted from the approval.
+        let silent = approved_envoy(None);
+        assert_eq!(
+            EnvoyState::derive(&silent, None, at(100), minute),
+            EnvoyState::Ok
+        );
+        assert_eq!(
+            EnvoyState::derive(&silent, None, at(182), minute),
+            EnvoyState::Stale
+        );
+        for (status, expected) in [
+            (EnvoyStatus::Pending, EnvoyState::Pending),
+            (EnvoyStatus::Revoked, EnvoyState::Revoked),
+        ] {
+            let mut other = approved_envoy(None);
+            other.status = status;
+            assert_eq!(
+                EnvoyState::derive(&other, None, at(10_000), minute),
+                expected
+            );
+        }
     }
 
     #[test]

@@ -76,6 +76,19 @@ macro_rules! report_columns {
     };
 }
 
+/// The run history, newest first (`history.rs`): `$1` envoy or NULL, `$2`
+/// failed only, `$3` since (unix ms) or NULL, `$4` limit.
+pub(crate) const LIST_REPORTS_SQL: &str = concat!(
+    "SELECT ",
+    report_columns!(),
+    " FROM reports WHERE ($1 IS NULL OR envoy = $1) AND ($2 = FALSE OR failed > 0) \
+     AND ($3 IS NULL OR received_at >= $3) ORDER BY id DESC LIMIT $4"
+);
+
+/// One report by id (`history.rs`).
+pub(crate) const REPORT_BY_ID_SQL: &str =
+    concat!("SELECT ", report_columns!(), " FROM reports WHERE id = $1");
+
 /// Claims a secret version: stores it unless it is already stored, and
 /// returns a row only when it changed (`$1` path, `$2` version, `$3` time).
 const CLAIM_VERSION_SQL: &str = "INSERT INTO secret_versions (path, version, seen_at) VALUES ($1, $2, $3) \
@@ -249,7 +262,7 @@ macro_rules! impl_store {
                 })
             }
 
-            fn report_from_row(
+            pub(crate) fn report_from_row(
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<ReportRecord, StoreError> {
                 let get = |row: &<$db as sqlx::Database>::Row| -> Result<_, sqlx::Error> {

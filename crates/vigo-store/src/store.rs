@@ -30,7 +30,9 @@ pub type StoreHandle = Arc<dyn Store>;
 /// HAProxy"). Every method is safe to call concurrently, from one process or from several sharing a
 /// database.
 #[async_trait]
-pub trait Store: crate::runs::RunStore + Send + Sync + fmt::Debug {
+pub trait Store:
+    crate::runs::RunStore + crate::history::HistoryStore + Send + Sync + fmt::Debug
+{
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

@@ -15,7 +15,9 @@ use vigo_store::{
 
 use vigo_test_support::PgSchema;
 
-use vigo_store::{EnrollmentRecorded, EnrollmentRequest, LastRunRecord, PendingLimits};
+use vigo_store::{
+    EnrollmentRecorded, EnrollmentRequest, LastRunRecord, PendingLimits, PrunePolicy, ReportFilter,
+};
 
 const KEY: &str = "5f1c0e9a8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c";
 
@@ -222,6 +224,8 @@ contract!(
     issue_12_queued_trigger_counts_cover_every_envoy,
     issue_11_the_last_run_comes_from_check_ins_and_reports,
     issue_18_run_requests_are_delivered_once_and_record_outcomes,
+    issue_16_history_lists_newest_first_with_filters,
+    issue_16_pruning_by_age_and_count_in_batches,
 );
 
 // --- the contract -------------------------------------------------------------
@@ -1436,4 +1440,173 @@ async fn issue_18_run_requests_are_delivered_once_and_record_outcomes(db: &TestD
     assert_eq!(r1.envoys[0].delivered_at, Some(t(20)));
     assert_eq!(r1.envoys[0].reported_at, Some(t(30)));
     assert!(store.run_request("nope").await.unwrap().is_none());
+}
+
+fn failing(failed: u32) -> ReportSummary {
+    ReportSummary {
+        changed: 1,
+        failed,
+        skipped: 0,
+        unchanged: 2,
+    }
+}
+
+fn filter(envoy: Option<&str>, failed_only: bool, since: Option<i64>, limit: u32) -> ReportFilter {
+    ReportFilter {
+        envoy: envoy.map(str::to_owned),
+        failed_only,
+        since: since.map(t),
+        limit,
+    }
+}
+
+async fn report_ids(store: &StoreHandle, filter: &ReportFilter) -> Vec<i64> {
+    let reports = ok(store.list_reports(filter), "list reports", "history").await;
+    reports.iter().map(|r| r.id).collect()
+}
+
+async fn issue_16_history_lists_newest_first_with_filters(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a", "b"]).await;
+    let mut ids = Vec::new();
+    for (envoy, at, failed) in [("a", 10, 0), ("b", 20, 1), ("a", 30, 1), ("a", 40, 0)] {
+        let body = json!({"report": {"envoy": envoy, "duration_ms": at}});
+        let id = ok(
+            store.insert_report(envoy, t(at), failing(failed), false, &body),
+            "insert",
+            envoy,
+        )
+        .await;
+        ids.push(id);
+    }
+    let all = report_ids(store, &filter(None, false, None, 100)).await;
+    assert_eq!(all, [ids[3], ids[2], ids[1], ids[0]], "newest first");
+    assert_eq!(
+        report_ids(store, &filter(Some("a"), false, None, 100)).await,
+        [ids[3], ids[2], ids[0]]
+    );
+    assert_eq!(
+        report_ids(store, &filter(None, true, None, 100)).await,
+        [ids[2], ids[1]]
+    );
+    assert_eq!(
+        report_ids(store, &filter(Some("a"), true, None, 100)).await,
+        [ids[2]]
+    );
+    assert_eq!(
+        report_ids(store, &filter(None, false, Some(30), 100)).await,
+        [ids[3], ids[2]],
+        "since is inclusive"
+    );
+    assert_eq!(
+        report_ids(store, &filter(None, false, None, 2)).await,
+        [ids[3], ids[2]]
+    );
+    assert!(
+        report_ids(store, &filter(Some("nobody"), false, None, 100))
+            .await
+            .is_empty()
+    );
+
+    let one = ok(store.report(ids[1]), "read", "report")
+        .await
+        .expect("stored");
+    assert_eq!(one.envoy, "b");
+    assert_eq!(one.received_at, t(20));
+    assert_eq!(one.summary, failing(1));
+    assert_eq!(one.body["report"]["duration_ms"], 20);
+    assert!(
+        ok(store.report(ids[3] + 1000), "read", "report")
+            .await
+            .is_none()
+    );
+}
+
+async fn issue_16_pruning_by_age_and_count_in_batches(db: &TestDb) {
+    let store = &db.store;
+    approved(db, &["a", "b"]).await;
+    // a: 7 reports at 100..=700; b: 2 reports at 150, 250.
+    for at in (1..=7).map(|n| n * 100) {
+        ok(
+            store.insert_report("a", t(at), failing(0), false, &json!({})),
+            "insert",
+            "a",
+        )
+        .await;
+    }
+    for at in [150, 250] {
+        ok(
+            store.insert_report("b", t(at), failing(0), false, &json!({})),
+            "insert",
+            "b",
+        )
+        .await;
+    }
+    let secret = path("vigo/app/key");
+    for at in [100, 200, 900] {
+        ok(
+            store.record_delivery("a", &secret, 1, t(at)),
+            "deliver",
+            "a",
+        )
+        .await;
+        ok(
+            store.record_secret_change("cli", &secret, 1, AuditEvent::Changed, t(at)),
+            "audit",
+            "a",
+        )
+        .await;
+    }
+    // Older than 220 goes; each envoy keeps its newest 3; two rows per
+    // table and batch, so it takes several batches.
+    let policy = PrunePolicy {
+        before: t(220),
+        max_runs: 3,
+        batch: 2,
+    };
+    let mut batches = 0;
+    let mut total = vigo_store::Pruned::default();
+    loop {
+        let pruned = ok(store.prune_batch(&policy), "prune", "history").await;
+        assert!(pruned.reports <= 4 && pruned.deliveries <= 2 && pruned.audit <= 2);
+        if pruned.total() == 0 {
+            break;
+        }
+        total.add(pruned);
+        batches += 1;
+        assert!(batches < 10, "pruning never finished");
+    }
+    assert!(batches >= 2, "a batch deleted more than its size");
+    // a: 100, 200 by age, then 300, 400 beyond its newest three; b: 150 by age.
+    assert_eq!(total.reports, 5);
+    assert_eq!(total.deliveries, 2);
+    assert_eq!(total.audit, 2);
+    let left: Vec<(String, Timestamp)> = ok(
+        store.list_reports(&filter(None, false, None, 100)),
+        "list",
+        "history",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.envoy, r.received_at))
+    .collect();
+    assert_eq!(
+        left,
+        [
+            ("b".to_owned(), t(250)),
+            ("a".to_owned(), t(700)),
+            ("a".to_owned(), t(600)),
+            ("a".to_owned(), t(500)),
+        ],
+        "newest stored first"
+    );
+    let deliveries = ok(store.deliveries(None, None), "read", "deliveries").await;
+    assert_eq!(
+        deliveries.iter().map(|d| d.at).collect::<Vec<_>>(),
+        [t(900)]
+    );
+    let audit = ok(store.secret_history(None), "read", "audit").await;
+    assert_eq!(audit.iter().map(|e| e.at).collect::<Vec<_>>(), [t(900)]);
+    // The envoys' last-report bookkeeping is untouched.
+    assert_eq!(read_envoy(store, "a").await.last_report_at, Some(t(700)));
 }

@@ -198,14 +198,16 @@ fn approve_refusal(detail: &EnvoyDetail) -> String {
 }
 
 /// `NAME STATUS PENDING-KEY LAST-CHECKIN LAST-REPORT`, columns padded to
-/// fit; PENDING-KEY is the full key fingerprint of a pending request.
+/// fit; STATUS is the derived state (`ok`, `changed`, `failed`, `pending`,
+/// `revoked`, `stale`); PENDING-KEY is the full key fingerprint of a pending
+/// request.
 fn table(envoys: &[EnvoySummary]) -> String {
     let rows: Vec<[&str; 5]> = envoys
         .iter()
         .map(|e| {
             [
                 e.name.as_str(),
-                e.status.as_str(),
+                e.state.as_str(),
                 e.pending_fingerprint.as_deref().unwrap_or("-"),
                 e.last_checkin.as_deref().unwrap_or("-"),
                 e.last_report.as_deref().unwrap_or("-"),
@@ -231,7 +233,8 @@ fn details(d: &EnvoyDetail) -> String {
     let mut out = String::new();
     let mut line = |key: &str, value: String| out.push_str(&format!("{key:<19}{value}\n"));
     line("name:", s.name.clone());
-    line("status:", s.status.clone());
+    line("status:", s.state.clone());
+    line("enrollment:", s.status.clone());
     if let Some(fingerprint) = &s.pending_fingerprint {
         line("pending key:", fingerprint.clone());
     }
@@ -267,14 +270,12 @@ fn details(d: &EnvoyDetail) -> String {
     if !d.last_report_resources.is_empty() {
         out.push_str("resources (last report):\n");
         for r in &d.last_report_resources {
-            let message = if r.message.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", r.message)
-            };
-            out.push_str(&format!(
-                "  {}[{}] {} ({} ms){message}\n",
-                r.kind, r.name, r.status, r.duration_ms
+            let label = format!("{}[{}]", r.kind, r.name);
+            out.push_str(&output::resource_line(
+                &label,
+                &r.status,
+                r.duration_ms,
+                &r.message,
             ));
         }
     }
@@ -313,6 +314,7 @@ mod tests {
         EnvoySummary {
             name: name.to_owned(),
             status: "approved".to_owned(),
+            state: "ok".to_owned(),
             last_checkin: checkin.map(str::to_owned),
             last_report: None,
             pending_fingerprint: None,
@@ -323,6 +325,7 @@ mod tests {
     fn the_table_pads_columns() {
         let mut pending = envoy("w", None);
         pending.status = "pending".to_owned();
+        pending.state = "pending".to_owned();
         pending.pending_fingerprint = Some("ab".repeat(32));
         let text = table(&[
             envoy("db1.example.com", Some("2026-01-01T00:00:00Z")),
@@ -332,9 +335,9 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "NAME             STATUS    PENDING-KEY{pad}  LAST-CHECKIN          LAST-REPORT\n\
-                 db1.example.com  approved  -{wide}  2026-01-01T00:00:00Z  -\n\
-                 w                pending   {key}  -                     -\n",
+                "NAME             STATUS   PENDING-KEY{pad}  LAST-CHECKIN          LAST-REPORT\n\
+                 db1.example.com  ok       -{wide}  2026-01-01T00:00:00Z  -\n\
+                 w                pending  {key}  -                     -\n",
                 pad = " ".repeat(64 - 11),
                 wide = " ".repeat(63),
             )

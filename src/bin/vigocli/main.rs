@@ -18,6 +18,7 @@ mod migrate;
 mod output;
 mod rekey;
 mod repo;
+mod reports;
 mod run;
 mod secrets;
 mod store_owner;
@@ -86,6 +87,9 @@ enum Command {
     /// Make envoys (a name, a glob like 'web*', or --role ROLE) check in and
     /// apply their own catalog now, and print each one's result.
     Run(run::RunArgs),
+    /// Run history: `reports [ENVOY] [--failed] [--since 1h]` lists runs,
+    /// newest first; `reports show ID` shows one resource by resource.
+    Reports(reports::ReportsArgs),
     /// Write an encrypted archive of the secret files, the embedded
     /// database (snapshot taken online) and the CA certificate; never the
     /// master key.
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                     Command::Catalog(args) => repo::catalog(&args, &globals).await,
                     Command::Config { command } => config::run(command, &globals).await,
                     Command::Run(args) => run::run(&args, &globals).await,
+                    Command::Reports(args) => reports::run(args, &globals).await,
                     Command::Backup(args) => backup::backup(&args, &globals).await,
                     Command::Restore(args) => backup::restore(&args, &globals).await,
                     Command::Completions(_) | Command::Manpages(_) => Ok(()),

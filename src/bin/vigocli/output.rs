@@ -59,6 +59,17 @@ pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[&str; N]]) -> St
     out
 }
 
+/// `  type[name] status (N ms): message` (no `: message` when it is empty):
+/// one resource of a report, as `envoys show` and `reports show` print it.
+pub(crate) fn resource_line(label: &str, status: &str, duration_ms: u64, message: &str) -> String {
+    let message = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
+    format!("  {label} {status} ({duration_ms} ms){message}\n")
+}
+
 /// Makes a closed stdout end the process quietly with status 0.
 ///
 /// Rust ignores SIGPIPE, so writing to a pipe whose reader has gone

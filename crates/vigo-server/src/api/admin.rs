@@ -21,7 +21,7 @@ use serde::Deserialize;
 use vigo_proto::ResourceReport;
 use vigo_proto::admin::{ApproveEnvoy, EnvoyDetail, EnvoySummary, NewToken, RemovedEnvoys};
 use vigo_secrets::EnvoyName;
-use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, StoreError, Timestamp};
+use vigo_store::{EnvoyRecord, EnvoyState, EnvoyStatus, ReportRecord, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
 use super::{Admin, parse_json, rfc3339};
@@ -46,12 +46,14 @@ pub(crate) async fn list(
     state.flush_checkins().await;
     expire_pending(&state).await?;
     let mut out = Vec::new();
+    let now = Timestamp::now();
     for record in state.store().list_envoys().await? {
         let last = match record.last_report_at {
             Some(_) => state.store().last_report(&record.name).await?,
             None => None,
         };
-        out.push(summary(&record, last.as_ref()));
+        let envoy_state = envoy_state(&state, &record, now).await?;
+        out.push(summary(&record, last.as_ref(), envoy_state));
     }
     Ok(Json(out))
 }
@@ -83,8 +85,10 @@ pub(crate) async fn show(
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
+    let last_run = state.store().last_run(&name).await?;
+    let envoy_state = derived_state(&state, &record, last_run.as_ref(), Timestamp::now());
     Ok(Json(EnvoyDetail {
-        summary: summary(&record, last.as_ref()),
+        summary: summary(&record, last.as_ref(), envoy_state),
         cert_fingerprint: record.cert_fingerprint.clone(),
         facts,
         force_push: record.force_push,
@@ -92,7 +96,7 @@ pub(crate) async fn show(
         last_rotation_lag_ms: record
             .last_rotation_lag
             .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
-        last_run: state.store().last_run(&name).await?.map(last_run_line),
+        last_run: last_run.map(last_run_line),
         last_report_resources: last.as_ref().map(resource_reports).unwrap_or_default(),
     }))
 }
@@ -181,7 +185,8 @@ pub(crate) async fn approve_envoy(
             approved
         }
     };
-    Ok(Json(summary(&record, None)))
+    let envoy_state = envoy_state(&state, &record, Timestamp::now()).await?;
+    Ok(Json(summary(&record, None, envoy_state)))
 }
 
 /// Approval goes ahead only when the operator's fingerprint is the pending
@@ -290,7 +295,7 @@ pub(crate) async fn revoke_envoy(
     // "check in now" and that request is refused.
     crate::fleet_wake::wake_everywhere(&state, &[name.as_str()]).await;
     let record = known(&state, &name).await?;
-    Ok(Json(summary(&record, None)))
+    Ok(Json(summary(&record, None, EnvoyState::Revoked)))
 }
 
 async fn known(state: &AppState, name: &str) -> Result<EnvoyRecord, AppError> {
@@ -307,10 +312,34 @@ fn not_found(name: &str) -> AppError {
     ))
 }
 
-fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>) -> EnvoySummary {
+/// The envoy's derived state now (docs/operations.md "Envoy status").
+async fn envoy_state(
+    state: &AppState,
+    record: &EnvoyRecord,
+    now: Timestamp,
+) -> Result<EnvoyState, AppError> {
+    let last_run = match record.status {
+        EnvoyStatus::Approved => state.store().last_run(&record.name).await?,
+        EnvoyStatus::Pending | EnvoyStatus::Revoked => None,
+    };
+    Ok(derived_state(state, record, last_run.as_ref(), now))
+}
+
+/// [`EnvoyState::derive`] with the check-in interval the server tells envoys.
+fn derived_state(
+    state: &AppState,
+    record: &EnvoyRecord,
+    last_run: Option<&vigo_store::LastRunRecord>,
+    now: Timestamp,
+) -> EnvoyState {
+    EnvoyState::derive(record, last_run, now, state.config().raw.checkin_interval)
+}
+
+fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>, state: EnvoyState) -> EnvoySummary {
     EnvoySummary {
         name: record.name.clone(),
         status: record.status.as_str().to_owned(),
+        state: state.as_str().to_owned(),
         last_checkin: record.last_checkin_at.map(rfc3339),
         last_report: last.map(report_line),
         pending_fingerprint: match record.status {

@@ -30,6 +30,7 @@ use crate::{AppError, AppState};
 pub(crate) mod admin;
 mod config;
 pub(crate) mod envoy;
+pub(crate) mod reports;
 pub(crate) mod runs;
 mod secrets;
 
@@ -53,6 +54,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/envoys/{name}/remove", post(admin::remove_envoy))
         .route("/v1/admin/runs", post(runs::start))
         .route("/v1/admin/runs/{id}", get(runs::status))
+        .route("/v1/admin/reports", get(reports::list))
+        .route("/v1/admin/reports/{id}", get(reports::show))
         .merge(secrets::routes())
         .merge(config::routes())
         .fallback(not_found)
