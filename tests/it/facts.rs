@@ -134,8 +134,7 @@ fn issue_15_a_custom_fact_changes_the_catalog_at_the_next_check_in() {
 
 #[test]
 fn issue_15_check_catches_an_unknown_fact_in_a_template() {
-    let dir = TestDir::new();
-    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let dir = bootstrapped();
     dir.write(
         "config/nodes.vgo",
         "envoys:\n  - match: \"*\"\n    roles: [motd]\n",
@@ -144,9 +143,7 @@ fn issue_15_check_catches_an_unknown_fact_in_a_template() {
         "config/modules/motd.vgo",
         "resources:\n  - name: motd\n    type: file\n    target_path: /etc/motd\n    content: |\n      {{ .Facts.os.family }} {{ .Facts.custom.anything }}\n      {{ .Facts.os.famly }}\n",
     );
-    let out = dir.cli(&["check"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed_check(&dir);
     assert!(
         err.contains(
             "modules/motd.vgo:7:10: resource 'motd': unknown fact 'os.famly' (.Facts.os.famly)"
@@ -296,8 +293,7 @@ fn getent(database: &str, key: &str) -> String {
 
 #[test]
 fn issue_15_check_catches_an_escaping_source_a_missing_template_and_a_secret_in_environment() {
-    let dir = TestDir::new();
-    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let dir = bootstrapped();
     dir.write("outside.conf", "not the repository's\n");
     dir.write(
         "config/nodes.vgo",
@@ -307,9 +303,7 @@ fn issue_15_check_catches_an_escaping_source_a_missing_template_and_a_secret_in_
         "config/modules/app.vgo",
         "resources:\n  - name: escaping\n    type: file\n    target_path: /etc/a.conf\n    source: ../outside.conf\n  - name: missing\n    type: file\n    target_path: /etc/b.conf\n    template: templates/none.tmpl\n  - name: env\n    type: exec\n    command: /bin/true\n    environment:\n      TOKEN: \"{{ .Vars.token }}\"\n",
     );
-    let out = dir.cli(&["check"]);
-    assert!(!out.status.success());
-    insta::assert_snapshot!("issue_15_check_repository_files", stderr(&out));
+    insta::assert_snapshot!("issue_15_check_repository_files", failed_check(&dir));
 
     // The files resolved, the catalogs compile: the secret in
     // `environment` is refused as on a command line.
@@ -320,7 +314,19 @@ fn issue_15_check_catches_an_escaping_source_a_missing_template_and_a_secret_in_
         "config/modules/app.vgo",
         &app.replace("../outside.conf", "files/inside.conf"),
     );
+    insta::assert_snapshot!("issue_15_check_secret_in_environment", failed_check(&dir));
+}
+
+/// A new installation with its generated secrets.
+fn bootstrapped() -> TestDir {
+    let dir = TestDir::new();
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    dir
+}
+
+/// `vigocli check`, which must fail; its stderr.
+fn failed_check(dir: &TestDir) -> String {
     let out = dir.cli(&["check"]);
-    assert!(!out.status.success());
-    insta::assert_snapshot!("issue_15_check_secret_in_environment", stderr(&out));
+    assert!(!out.status.success(), "check passed:\n{}", all_output(&out));
+    stderr(&out)
 }

@@ -134,16 +134,17 @@ macro_rules! impl_history {
                 let what = "prune history";
                 let before = policy.before.unix_millis();
                 let batch = i64::from(policy.batch);
-                let by_age = |sql: &'static str| {
+                // One batch of one statement; the rows it deleted.
+                let by_age = async |sql: &'static str| {
                     sqlx::query(sql)
                         .bind(before)
                         .bind(batch)
                         .execute(&self.pool)
+                        .await
+                        .map(|done| done.rows_affected())
+                        .map_err(StoreError::query(what))
                 };
-                let aged = by_age(PRUNE_REPORTS_BY_AGE)
-                    .await
-                    .map_err(StoreError::query(what))?
-                    .rows_affected();
+                let aged = by_age(PRUNE_REPORTS_BY_AGE).await?;
                 let counted = sqlx::query(PRUNE_REPORTS_BY_COUNT)
                     .bind(i64::from(policy.max_runs))
                     .bind(batch)
@@ -151,18 +152,9 @@ macro_rules! impl_history {
                     .await
                     .map_err(StoreError::query(what))?
                     .rows_affected();
-                let deliveries = by_age(PRUNE_DELIVERIES)
-                    .await
-                    .map_err(StoreError::query(what))?
-                    .rows_affected();
-                let audit = by_age(PRUNE_AUDIT)
-                    .await
-                    .map_err(StoreError::query(what))?
-                    .rows_affected();
-                let run_requests = by_age(PRUNE_RUN_REQUESTS)
-                    .await
-                    .map_err(StoreError::query(what))?
-                    .rows_affected();
+                let deliveries = by_age(PRUNE_DELIVERIES).await?;
+                let audit = by_age(PRUNE_AUDIT).await?;
+                let run_requests = by_age(PRUNE_RUN_REQUESTS).await?;
                 Ok(Pruned {
                     reports: aged + counted,
                     deliveries,
