@@ -19,6 +19,7 @@
 //! - `waiters.rs`, `fleet_wake.rs`: held `/v1/wait` calls and their wake-ups
 //!   across replicas; `checkins.rs`: batched check-in writes; `limits.rs`,
 //!   `metrics.rs`, `supervise.rs`: report caps, metrics, supervised tasks.
+//! - `ui/`: the web dashboard under `/ui` (sessions, CSRF, pages).
 //! - [`ServerError`] (startup), `AppError` (stable JSON error answers);
 //!   `vigo_log::error_chain` prints an error and its causes on one line.
 
@@ -39,6 +40,7 @@ mod rotation;
 mod startup;
 mod state;
 mod supervise;
+mod ui;
 mod waiters;
 mod watcher;
 
