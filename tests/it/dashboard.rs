@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
+use crate::enrollment::printed_fingerprint;
 use crate::support::{
     EnvoyHost, PATIENCE, ServerProcess, TestDir, all_output, assert_contains, cli_ok, free_port,
     stdout,
@@ -73,13 +74,7 @@ fn fleet() -> (TestDir, ServerProcess, String) {
     let pending = EnvoyHost::new(&dir, PENDING, None);
     let run = pending.run_once();
     assert!(!run.status.success(), "web2 must wait for approval");
-    let output = all_output(&run);
-    let fingerprint = output
-        .split("its key fingerprint is ")
-        .nth(1)
-        .and_then(|rest| rest.get(..64))
-        .unwrap_or_else(|| panic!("no key fingerprint in:\n{output}"))
-        .to_owned();
+    let fingerprint = printed_fingerprint(&all_output(&run));
     (dir, server, fingerprint)
 }
 
@@ -212,6 +207,16 @@ async fn wait_path(browser: &Client, path: &str) {
     }
 }
 
+/// Clicks the element `at`.
+async fn click(browser: &Client, at: Locator<'_>) {
+    browser.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// The text of the element `at`.
+async fn text(browser: &Client, at: Locator<'_>) -> String {
+    browser.find(at).await.unwrap().text().await.unwrap()
+}
+
 async fn shot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
@@ -241,58 +246,30 @@ fn issue_16_dashboard_in_a_real_browser() {
             .send_keys(&admin)
             .await
             .unwrap();
-        browser
-            .find(Locator::Id("signin"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::Id("signin")).await;
 
         // The overview: the failed envoy first, counted.
         wait_path(&browser, "/ui/").await;
         let html = source(&browser, &mut pages).await;
         assert_contains(&html, FAILING);
-        let first = browser
-            .find(Locator::Css("#envoys tbody tr"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let first = text(&browser, Locator::Css("#envoys tbody tr")).await;
         assert!(
             first.contains(FAILING) && first.contains("failed"),
             "{first}"
         );
-        let failed_count = browser
-            .find(Locator::Css(".count.failed .n"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let failed_count = text(&browser, Locator::Css(".count.failed .n")).await;
         assert_eq!(failed_count, "1");
         shot(&browser, "overview").await;
 
         // Its page: the failed resource with its message.
-        browser
-            .find(Locator::LinkText(FAILING))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::LinkText(FAILING)).await;
         wait_path(&browser, &format!("/ui/envoys/{FAILING}")).await;
         let html = source(&browser, &mut pages).await;
-        let row = browser
-            .find(Locator::XPath(
-                "//table[@id='resources']//tr[td[1][contains(., 'migrate-db')]]",
-            ))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let row = text(
+            &browser,
+            Locator::XPath("//table[@id='resources']//tr[td[1][contains(., 'migrate-db')]]"),
+        )
+        .await;
         assert!(row.contains("failed"), "{row}");
         assert_contains(&html, "broken");
         shot(&browser, "envoy").await;
@@ -336,13 +313,7 @@ fn issue_16_dashboard_in_a_real_browser() {
             shot(&browser, page).await;
         }
 
-        browser
-            .find(Locator::Id("signout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::Id("signout")).await;
         wait_path(&browser, "/ui/signin").await;
         browser.goto(&format!("{base}/ui/")).await.unwrap();
         wait_path(&browser, "/ui/signin").await;

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
-use vigo_secrets::{SecretPath, SecretValue};
+use vigo_secrets::{EnvoyName, SecretPath, SecretValue};
 use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, Timestamp};
 
 use super::Ui;
@@ -201,18 +201,21 @@ async fn role_of(ui: &Ui, token: &SecretValue) -> Option<Role> {
     }
 }
 
-/// A form with only the CSRF token.
+/// The dashboard's action forms: the CSRF token, and for Approve the
+/// fingerprint the operator read on the host.
 #[derive(Debug, Deserialize)]
-pub(crate) struct CsrfForm {
+pub(crate) struct ActionForm {
     #[serde(default)]
     csrf: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
 }
 
 /// `POST /ui/signout`.
 pub(crate) async fn signout(
     State(ui): State<Ui>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
     if let Err(reason) = post_session(&ui, &headers, form.csrf.as_deref(), false) {
         return forbidden(reason);
@@ -335,42 +338,23 @@ pub(crate) async fn enrollments(State(ui): State<Ui>, SignedIn(session): SignedI
     }
 }
 
-/// The Approve form: the fingerprint the operator read on the host.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ApproveForm {
-    #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
-    fingerprint: Option<String>,
-}
-
 /// `POST /ui/envoys/{name}/approve`: as `vigocli envoys approve NAME
 /// --fingerprint FP`.
 pub(crate) async fn approve(
     State(ui): State<Ui>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<ApproveForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
-    let session = match post_session(&ui, &headers, form.csrf.as_deref(), true) {
-        Ok(session) => session,
-        Err(reason) => return forbidden(reason),
-    };
     let fingerprint = form
         .fingerprint
         .as_deref()
         .map(str::trim)
         .filter(|f| !f.is_empty());
-    let result = async {
-        let name = admin::envoy_name(&name)?;
-        admin::approve_pending(&ui.app, &name, fingerprint).await?;
-        Ok::<_, AppError>(name)
-    }
-    .await;
-    match result {
-        Ok(name) => Redirect::to(&format!("/ui/envoys/{name}")).into_response(),
-        Err(e) => error_page(&session, e),
-    }
+    envoy_action(&ui, &headers, form.csrf.as_deref(), &name, async |name| {
+        admin::approve_pending(&ui.app, name, fingerprint).await
+    })
+    .await
 }
 
 /// `POST /ui/envoys/{name}/revoke`.
@@ -378,15 +362,30 @@ pub(crate) async fn revoke(
     State(ui): State<Ui>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
-    let session = match post_session(&ui, &headers, form.csrf.as_deref(), true) {
+    envoy_action(&ui, &headers, form.csrf.as_deref(), &name, async |name| {
+        admin::revoke(&ui.app, name).await
+    })
+    .await
+}
+
+/// Runs an admin action on envoy `raw_name` for a checked admin POST, then
+/// shows the envoy's page (or the action's error).
+async fn envoy_action(
+    ui: &Ui,
+    headers: &HeaderMap,
+    csrf_field: Option<&str>,
+    raw_name: &str,
+    action: impl AsyncFnOnce(&EnvoyName) -> Result<EnvoyRecord, AppError>,
+) -> Response {
+    let session = match post_session(ui, headers, csrf_field, true) {
         Ok(session) => session,
         Err(reason) => return forbidden(reason),
     };
     let result = async {
-        let name = admin::envoy_name(&name)?;
-        admin::revoke(&ui.app, &name).await?;
+        let name = admin::envoy_name(raw_name)?;
+        action(&name).await?;
         Ok::<_, AppError>(name)
     }
     .await;
