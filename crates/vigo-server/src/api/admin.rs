@@ -78,16 +78,17 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoyDetail>, AppError> {
     let name = envoy_name(&name)?;
-    let (_, detail) = envoy_detail(&state, &name).await?;
+    let (_, _, detail) = envoy_detail(&state, &name).await?;
     Ok(Json(detail))
 }
 
-/// One envoy's record and everything `vigocli envoys show` and the
-/// dashboard's envoy page show of it; 404 for an unknown name.
+/// One envoy's record, its last report and everything `vigocli envoys
+/// show` and the dashboard's envoy page show of it; 404 for an unknown
+/// name.
 pub(crate) async fn envoy_detail(
     state: &AppState,
     name: &EnvoyName,
-) -> Result<(EnvoyRecord, EnvoyDetail), AppError> {
+) -> Result<(EnvoyRecord, Option<ReportRecord>, EnvoyDetail), AppError> {
     state.flush_checkins().await;
     expire_pending(state).await?;
     let record = known(state, name).await?;
@@ -120,7 +121,7 @@ pub(crate) async fn envoy_detail(
         last_run: state.store().last_run(name).await?.map(last_run_line),
         last_report_resources: last.as_ref().map(resource_reports).unwrap_or_default(),
     };
-    Ok((record, detail))
+    Ok((record, last, detail))
 }
 
 /// The body of `POST /v1/admin/envoys/token`.

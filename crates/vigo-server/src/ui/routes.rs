@@ -305,11 +305,7 @@ pub(crate) async fn envoy(
 ) -> Response {
     let result = async {
         let name = admin::envoy_name(&name)?;
-        let (record, detail) = admin::envoy_detail(&ui.app, &name).await?;
-        let last = match record.last_report_at {
-            Some(_) => ui.app.store().last_report(&name).await?,
-            None => None,
-        };
+        let (record, last, detail) = admin::envoy_detail(&ui.app, &name).await?;
         let status = shown_status(
             &record,
             last.as_ref(),
