@@ -434,6 +434,8 @@ fn issue_16_dashboard_refuses_requests_without_session_or_csrf() {
         assert_eq!(r.headers()[LOCATION], "/ui/signin");
         let r = http.post(&approve).header(CONTENT_TYPE, FORM).body(form(&[("fingerprint", fingerprint.as_str())])).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = http.post(&approve).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "no body, no session");
 
         // Sign-in needs the form's own value, and the right token.
         let r = http
@@ -478,6 +480,8 @@ fn issue_16_dashboard_refuses_requests_without_session_or_csrf() {
             let r = http.post(&approve).header("cookie", &cookie).header(CONTENT_TYPE, FORM).body(form(&body)).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::FORBIDDEN);
         }
+        let r = http.post(&approve).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "a session but no form");
         // The right token but a wrong fingerprint: the admin API's refusal.
         let r = http
             .post(&approve)

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -74,6 +75,12 @@ fn post_session(
     Ok(session)
 }
 
+/// The fields of an action form; a body that is no form (wrong content
+/// type, bad encoding) has none, so the CSRF check refuses it with 403.
+fn fields(form: Result<Form<ActionForm>, FormRejection>) -> ActionForm {
+    form.map_or_else(|_| ActionForm::default(), |Form(f)| f)
+}
+
 fn forbidden(message: &str) -> Response {
     page(
         StatusCode::FORBIDDEN,
@@ -128,8 +135,9 @@ fn signin_page(status: StatusCode, problem: Option<&str>) -> Response {
 }
 
 /// The sign-in form. The token is never logged or echoed back.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub(crate) struct SignInForm {
+    #[serde(default)]
     token: String,
     #[serde(default)]
     signin: Option<String>,
@@ -141,8 +149,10 @@ pub(crate) async fn signin(
     State(ui): State<Ui>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    // A body that is no form has no sign-in value either: refused below.
+    let form = form.map_or_else(|_| SignInForm::default(), |Form(f)| f);
     let expected = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !csrf::matches(expected, form.signin.as_deref()) {
         return forbidden("the sign-in form expired or came from elsewhere: reload it and sign in");
@@ -203,7 +213,7 @@ async fn role_of(ui: &Ui, token: &SecretValue) -> Option<Role> {
 
 /// The dashboard's action forms: the CSRF token, and for Approve the
 /// fingerprint the operator read on the host.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct ActionForm {
     #[serde(default)]
     csrf: Option<String>,
@@ -215,8 +225,9 @@ pub(crate) struct ActionForm {
 pub(crate) async fn signout(
     State(ui): State<Ui>,
     headers: HeaderMap,
-    Form(form): Form<ActionForm>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
+    let form = fields(form);
     if let Err(reason) = post_session(&ui, &headers, form.csrf.as_deref(), false) {
         return forbidden(reason);
     }
@@ -340,8 +351,9 @@ pub(crate) async fn approve(
     State(ui): State<Ui>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<ActionForm>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
+    let form = fields(form);
     let fingerprint = form
         .fingerprint
         .as_deref()
@@ -358,8 +370,9 @@ pub(crate) async fn revoke(
     State(ui): State<Ui>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<ActionForm>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
+    let form = fields(form);
     envoy_action(&ui, &headers, form.csrf.as_deref(), &name, async |name| {
         admin::revoke(&ui.app, name).await
     })
