@@ -409,7 +409,7 @@ async fn admin_post(dir: &TestDir, route: &str, body: &Value) -> (u16, Value) {
 }
 
 /// The key fingerprint `vigoenvoy run --once` printed while it waits.
-fn printed_fingerprint(output: &str) -> String {
+pub(crate) fn printed_fingerprint(output: &str) -> String {
     let fingerprint = output
         .split("its key fingerprint is ")
         .nth(1)

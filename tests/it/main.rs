@@ -11,6 +11,7 @@ mod wire;
 mod cli_hardening;
 mod config_cli;
 mod converge_crash;
+mod dashboard;
 mod deploy;
 mod enforcement;
 mod engine_hardening;

@@ -106,7 +106,7 @@ pub(crate) enum AppError {
 }
 
 impl AppError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,

@@ -20,6 +20,7 @@
 //!   across replicas; `checkins.rs`: batched check-in writes; `history.rs`:
 //!   background pruning of run history; `limits.rs`,
 //!   `metrics.rs`, `supervise.rs`: report caps, metrics, supervised tasks.
+//! - `ui/`: the web dashboard under `/ui` (sessions, CSRF, pages).
 //! - [`ServerError`] (startup), `AppError` (stable JSON error answers);
 //!   `vigo_log::error_chain` prints an error and its causes on one line.
 
@@ -41,6 +42,7 @@ mod rotation;
 mod startup;
 mod state;
 mod supervise;
+mod ui;
 mod waiters;
 mod watcher;
 

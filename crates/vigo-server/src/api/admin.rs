@@ -43,8 +43,23 @@ pub(crate) async fn list(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<EnvoySummary>>, AppError> {
+    let fleet = fleet(&state).await?;
+    Ok(Json(
+        fleet
+            .iter()
+            .map(|(record, last, envoy_state)| summary(record, last.as_ref(), *envoy_state))
+            .collect(),
+    ))
+}
+
+/// Every envoy with its last report and derived state, after writing
+/// buffered check-ins and expiring old pending requests: what
+/// `GET /v1/admin/envoys` and the dashboard's overview show.
+pub(crate) async fn fleet(
+    state: &AppState,
+) -> Result<Vec<(EnvoyRecord, Option<ReportRecord>, EnvoyState)>, AppError> {
     state.flush_checkins().await;
-    expire_pending(&state).await?;
+    expire_pending(state).await?;
     let mut out = Vec::new();
     let now = Timestamp::now();
     for record in state.store().list_envoys().await? {
@@ -52,10 +67,10 @@ pub(crate) async fn list(
             Some(_) => state.store().last_report(&record.name).await?,
             None => None,
         };
-        let envoy_state = envoy_state(&state, &record, now).await?;
-        out.push(summary(&record, last.as_ref(), envoy_state));
+        let envoy_state = envoy_state(state, &record, now).await?;
+        out.push((record, last, envoy_state));
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// `GET /v1/admin/envoys/{name}`.
@@ -65,15 +80,26 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoyDetail>, AppError> {
     let name = envoy_name(&name)?;
+    let (_, _, detail) = envoy_detail(&state, &name).await?;
+    Ok(Json(detail))
+}
+
+/// One envoy's record, its last report and everything `vigocli envoys
+/// show` and the dashboard's envoy page show of it; 404 for an unknown
+/// name.
+pub(crate) async fn envoy_detail(
+    state: &AppState,
+    name: &EnvoyName,
+) -> Result<(EnvoyRecord, Option<ReportRecord>, EnvoyDetail), AppError> {
     state.flush_checkins().await;
-    expire_pending(&state).await?;
-    let record = known(&state, &name).await?;
+    expire_pending(state).await?;
+    let record = known(state, name).await?;
     // A name removed and enrolled again starts without the old reports.
     let last = match record.last_report_at {
-        Some(_) => state.store().last_report(&name).await?,
+        Some(_) => state.store().last_report(name).await?,
         None => None,
     };
-    let triggers = state.store().triggers_for(&name).await?;
+    let triggers = state.store().triggers_for(name).await?;
     let queued_triggers = triggers
         .iter()
         .map(|t| {
@@ -85,9 +111,9 @@ pub(crate) async fn show(
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    let last_run = state.store().last_run(&name).await?;
-    let envoy_state = derived_state(&state, &record, last_run.as_ref(), Timestamp::now());
-    Ok(Json(EnvoyDetail {
+    let last_run = state.store().last_run(name).await?;
+    let envoy_state = derived_state(state, &record, last_run.as_ref(), Timestamp::now());
+    let detail = EnvoyDetail {
         summary: summary(&record, last.as_ref(), envoy_state),
         cert_fingerprint: record.cert_fingerprint.clone(),
         facts,
@@ -98,7 +124,8 @@ pub(crate) async fn show(
             .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
         last_run: last_run.map(last_run_line),
         last_report_resources: last.as_ref().map(resource_reports).unwrap_or_default(),
-    }))
+    };
+    Ok((record, last, detail))
 }
 
 /// The body of `POST /v1/admin/envoys/token`.
@@ -161,15 +188,26 @@ pub(crate) async fn approve_envoy(
     } else {
         parse_json(&body, "expected {\"fingerprint\": \"<hex>\"}")?
     };
-    expire_pending(&state).await?;
-    let record = known(&state, &name).await?;
-    let record = match record.status {
-        EnvoyStatus::Approved => record,
-        EnvoyStatus::Revoked => {
-            return Err(AppError::Conflict(format!(
-                "envoy '{name}' is revoked; it cannot be approved (remove it with `vigocli envoys remove {name}` so it can enroll again)"
-            )));
-        }
+    let record = approve_pending(&state, &name, request.fingerprint.as_deref()).await?;
+    let envoy_state = envoy_state(&state, &record, Timestamp::now()).await?;
+    Ok(Json(summary(&record, None, envoy_state)))
+}
+
+/// Approves the pending request of `name` when `fingerprint` names its key
+/// (the admin API and the dashboard's Approve button); an envoy already
+/// approved is left as it is.
+pub(crate) async fn approve_pending(
+    state: &AppState,
+    name: &EnvoyName,
+    fingerprint: Option<&str>,
+) -> Result<EnvoyRecord, AppError> {
+    expire_pending(state).await?;
+    let record = known(state, name).await?;
+    match record.status {
+        EnvoyStatus::Approved => Ok(record),
+        EnvoyStatus::Revoked => Err(AppError::Conflict(format!(
+            "envoy '{name}' is revoked; it cannot be approved (remove it with `vigocli envoys remove {name}` so it can enroll again)"
+        ))),
         EnvoyStatus::Pending => {
             let (Some(csr), Some(bound)) = (record.csr_pem.as_deref(), bound_fingerprint(&record))
             else {
@@ -177,16 +215,14 @@ pub(crate) async fn approve_envoy(
                     "envoy '{name}' has no usable certificate request; remove it with `vigocli envoys remove {name}` and let the host ask again"
                 )));
             };
-            check_fingerprint(&state, &name, &bound, request.fingerprint.as_deref()).await?;
-            let cert = sign(&state, csr, &name)?;
-            let approved = approve(&state, &name, &cert, Timestamp::now()).await?;
+            check_fingerprint(state, name, &bound, fingerprint).await?;
+            let cert = sign(state, csr, name)?;
+            let approved = approve(state, name, &cert, Timestamp::now()).await?;
             state.metrics.enrollment(EnrollmentResult::Approved);
             tracing::info!(envoy = %name, fingerprint = %bound, "envoy approved");
-            approved
+            Ok(approved)
         }
-    };
-    let envoy_state = envoy_state(&state, &record, Timestamp::now()).await?;
-    Ok(Json(summary(&record, None, envoy_state)))
+    }
 }
 
 /// Approval goes ahead only when the operator's fingerprint is the pending
@@ -271,7 +307,7 @@ async fn expire_pending(state: &AppState) -> Result<(), AppError> {
 }
 
 /// The envoy name in a route, in its one normalised form.
-fn envoy_name(raw: &str) -> Result<EnvoyName, AppError> {
+pub(crate) fn envoy_name(raw: &str) -> Result<EnvoyName, AppError> {
     EnvoyName::parse(raw).map_err(|e| AppError::BadRequest(e.to_string()))
 }
 
@@ -282,20 +318,26 @@ pub(crate) async fn revoke_envoy(
     Path(name): Path<String>,
 ) -> Result<Json<EnvoySummary>, AppError> {
     let name = envoy_name(&name)?;
+    let record = revoke(&state, &name).await?;
+    Ok(Json(summary(&record, None, EnvoyState::Revoked)))
+}
+
+/// Revokes `name` (the admin API and the dashboard's Revoke button) and
+/// ends a wait it may hold.
+pub(crate) async fn revoke(state: &AppState, name: &EnvoyName) -> Result<EnvoyRecord, AppError> {
     state
         .store()
-        .revoke_envoy(&name, Timestamp::now())
+        .revoke_envoy(name, Timestamp::now())
         .await
         .map_err(|e| match e {
-            StoreError::EnvoyNotFound { .. } => not_found(&name),
+            StoreError::EnvoyNotFound { .. } => not_found(name),
             other => other.into(),
         })?;
     tracing::info!(envoy = %name, "envoy revoked");
     // Ends a wait it may hold, here or on another replica: the wait answers
     // "check in now" and that request is refused.
-    crate::fleet_wake::wake_everywhere(&state, &[name.as_str()]).await;
-    let record = known(&state, &name).await?;
-    Ok(Json(summary(&record, None, EnvoyState::Revoked)))
+    crate::fleet_wake::wake_everywhere(state, &[name.as_str()]).await;
+    known(state, name).await
 }
 
 async fn known(state: &AppState, name: &str) -> Result<EnvoyRecord, AppError> {
@@ -313,7 +355,7 @@ fn not_found(name: &str) -> AppError {
 }
 
 /// The envoy's derived state now (docs/operations.md "Envoy status").
-async fn envoy_state(
+pub(crate) async fn envoy_state(
     state: &AppState,
     record: &EnvoyRecord,
     now: Timestamp,
@@ -335,7 +377,8 @@ fn derived_state(
     EnvoyState::derive(record, last_run, now, state.config().raw.checkin_interval)
 }
 
-fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>, state: EnvoyState) -> EnvoySummary {
+
+pub(crate) fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>, state: EnvoyState) -> EnvoySummary {
     EnvoySummary {
         name: record.name.clone(),
         status: record.status.as_str().to_owned(),

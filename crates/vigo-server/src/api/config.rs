@@ -56,9 +56,15 @@ async fn status_route(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<ConfigStatus>, AppError> {
+    Ok(Json(config_status(&state)))
+}
+
+/// The serving revision and the last reload attempt and failure:
+/// `vigocli config status` and the dashboard.
+pub(crate) fn config_status(state: &AppState) -> ConfigStatus {
     let serving = revision_of(&state.repo().revision);
     let record = state.deploy.record();
-    Ok(Json(ConfigStatus {
+    ConfigStatus {
         config_dir: state.deploy.config_dir().display().to_string(),
         watching: state.deploy.watching(),
         serving,
@@ -74,7 +80,7 @@ async fn status_route(
             hash: f.hash,
             errors: f.problems,
         }),
-    }))
+    }
 }
 
 fn revision_of(revision: &Revision) -> ConfigRevision {

@@ -10,6 +10,7 @@
 //!   `api/secrets.rs`
 //! - `/v1/admin/config/{reload,status}` (bearer token): `api/config.rs`
 //! - `/v1/admin/runs`, `/v1/admin/runs/{id}` (bearer token): `api/runs.rs`
+//! - `/ui/...` (the web dashboard, signed-in sessions): `ui/`
 //!
 //! The handlers parse and answer; the work is in the modules they call
 //! (`enroll.rs`, `rotation.rs`, `deploy.rs`, the store).
@@ -28,11 +29,11 @@ use vigo_store::Timestamp;
 use crate::{AppError, AppState};
 
 pub(crate) mod admin;
-mod config;
+pub(crate) mod config;
 pub(crate) mod envoy;
 pub(crate) mod reports;
 pub(crate) mod runs;
-mod secrets;
+pub(crate) mod secrets;
 
 /// The server's router with every route, bound to `state`.
 pub(crate) fn router(state: AppState) -> Router {
@@ -59,7 +60,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(secrets::routes())
         .merge(config::routes())
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
 }
 
 /// `ok`, or 503 when a background task the server depends on (rotation,

@@ -69,8 +69,17 @@ async fn history(
     State(state): State<AppState>,
     Query(query): Query<PrefixQuery>,
 ) -> Result<Json<History>, AppError> {
-    let store = state.store();
     let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
+    Ok(Json(secret_history(&state, prefix).await?))
+}
+
+/// Every change and delivery of the secrets under `prefix` (all without
+/// one), oldest first: `vigocli secrets history` and the dashboard.
+pub(crate) async fn secret_history(
+    state: &AppState,
+    prefix: Option<&str>,
+) -> Result<History, AppError> {
+    let store = state.store();
     let mut entries: Vec<(Timestamp, HistoryEntry)> = Vec::new();
     for change in store.secret_history(prefix).await? {
         entries.push((
@@ -100,9 +109,9 @@ async fn history(
         ));
     }
     entries.sort_by_key(|(at, _)| *at);
-    Ok(Json(History {
+    Ok(History {
         entries: entries.into_iter().map(|(_, e)| e).collect(),
-    }))
+    })
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -116,6 +125,12 @@ async fn who_uses(
     Query(query): Query<PathQuery>,
 ) -> Result<Json<WhoUses>, AppError> {
     let path = SecretPath::parse(&query.path).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok(Json(secret_users(&state, path).await?))
+}
+
+/// The approved envoys whose catalogs use or watch `path`, with the
+/// resources that do: `vigocli secrets who-uses` and the dashboard.
+pub(crate) async fn secret_users(state: &AppState, path: SecretPath) -> Result<WhoUses, AppError> {
     let envoys = state.store().list_envoys().await?;
     let mut users = Vec::new();
     for envoy in envoys {
@@ -149,8 +164,8 @@ async fn who_uses(
             });
         }
     }
-    Ok(Json(WhoUses {
+    Ok(WhoUses {
         path,
         envoys: users,
-    }))
+    })
 }
