@@ -377,8 +377,11 @@ fn derived_state(
     EnvoyState::derive(record, last_run, now, state.config().raw.checkin_interval)
 }
 
-
-pub(crate) fn summary(record: &EnvoyRecord, last: Option<&ReportRecord>, state: EnvoyState) -> EnvoySummary {
+pub(crate) fn summary(
+    record: &EnvoyRecord,
+    last: Option<&ReportRecord>,
+    state: EnvoyState,
+) -> EnvoySummary {
     EnvoySummary {
         name: record.name.clone(),
         status: record.status.as_str().to_owned(),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 use vigo_secrets::{EnvoyName, SecretPath, SecretValue};
-use vigo_store::{EnvoyRecord, EnvoyStatus, ReportRecord, Timestamp};
+use vigo_store::{EnvoyRecord, Timestamp};
 
 use super::Ui;
 use super::csrf::{self, SIGNIN_COOKIE};
