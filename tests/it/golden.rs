@@ -50,18 +50,12 @@ macro_rules! assert_golden {
 fn bootstrapped() -> TestDir {
     let dir = TestDir::new();
     cli_ok(&dir, &["secrets", "bootstrap"]);
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    dir.write(
-        "config/nodes.vgo",
+    dir.write_repo(
         "envoys:\n  - match: \"*\"\n    roles: [motd]\n",
-    );
-    dir.write(
-        "config/modules/motd.vgo",
-        &format!(
-            "resources:\n  - name: motd\n    type: file\n    target_path: {}/motd\n    content: \"hello {{{{ .Envoy.Name }}}}\\n\"\n",
-            out.display()
-        ),
+        &[(
+            "motd",
+            "resources:\n  - name: motd\n    type: file\n    target_path: {out}/motd\n    content: \"hello {{ .Envoy.Name }}\\n\"\n",
+        )],
     );
     dir
 }

@@ -13,25 +13,18 @@ fn rig() -> (TestDir, std::path::PathBuf) {
     let dir = TestDir::new();
     cli_ok(&dir, &["secrets", "bootstrap"]);
     cli_ok(&dir, &["secrets", "set", "load/fanout", "first"]);
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    dir.write(
-        "config/nodes.vgo",
+    dir.write_repo(
         "envoys:\n  - match: \"fan-load-*.example.com\"\n    roles: [fan]\n    vars:\n      token: \"secret:load/fanout\"\n  - match: \"web-load-*.example.com\"\n    roles: [web]\n",
-    );
-    dir.write(
-        "config/modules/fan.vgo",
-        &format!(
-            "resources:\n  - name: token\n    type: file\n    target_path: {}/token\n    content: \"{{{{ .Vars.token }}}}\"\n    watch_secret: [\"load/fanout\"]\n",
-            out.display()
-        ),
-    );
-    dir.write(
-        "config/modules/web.vgo",
-        &format!(
-            "resources:\n  - name: page\n    type: file\n    target_path: {}/page\n    content: \"hello\"\n",
-            out.display()
-        ),
+        &[
+            (
+                "fan",
+                "resources:\n  - name: token\n    type: file\n    target_path: {out}/token\n    content: \"{{ .Vars.token }}\"\n    watch_secret: [\"load/fanout\"]\n",
+            ),
+            (
+                "web",
+                "resources:\n  - name: page\n    type: file\n    target_path: {out}/page\n    content: \"hello\"\n",
+            ),
+        ],
     );
     let token = cli_ok(&dir, &["secrets", "get", "vigo/server/admin_token"]);
     let token_file = dir.write("admin-token", token.trim());

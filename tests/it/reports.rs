@@ -32,18 +32,12 @@ fn issue_16_reports_list_show_status_and_pruning_postgres() {
 /// printing to stderr (and trying to print the secret, which the envoy
 /// scrubs).
 fn write_repo(dir: &TestDir) {
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    dir.write(
-        "config/nodes.vgo",
+    dir.write_repo(
         "envoys:\n  - match: \"db*.example.com\"\n    roles: [database]\n    vars:\n      db_password: \"secret:vigo/db/password\"\n",
-    );
-    dir.write(
-        "config/modules/database.vgo",
-        &format!(
-            "resources:\n  - name: pg-config\n    type: file\n    target_path: {out}/db.conf\n    content: |\n      password = {{{{ .Vars.db_password }}}}\n  - name: migrate\n    type: exec\n    command: \"cat {out}/db.conf; echo migration failed >&2; exit 3\"\n    depends_on: [pg-config]\n",
-            out = out.display()
-        ),
+        &[(
+            "database",
+            "resources:\n  - name: pg-config\n    type: file\n    target_path: {out}/db.conf\n    content: |\n      password = {{ .Vars.db_password }}\n  - name: migrate\n    type: exec\n    command: \"cat {out}/db.conf; echo migration failed >&2; exit 3\"\n    depends_on: [pg-config]\n",
+        )],
     );
     // Short check-ins so staleness shows within the test; two runs kept.
     let config = std::fs::read_to_string(dir.config()).unwrap();

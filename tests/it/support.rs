@@ -112,6 +112,23 @@ impl TestDir {
         file
     }
 
+    /// Writes a config repository: `config/nodes.vgo` and
+    /// `config/modules/NAME.vgo` for each module, every `{out}` in a
+    /// module replaced by the folder `out` of this test (created), which
+    /// is returned.
+    pub(crate) fn write_repo(&self, nodes: &str, modules: &[(&str, &str)]) -> PathBuf {
+        let out = self.path().join("out");
+        std::fs::create_dir_all(&out).expect("creating the out folder");
+        self.write("config/nodes.vgo", nodes);
+        for (name, text) in modules {
+            self.write(
+                &format!("config/modules/{name}.vgo"),
+                &text.replace("{out}", &out.display().to_string()),
+            );
+        }
+        out
+    }
+
     /// `vigosrv.yaml`.
     pub(crate) fn config(&self) -> PathBuf {
         self.path().join("vigosrv.yaml")
