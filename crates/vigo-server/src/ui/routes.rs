@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
-use vigo_secrets::{EnvoyName, SecretPath, SecretValue};
-use vigo_store::{EnvoyRecord, Timestamp};
+use vigo_secrets::{SecretPath, SecretValue};
+use vigo_store::Timestamp;
 
 use super::Ui;
 use super::csrf::{self, SIGNIN_COOKIE};
@@ -312,56 +312,40 @@ pub(crate) async fn enrollments(State(ui): State<Ui>, SignedIn(session): SignedI
     }
 }
 
-/// `POST /ui/envoys/{name}/approve`: as `vigocli envoys approve NAME
-/// --fingerprint FP`.
-pub(crate) async fn approve(
+/// `POST /ui/envoys/{name}/approve` (as `vigocli envoys approve NAME
+/// --fingerprint FP`) and `POST /ui/envoys/{name}/revoke`: the action, for
+/// a checked admin POST, then the envoy's page (or the action's error).
+pub(crate) async fn envoy_action(
     State(ui): State<Ui>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Path((raw_name, action)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
     let form = fields(form);
-    let fingerprint = form
-        .fingerprint
-        .as_deref()
-        .map(str::trim)
-        .filter(|f| !f.is_empty());
-    envoy_action(&ui, &headers, form.csrf.as_deref(), &name, async |name| {
-        admin::approve_pending(&ui.app, name, fingerprint).await
-    })
-    .await
-}
-
-/// `POST /ui/envoys/{name}/revoke`.
-pub(crate) async fn revoke(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Response {
-    let form = fields(form);
-    envoy_action(&ui, &headers, form.csrf.as_deref(), &name, async |name| {
-        admin::revoke(&ui.app, name).await
-    })
-    .await
-}
-
-/// Runs an admin action on envoy `raw_name` for a checked admin POST, then
-/// shows the envoy's page (or the action's error).
-async fn envoy_action(
-    ui: &Ui,
-    headers: &HeaderMap,
-    csrf_field: Option<&str>,
-    raw_name: &str,
-    action: impl AsyncFnOnce(&EnvoyName) -> Result<EnvoyRecord, AppError>,
-) -> Response {
-    let session = match post_session(ui, headers, csrf_field, true) {
+    let session = match post_session(&ui, &headers, form.csrf.as_deref(), true) {
         Ok(session) => session,
         Err(reason) => return forbidden(reason),
     };
     let result = async {
-        let name = admin::envoy_name(raw_name)?;
-        action(&name).await?;
+        let name = admin::envoy_name(&raw_name)?;
+        match action.as_str() {
+            "approve" => {
+                let fingerprint = form
+                    .fingerprint
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty());
+                admin::approve_pending(&ui.app, &name, fingerprint).await?;
+            }
+            "revoke" => {
+                admin::revoke(&ui.app, &name).await?;
+            }
+            other => {
+                return Err(AppError::NotFound(format!(
+                    "no action '{other}' on an envoy; the envoy page offers approve and revoke"
+                )));
+            }
+        }
         Ok::<_, AppError>(name)
     }
     .await;
