@@ -23,6 +23,7 @@ mod hardening_server;
 mod isopass;
 mod lifecycle;
 mod loadgen_smoke;
+mod notify;
 mod operator_cli;
 mod partial_runs;
 mod protocol;

@@ -109,7 +109,40 @@ pub struct RawSmtp {
     pub from: ConfigString,
     /// `smtp.to`.
     pub to: Vec<ConfigString>,
+    /// `smtp.tls` [starttls].
+    pub tls: SmtpTls,
+    /// `smtp.ca_file`, absolute: the only CA trusted for the SMTP server
+    /// (unset: the system's trust store).
+    pub ca_file: Option<PathBuf>,
+    /// `smtp.interval` [60s]: at most one mail per interval.
+    pub interval: Duration,
 }
+
+/// `smtp.tls`: how the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `starttls` (the default, port 587): plain connect, then STARTTLS,
+    /// which is required.
+    Starttls,
+    /// `tls` (port 465): TLS from the first byte.
+    Implicit,
+    /// `none`: no TLS, for a relay on the same host; refused with a password.
+    None,
+}
+
+impl SmtpTls {
+    /// The word written in `smtp.tls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Implicit => "tls",
+            Self::None => "none",
+        }
+    }
+}
+
+/// `smtp.interval` when not set: one mail per minute at most.
+pub const DEFAULT_SMTP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `secrets`: the configured backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +311,9 @@ struct FileSmtp {
     from: Spanned<String>,
     #[serde(default)]
     to: Vec<Spanned<String>>,
+    tls: Text,
+    ca_file: Text,
+    interval: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +432,32 @@ impl Validator<'_> {
         if s.to.is_empty() {
             return Err(self.invalid_at(at, "smtp.to must list at least one address".into()));
         }
+        let tls = match &s.tls {
+            None => SmtpTls::Starttls,
+            Some(t) => match self.literal("smtp.tls", t)?.as_str() {
+                "starttls" => SmtpTls::Starttls,
+                "tls" => SmtpTls::Implicit,
+                "none" => SmtpTls::None,
+                other => {
+                    return Err(self.invalid(
+                        t,
+                        format!("smtp.tls: '{other}' is not one of starttls, tls, none"),
+                    ));
+                }
+            },
+        };
+        if let (SmtpTls::None, Some(p)) = (tls, &s.password) {
+            return Err(self.invalid(
+                p,
+                "smtp.password would be sent in clear text with `tls: none`; use `tls: starttls` or `tls: tls`, or remove the password for a relay on this host".into(),
+            ));
+        }
+        if let (SmtpTls::None, Some(c)) = (tls, &s.ca_file) {
+            return Err(self.invalid(
+                c,
+                "smtp.ca_file has no use with `tls: none`; remove it or use `tls: starttls`".into(),
+            ));
+        }
         Ok(RawSmtp {
             host: self.config_string("smtp.host", &s.host)?,
             port: s.port.map_or(587, |p| p.value),
@@ -415,6 +477,16 @@ impl Validator<'_> {
                 .iter()
                 .map(|t| self.config_string("smtp.to", t))
                 .collect::<Result<_, _>>()?,
+            tls,
+            ca_file: s
+                .ca_file
+                .as_ref()
+                .map(|c| self.path("smtp.ca_file", c))
+                .transpose()?,
+            interval: match &s.interval {
+                None => DEFAULT_SMTP_INTERVAL,
+                Some(i) => self.duration("smtp.interval", i)?,
+            },
         })
     }
 
@@ -705,6 +777,51 @@ history:
             "{err}"
         );
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn smtp_tls_ca_file_and_interval() {
+        let smtp = |extra: &str| {
+            parse(&format!(
+                "smtp:\n  host: h\n  password: \"secret:vigo/smtp/password\"\n  from: a@b\n  to: [c@d]\n{extra}"
+            ))
+        };
+        let c = smtp("").unwrap().smtp.unwrap();
+        assert_eq!(
+            (c.tls, c.ca_file, c.interval, c.port),
+            (SmtpTls::Starttls, None, DEFAULT_SMTP_INTERVAL, 587)
+        );
+        let c = smtp("  tls: tls\n  port: 465\n  ca_file: mail-ca.pem\n  interval: 5m\n")
+            .unwrap()
+            .smtp
+            .unwrap();
+        assert_eq!(c.tls, SmtpTls::Implicit);
+        assert_eq!(
+            c.ca_file.as_deref(),
+            Some(Path::new("/etc/vigo/mail-ca.pem"))
+        );
+        assert_eq!(c.interval, Duration::from_secs(300));
+        let err = smtp("  tls: ssl\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/etc/vigo/vigosrv.yaml:6:8: smtp.tls: 'ssl' is not one of starttls, tls, none"
+        );
+        let err = smtp("  tls: none\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/vigo/vigosrv.yaml:3:13: smtp.password would be sent in clear text with `tls: none`"),
+            "{err}"
+        );
+        let relay =
+            parse("smtp:\n  host: localhost\n  port: 25\n  tls: none\n  from: a@b\n  to: [c@d]\n")
+                .unwrap()
+                .smtp
+                .unwrap();
+        assert_eq!(relay.tls, SmtpTls::None);
+        let err = smtp("  interval: 0s\n").unwrap_err().to_string();
+        assert!(
+            err.contains("smtp.interval must be longer than zero"),
+            "{err}"
+        );
     }
 
     #[test]

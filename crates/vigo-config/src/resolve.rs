@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use vigo_secrets::{
     SecretError, SecretPath, SecretProvider, SecretRef, SecretValue, VersionedSecret,
 };
 
-use crate::{ConfigError, ConfigString, RawConfig, RawSmtp};
+use crate::{ConfigError, ConfigString, RawConfig, RawSmtp, SmtpTls};
 
 /// A config string after resolution. A value that came from a secret stays
 /// in a [`SecretValue`], so it is redacted wherever it is printed.
@@ -33,6 +35,15 @@ impl ResolvedString {
         match self {
             Self::Literal(s) => s,
             Self::Secret { value, .. } => value.expose_secret(),
+        }
+    }
+
+    /// What may be shown of it in a log, an answer or a mail: the text of a
+    /// literal, `[secret:PATH]` for a secret.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Literal(s) => s.clone(),
+            Self::Secret { path, .. } => format!("[secret:{path}]"),
         }
     }
 }
@@ -61,6 +72,12 @@ pub struct SmtpConfig {
     pub from: ResolvedString,
     /// `smtp.to`.
     pub to: Vec<ResolvedString>,
+    /// `smtp.tls`.
+    pub tls: SmtpTls,
+    /// `smtp.ca_file`, absolute.
+    pub ca_file: Option<PathBuf>,
+    /// `smtp.interval`: at most one mail per interval.
+    pub interval: Duration,
 }
 
 /// The server config with every reference resolved.
@@ -146,6 +163,9 @@ impl Resolver<'_> {
             password,
             from,
             to,
+            tls: s.tls,
+            ca_file: s.ca_file.clone(),
+            interval: s.interval,
         })
     }
 

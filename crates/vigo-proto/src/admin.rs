@@ -15,6 +15,7 @@
 //! | `GET /v1/admin/runs/{id}` | → [`RunStatus`] |
 //! | `GET /v1/admin/reports?envoy=&failed=&since=&limit=` | → `Vec<`[`ReportEntry`]`>` |
 //! | `GET /v1/admin/reports/{id}` | → [`ReportDetail`] |
+//! | `POST /v1/admin/notify/test` | → [`NotifyTestAnswer`] |
 
 use serde::{Deserialize, Serialize};
 use vigo_secrets::SecretPath;
@@ -397,4 +398,14 @@ pub struct ReportDetail {
     /// command's output or a noop diff), all scrubbed by the envoy.
     #[serde(default)]
     pub resources: Vec<crate::ResourceResult>,
+}
+
+/// `POST /v1/admin/notify/test`: a test mail went to the SMTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyTestAnswer {
+    /// The recipients (`smtp.to`); an address that is a `secret:`
+    /// reference shows as `[secret:PATH]`.
+    pub to: Vec<String>,
+    /// The SMTP server, `HOST:PORT` (`[secret:PATH]:PORT` likewise).
+    pub server: String,
 }

@@ -207,6 +207,12 @@ pub(crate) async fn reload(state: &AppState, source: ReloadSource) -> ReloadOutc
                     "config reload failed; the last good config repository keeps serving"
                 );
             }
+            state
+                .notifier
+                .notify(crate::notify::Event::ConfigReloadFailed {
+                    by: source.as_str().to_owned(),
+                    problems: problems.iter().map(ToString::to_string).collect(),
+                });
             let mut record = state.deploy.lock();
             record.last_attempt = Some((at, source, false));
             record.last_failure = Some(Failure {

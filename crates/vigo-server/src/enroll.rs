@@ -101,6 +101,13 @@ pub(crate) async fn enroll(
                     remote = %source,
                     "enrollment request waiting for `vigocli envoys approve NAME --fingerprint FINGERPRINT`"
                 );
+                state
+                    .notifier
+                    .notify(crate::notify::Event::EnrollmentPending {
+                        envoy: name.to_string(),
+                        fingerprint: key_fingerprint.to_string(),
+                        remote: source.to_string(),
+                    });
             }
             record
         }

@@ -101,6 +101,9 @@ pub(crate) enum AppError {
         /// The `Retry-After` header, in seconds.
         retry_after_secs: u64,
     },
+    /// A server Vigo talks to failed (502), e.g. the SMTP server; the
+    /// message names it and says why.
+    BadGateway(String),
     /// Something failed on the server (500); the cause is logged only.
     Internal(String),
 }
@@ -132,6 +135,7 @@ impl AppError {
                 "too_many_requests",
                 message.clone(),
             ),
+            Self::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

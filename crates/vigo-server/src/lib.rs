@@ -37,6 +37,7 @@ mod history;
 mod limits;
 mod listener;
 mod metrics;
+mod notify;
 mod repo;
 mod rotation;
 mod startup;

@@ -255,6 +255,10 @@ async fn run_task(state: AppState, rx: Arc<Mutex<mpsc::UnboundedReceiver<Request
         let result = run_isolated(&state, paths.clone(), by_actor).await;
         if let Err(e) = &result {
             tracing::error!(error = %crate::error_chain(e), paths = %join_paths(&paths), "rotation failed; the last good state keeps serving");
+            state.notifier.notify(crate::notify::Event::RotationFailed {
+                paths: join_paths(&paths),
+                error: crate::error_chain(e),
+            });
         }
         for done in batch.into_iter().filter_map(|request| request.done) {
             let _ = done.send(result.clone());

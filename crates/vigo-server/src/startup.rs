@@ -174,6 +174,14 @@ impl Server {
             let state = self.state.clone();
             move || crate::history::run_pruner(state.clone())
         });
+        let mailer = supervise(self.state.health.clone(), "mailer", {
+            let state = self.state.clone();
+            move || crate::notify::run_mailer(state.clone())
+        });
+        let stale_watch = supervise(self.state.health.clone(), "stale-watch", {
+            let state = self.state.clone();
+            move || crate::notify::run_stale_watch(state.clone())
+        });
         let reloader = supervise(self.state.health.clone(), "config-reloader", {
             let state = self.state.clone();
             move || crate::deploy::run_reloader(state.clone())
@@ -208,6 +216,8 @@ impl Server {
         fleet_wake.abort();
         reloader.abort();
         pruner.abort();
+        mailer.abort();
+        stale_watch.abort();
         reconcile.abort();
         let _ = stop_watchers.send(());
         let _ = watchers.await;

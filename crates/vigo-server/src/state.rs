@@ -97,6 +97,8 @@ pub(crate) struct State {
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// The supervised background tasks that are running (`/healthz`).
     pub health: Health,
+    /// Events for the notification mail (`notify.rs`).
+    pub(crate) notifier: crate::notify::Notifier,
     /// Deploys of the config repository: its folder, the last attempts.
     pub(crate) deploy: DeployState,
     /// Faults the unit tests inject into background tasks.
@@ -247,6 +249,7 @@ impl AppState {
             reports: crate::limits::ReportLimiter::default(),
             reloading: tokio::sync::Mutex::new(()),
             health: Health::default(),
+            notifier: crate::notify::Notifier::default(),
             deploy,
             #[cfg(test)]
             faults: Faults::default(),

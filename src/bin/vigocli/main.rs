@@ -15,6 +15,7 @@ mod config;
 mod envoys;
 mod hint;
 mod migrate;
+mod notify;
 mod output;
 mod rekey;
 mod repo;
@@ -90,6 +91,12 @@ enum Command {
     /// Run history: `reports [ENVOY] [--failed] [--since 1h]` lists runs,
     /// newest first; `reports show ID` shows one resource by resource.
     Reports(reports::ReportsArgs),
+    /// Notification mail: `notify test` sends a test mail through the
+    /// server's smtp settings.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
     /// Write an encrypted archive of the secret files, the embedded
     /// database (snapshot taken online) and the CA certificate; never the
     /// master key.
@@ -161,6 +168,7 @@ fn main() -> ExitCode {
                     Command::Config { command } => config::run(command, &globals).await,
                     Command::Run(args) => run::run(&args, &globals).await,
                     Command::Reports(args) => reports::run(args, &globals).await,
+                    Command::Notify { command } => notify::run(command, &globals).await,
                     Command::Backup(args) => backup::backup(&args, &globals).await,
                     Command::Restore(args) => backup::restore(&args, &globals).await,
                     Command::Completions(_) | Command::Manpages(_) => Ok(()),

@@ -362,6 +362,17 @@ pub(crate) async fn report(
             .insert_report(name, at, summary, report.noop, &stored)
             .await?;
     }
+    if !report.noop && report.has_failures() {
+        state.notifier.notify(crate::notify::Event::RunFailed {
+            envoy: name.to_owned(),
+            failed: report
+                .resources
+                .iter()
+                .filter(|r| r.status == vigo_proto::report::Status::Failed)
+                .map(vigo_proto::report::ResourceResult::label)
+                .collect(),
+        });
+    }
     if let Some(run) = &request.run_request {
         // Recorded even when the report itself is not stored (rate limit):
         // the operator waiting on `vigocli run` sees the outcome.

@@ -10,6 +10,8 @@
 //!   `api/secrets.rs`
 //! - `/v1/admin/config/{reload,status}` (bearer token): `api/config.rs`
 //! - `/v1/admin/runs`, `/v1/admin/runs/{id}` (bearer token): `api/runs.rs`
+//! - `/v1/admin/reports...` (bearer token): `api/reports.rs`
+//! - `POST /v1/admin/notify/test` (bearer token): `api/notify.rs`
 //! - `/ui/...` (the web dashboard, signed-in sessions): `ui/`
 //!
 //! The handlers parse and answer; the work is in the modules they call
@@ -31,6 +33,7 @@ use crate::{AppError, AppState};
 pub(crate) mod admin;
 pub(crate) mod config;
 pub(crate) mod envoy;
+pub(crate) mod notify;
 pub(crate) mod reports;
 pub(crate) mod runs;
 pub(crate) mod secrets;
@@ -59,6 +62,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/reports/{id}", get(reports::show))
         .merge(secrets::routes())
         .merge(config::routes())
+        .route("/v1/admin/notify/test", post(notify::test_mail))
         .fallback(not_found)
         .with_state(state.clone())
         .merge(crate::ui::router(state))
