@@ -84,6 +84,14 @@ const INTERRUPTED: &str =
 /// Message of a resource not started because the engine was stopped.
 const NOT_APPLIED: &str = "not applied: the envoy was told to stop";
 
+/// The diffs of one run, together, at most: beyond, a resource's diff is
+/// replaced by [`DIFFS_LEFT_OUT`], so a large deploy's report stays well
+/// under the server's report size limit (1 MiB).
+pub(crate) const MAX_RUN_DIFF_BYTES: usize = 256 * 1024;
+
+/// The diff shown once a run's diffs passed [`MAX_RUN_DIFF_BYTES`].
+pub(crate) const DIFFS_LEFT_OUT: &str = "(diff not shown: this run's diffs passed 256 KiB)\n";
+
 /// Stops an engine's applies from another task, typically a SIGTERM/SIGINT
 /// handler; get one with [`Engine::cancel_handle`] before applying.
 ///
@@ -254,6 +262,7 @@ impl Engine {
             refreshed_by: vec![None; n],
             results: Vec::with_capacity(n),
             triggered_applied: Vec::new(),
+            diff_bytes: 0,
         };
         // Per resource: the failed resource that made it skip.
         let mut root_failure: Vec<Option<usize>> = vec![None; n];
@@ -407,7 +416,14 @@ impl Engine {
                 o.stderr = scrubber.scrub(&o.stderr);
                 o
             }),
-            diff: outcome.diff.map(|d| scrubber.scrub(&d)),
+            diff: outcome.diff.map(|d| {
+                run.diff_bytes += d.len();
+                if run.diff_bytes > MAX_RUN_DIFF_BYTES {
+                    DIFFS_LEFT_OUT.to_owned()
+                } else {
+                    scrubber.scrub(&d)
+                }
+            }),
         };
         log_result(&result);
         run.results.push(result);
@@ -458,6 +474,8 @@ struct Run<'a> {
     refreshed_by: Vec<Option<usize>>,
     results: Vec<ResourceResult>,
     triggered_applied: Vec<String>,
+    /// Bytes of the diffs reported so far ([`MAX_RUN_DIFF_BYTES`]).
+    diff_bytes: usize,
 }
 
 /// A file resource applied inside the open batch, reported at its commit.

@@ -159,6 +159,35 @@ async fn noop_reports_what_would_change_and_touches_nothing() {
 }
 
 #[tokio::test]
+async fn issue_16_a_large_deploy_reports_diffs_up_to_a_budget() {
+    let host = Host::new();
+    let old: String = (0..400).map(|i| format!("setting_{i} = old\n")).collect();
+    let new: String = (0..400).map(|i| format!("setting_{i} = new\n")).collect();
+    let files: Vec<Value> = (0..80)
+        .map(|i| {
+            let path = host.p(&format!("f{i}.conf"));
+            fs::write(&path, &old).unwrap();
+            file(&format!("f{i}"), &path, &new, "0644")
+        })
+        .collect();
+    let report = host.apply(&catalog(Value::Array(files))).await;
+    assert_eq!(report.summary.changed, 80);
+    let diffs: Vec<&str> = report
+        .resources
+        .iter()
+        .map(|r| r.diff.as_deref().expect("every rewrite has a diff line"))
+        .collect();
+    let left_out = "(diff not shown: this run's diffs passed 256 KiB)\n";
+    assert!(diffs[0].contains("\n-setting_0 = old\n"), "{}", diffs[0]);
+    let shown = diffs.iter().take_while(|d| **d != left_out).count();
+    assert!(shown > 10 && shown < 80, "{shown} diffs shown");
+    assert!(diffs[shown..].iter().all(|d| *d == left_out));
+    let bytes: usize = diffs.iter().map(|d| d.len()).sum();
+    assert!(bytes <= 256 * 1024, "{bytes} bytes of diffs");
+    assert!(serde_json::to_vec(&report).unwrap().len() < 1024 * 1024);
+}
+
+#[tokio::test]
 async fn stdin_text_reaches_the_command() {
     let host = Host::new();
     let out = host.p("stdin-copy");

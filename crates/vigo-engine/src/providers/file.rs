@@ -120,6 +120,19 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> 
         );
     }
     if content_differs {
+        // What the rewrite changes, as in a noop run: a unified diff of
+        // text that holds no secret, taken before the old content goes.
+        let diff = if secret_content {
+            None
+        } else {
+            let current =
+                Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
+            diff::unified(
+                path,
+                &current,
+                desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
+            )
+        };
         // A rewrite makes a new inode with the owner the resource asks
         // for (or the envoy's): never the previous file's owner.
         let attributes = Attributes { mode, uid, gid };
@@ -138,7 +151,8 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> 
             "wrote {} ({what}mode {})",
             path.display(),
             spec.mode
-        )));
+        ))
+        .with_diff(diff));
     }
 
     let changes = fix_attributes(path, &meta, mode, uid, gid, ctx.noop)?;
@@ -381,6 +395,52 @@ mod tests {
             "port = 80\nname = web\n"
         );
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    }
+
+    #[test]
+    fn issue_15_a_rewrite_reports_the_diff_of_plain_content_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.conf");
+        fs::write(&path, "port = 80\nname = web\n").unwrap();
+        let catalog = Catalog::empty("t");
+        let s = spec(
+            &path,
+            Some(SecretText::literal("port = 8080\nname = web\n")),
+            0o644,
+        );
+        let outcome = run(&s, &catalog, false);
+        assert_eq!(outcome.status, Status::Changed);
+        let shown = path.display();
+        assert_eq!(
+            outcome.diff.as_deref().map(String::as_str),
+            Some(
+                format!(
+                    "--- {shown}\n+++ {shown} (desired)\n@@ -1,2 +1,2 @@\n-port = 80\n+port = 8080\n name = web\n"
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "port = 8080\nname = web\n"
+        );
+        // A new file says it was written, without a diff of all its lines.
+        let new = dir.path().join("new.conf");
+        let outcome = run(
+            &spec(&new, Some(SecretText::literal("a\n")), 0o644),
+            &catalog,
+            false,
+        );
+        assert_eq!(outcome.status, Status::Changed);
+        assert!(outcome.diff.is_none());
+        // Secret-bearing content: no diff at all, before or after.
+        let auth = dir.path().join("auth.conf");
+        let (catalog, content) = secret_catalog("canary-rewrite");
+        fs::write(&auth, "pw=edited-by-hand").unwrap();
+        let outcome = run(&spec(&auth, Some(content), 0o600), &catalog, false);
+        assert_eq!(outcome.status, Status::Changed);
+        assert!(outcome.diff.is_none());
+        assert!(!outcome.message.contains("edited-by-hand"));
     }
 
     #[test]
