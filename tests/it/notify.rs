@@ -119,6 +119,14 @@ impl SmtpSink {
             .collect()
     }
 
+    /// How many mails hold `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.mails()
+            .iter()
+            .filter(|(_, mail)| unfolded(mail).contains(needle))
+            .count()
+    }
+
     /// Waits for a mail holding `needle`; returns its receipt time (ns).
     fn wait_for(&self, needle: &str) -> (u128, String) {
         let deadline = Instant::now() + PATIENCE;
@@ -223,6 +231,13 @@ fn issue_16_mail_on_failure_enrollment_and_staleness_through_an_outage_and_a_rot
 
     // db1 stopped after its run: three intervals without a check-in.
     sink.wait_for(&format!("Envoy {DB1} stopped checking in (last check-in: "));
+    let failed_line = format!("Run failed on envoy {DB1}");
+    assert_eq!(
+        sink.count(&failed_line),
+        1,
+        "one failed run, one mail: {:#?}",
+        sink.mails()
+    );
 
     // The SMTP server goes away: the event is kept, retried, and the
     // server goes on answering.
@@ -239,13 +254,7 @@ fn issue_16_mail_on_failure_enrollment_and_staleness_through_an_outage_and_a_rot
     let before = sink.mails().len();
     sink.start();
     let deadline = Instant::now() + PATIENCE;
-    while sink
-        .mails()
-        .iter()
-        .filter(|(_, m)| unfolded(m).contains(&format!("Run failed on envoy {DB1}")))
-        .count()
-        < 2
-    {
+    while sink.count(&failed_line) < 2 {
         assert!(
             Instant::now() < deadline,
             "the run that failed while the SMTP server was down was never mailed; {} mails before, now: {:#?}\n{}",
@@ -295,6 +304,8 @@ fn issue_16_mail_on_failure_enrollment_and_staleness_through_an_outage_and_a_rot
     }
     assert_eq!(server.pid(), pid);
     assert!(server.try_status().is_none(), "{}", server.log());
+
+    assert_eq!(sink.count(&failed_line), 2, "{:#?}", sink.mails());
 
     // No secret value anywhere.
     let mails: String = sink.mails().into_iter().map(|(_, m)| m).collect();
