@@ -35,7 +35,8 @@ const PENDING: &str = "web2.example.com";
 const CANARY: &str = "canary-ui-5f0c9e2a71";
 
 /// A server with one envoy whose last run failed (an exec exiting 1, next
-/// to a file holding the canary) and one pending request; returns the
+/// to a file holding the canary and a rewritten motd) and one pending
+/// request; returns the
 /// folder, the server and the pending key's fingerprint.
 fn fleet() -> (TestDir, ServerProcess, String) {
     let dir = TestDir::new();
@@ -43,6 +44,8 @@ fn fleet() -> (TestDir, ServerProcess, String) {
     std::fs::create_dir_all(&out).unwrap();
     cli_ok(&dir, &["secrets", "bootstrap"]);
     cli_ok(&dir, &["secrets", "set", "vigo/app/canary", CANARY]);
+    // The motd resource rewrites this: its report carries a diff.
+    std::fs::write(out.join("motd"), "hello\n").unwrap();
     dir.write(
         "config/nodes.vgo",
         "envoys:\n  - match: \"fail*.example.com\"\n    roles: [broken]\n    vars:\n      token: \"secret:vigo/app/canary\"\n  - match: \"web*.example.com\"\n    roles: [web]\n",
@@ -50,7 +53,7 @@ fn fleet() -> (TestDir, ServerProcess, String) {
     dir.write(
         "config/modules/broken.vgo",
         &format!(
-            "resources:\n  - name: app-config\n    type: file\n    target_path: {out}/app.conf\n    content: |\n      token = {{{{ .Vars.token }}}}\n    watch_secret: [\"vigo/app/canary\"]\n  - name: migrate-db\n    type: exec\n    command: \"echo migration failed >&2; exit 1\"\n",
+            "resources:\n  - name: app-config\n    type: file\n    target_path: {out}/app.conf\n    content: |\n      token = {{{{ .Vars.token }}}}\n    watch_secret: [\"vigo/app/canary\"]\n  - name: motd\n    type: file\n    target_path: {out}/motd\n    content: \"welcome to the fleet\\n\"\n  - name: migrate-db\n    type: exec\n    command: \"echo migration failed >&2; exit 1\"\n",
             out = out.display()
         ),
     );
@@ -273,6 +276,25 @@ fn issue_16_dashboard_in_a_real_browser() {
         assert!(row.contains("failed"), "{row}");
         assert_contains(&html, "broken");
         shot(&browser, "envoy").await;
+
+        // Its recent runs, each linking to its report: the command's
+        // output and the diff of the file without a secret, never the
+        // content of the one with it.
+        let run = text(&browser, Locator::Css("#runs tbody tr")).await;
+        assert!(run.contains("failed"), "{run}");
+        let link = browser
+            .find(Locator::Css("#runs tbody tr a"))
+            .await
+            .unwrap();
+        let href = link.attr("href").await.unwrap().unwrap();
+        link.click().await.unwrap();
+        wait_path(&browser, &href).await;
+        let html = source(&browser, &mut pages).await;
+        assert_contains(&html, "migration failed");
+        let diff = text(&browser, Locator::Css("pre.diff")).await;
+        assert_contains(&diff, "+welcome to the fleet");
+        assert!(!html.contains("token = "), "{html}");
+        shot(&browser, "report").await;
 
         // The pending request shows its key; approving needs it.
         browser

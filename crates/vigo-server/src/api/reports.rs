@@ -60,6 +60,32 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ReportDetail>, AppError> {
+    detail(&state, &id).await.map(Json)
+}
+
+/// The newest `limit` reports of `envoy`, as `vigocli reports ENVOY` lists
+/// them (the dashboard's envoy page).
+pub(crate) async fn of_envoy(
+    state: &AppState,
+    envoy: &str,
+    limit: u32,
+) -> Result<Vec<ReportEntry>, AppError> {
+    let filter = ReportFilter {
+        envoy: Some(envoy.to_owned()),
+        failed_only: false,
+        since: None,
+        limit,
+    };
+    let reports = state.store().list_reports(&filter).await?;
+    Ok(reports
+        .iter()
+        .map(|r| entry(r, stored_report(r).as_ref()))
+        .collect())
+}
+
+/// Report `id` (as written in a URL) with every resource's outcome; 400
+/// for an id that is not a number, 404 for an unknown or pruned one.
+pub(crate) async fn detail(state: &AppState, id: &str) -> Result<ReportDetail, AppError> {
     let id: i64 = id.parse().map_err(|_| {
         AppError::BadRequest(format!(
             "report id '{id}' is not a number; `vigocli reports` lists the ids"
@@ -71,10 +97,10 @@ pub(crate) async fn show(
         ))
     })?;
     let report = stored_report(&record);
-    Ok(Json(ReportDetail {
+    Ok(ReportDetail {
         entry: entry(&record, report.as_ref()),
         resources: report.map(|r| r.resources).unwrap_or_default(),
-    }))
+    })
 }
 
 /// The store filter a query asks for, `since` counted back from `now`.

@@ -51,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ui/signout", post(routes::signout))
         .route("/ui/envoys/{name}", get(routes::envoy))
         .route("/ui/envoys/{name}/{action}", post(routes::envoy_action))
+        .route("/ui/reports/{id}", get(routes::report))
         .route("/ui/enrollments", get(routes::enrollments))
         .route("/ui/secrets", get(routes::secrets))
         .route("/ui/config", get(routes::config))

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use maud::{DOCTYPE, Markup, html};
-use vigo_proto::admin::{ConfigStatus, EnvoyDetail, EnvoySummary, HistoryEntry, SecretUser};
+use vigo_proto::admin::{
+    ConfigStatus, EnvoyDetail, EnvoySummary, HistoryEntry, ReportDetail, ReportEntry, SecretUser,
+};
 use vigo_secrets::SecretPath;
 
 use super::sessions::{Role, Session};
@@ -197,13 +199,14 @@ fn revoke_form(session: &Session, name: &str) -> Markup {
     }
 }
 
-/// One envoy: status, facts, roles, its last run per resource, queued
-/// triggers.
+/// One envoy: status, facts, roles, its last run per resource, its recent
+/// runs (each linking to its report page), queued triggers.
 pub(crate) fn envoy(
     session: &Session,
     detail: &EnvoyDetail,
     status: &str,
     roles: &[String],
+    runs: &[ReportEntry],
 ) -> Markup {
     let s = &detail.summary;
     layout(
@@ -242,6 +245,12 @@ pub(crate) fn envoy(
                     }
                 }
             }
+            h2 { "Recent runs" }
+            @if runs.is_empty() {
+                p { "No stored report yet (a clean run sends none; its check-in counts as the last run above)." }
+            } @else {
+                (runs_table(runs))
+            }
             h2 { "Queued triggers" }
             @if detail.queued_triggers.is_empty() {
                 p { "None." }
@@ -262,6 +271,125 @@ pub(crate) fn envoy(
             }
         },
     )
+}
+
+/// Reports, newest first, each linking to its page.
+fn runs_table(runs: &[ReportEntry]) -> Markup {
+    html! {
+        table id="runs" {
+            thead { tr { th { "Report" } th { "Finished" } th { "Status" } th { "Changed" } th { "Failed" } th { "Time" } th { "Changed resources" } } }
+            tbody {
+                @for run in runs {
+                    tr class=(run.status) {
+                        td { a href={ "/ui/reports/" (run.id) } { "#" (run.id) } }
+                        td.mono { (run.finished) }
+                        td { (badge(&run.status)) @if run.noop { " " span.tag { "noop" } } }
+                        td { (run.changed) }
+                        td { (run.failed) }
+                        td { @match run.duration_ms { Some(ms) => { (ms) " ms" }, None => "—" } }
+                        td.mono { (run.changed_resources.join(", ")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One stored report: every resource's outcome and message, a command's
+/// output and a file's diff, as the envoy sent them (scrubbed of secret
+/// values on the host; a diff of secret-bearing content is never sent).
+pub(crate) fn report(session: &Session, report: &ReportDetail) -> Markup {
+    let e = &report.entry;
+    layout(
+        Some(session),
+        Page::Other,
+        &format!("Report #{} of {}", e.id, e.envoy),
+        html! {
+            dl.card.facts {
+                dt { "Envoy" } dd { a href={ "/ui/envoys/" (e.envoy) } { (e.envoy) } }
+                dt { "Finished" } dd.mono { (e.finished) }
+                dt { "Status" } dd { (badge(&e.status)) @if e.noop { " " span.tag { "noop" } } }
+                dt { "Resources" } dd { (e.changed) " changed, " (e.failed) " failed, " (e.skipped) " skipped, " (e.unchanged) " unchanged" }
+                @if let Some(ms) = e.duration_ms { dt { "Time" } dd { (ms) " ms" } }
+            }
+            table id="report-resources" {
+                thead { tr { th { "Resource" } th { "Outcome" } th { "Time" } th { "Message, output and diff" } } }
+                tbody {
+                    @for r in &report.resources {
+                        tr class=(r.status.as_str()) {
+                            td.mono { (r.label()) }
+                            td { (badge(r.status.as_str())) }
+                            td { (r.duration_ms) " ms" }
+                            td.message {
+                                div.mono { (r.message) }
+                                @if let Some(out) = &r.output {
+                                    @if let Some(code) = out.exit_code { div { "exit code " (code) } }
+                                    @if !out.stdout.is_empty() { pre.output { (out.stdout) } }
+                                    @if !out.stderr.is_empty() { pre.output.stderr { (out.stderr) } }
+                                }
+                                @if let Some(diff) = &r.diff { pre.diff { (diff) } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The latest change of a secret's version and its deliveries, from the
+/// history shown.
+struct Rotation<'a> {
+    /// When this version was stored, if the history shown has it.
+    changed_at: Option<&'a str>,
+    /// Envoys that received this version since.
+    deliveries: usize,
+    /// The longest time from the change to a delivery.
+    slowest: Option<Duration>,
+}
+
+fn last_rotation<'a>(history: &'a [HistoryEntry], path: &SecretPath, version: u64) -> Rotation<'a> {
+    let of_version = |e: &&HistoryEntry| e.path == *path && e.version == version;
+    let changed_at = history
+        .iter()
+        .filter(of_version)
+        .find(|e| e.event == "changed")
+        .map(|e| e.at.as_str());
+    let delivered: Vec<&HistoryEntry> = history
+        .iter()
+        .filter(of_version)
+        .filter(|e| e.event == "delivered")
+        .collect();
+    Rotation {
+        changed_at,
+        deliveries: delivered.len(),
+        slowest: delivered
+            .iter()
+            .filter_map(|e| delivery_lag(history, e))
+            .max(),
+    }
+}
+
+/// For a delivery, the time since its version was stored (when the history
+/// shown has both).
+fn delivery_lag(history: &[HistoryEntry], entry: &HistoryEntry) -> Option<Duration> {
+    if entry.event != "delivered" {
+        return None;
+    }
+    let changed = history
+        .iter()
+        .find(|e| e.event == "changed" && e.path == entry.path && e.version == entry.version)?;
+    let at = |text: &str| humantime::parse_rfc3339_weak(text).ok();
+    at(&entry.at)?.duration_since(at(&changed.at)?).ok()
+}
+
+/// `0.4 s`, `12 s`, `3m 5s`.
+fn seconds(d: Duration) -> String {
+    match d.as_secs() {
+        0..10 => format!("{:.1} s", d.as_secs_f64()),
+        10..120 => format!("{} s", d.as_secs()),
+        secs => format!("{}m {}s", secs / 60, secs % 60),
+    }
 }
 
 fn fact_text(value: &serde_json::Value) -> String {
@@ -311,12 +439,20 @@ pub(crate) fn secrets(session: &Session, rows: &[SecretRow], history: &[HistoryE
         "Secrets",
         html! {
             table id="secrets" {
-                thead { tr { th { "Path" } th { "Version" } th { "Used by" } th { "Watched by" } } }
+                thead { tr { th { "Path" } th { "Version" } th { "Last change" } th { "Delivered to" } th { "Used by" } th { "Watched by" } } }
                 tbody {
                     @for row in rows {
+                        @let rotation = last_rotation(history, &row.path, row.version);
                         tr {
                             td.mono { (row.path.as_str()) }
                             td { (row.version) }
+                            td.mono { (rotation.changed_at.unwrap_or("—")) }
+                            td {
+                                @if rotation.changed_at.is_some() {
+                                    (rotation.deliveries) " envoys"
+                                    @if let Some(lag) = rotation.slowest { ", slowest after " (seconds(lag)) }
+                                } @else { "—" }
+                            }
                             td { @for u in &row.users { @if !u.uses.is_empty() { div { (u.envoy) ": " (u.uses.join(", ")) } } } }
                             td { @for u in &row.users { @if !u.watches.is_empty() { div { (u.envoy) ": " (u.watches.join(", ")) } } } }
                         }
@@ -328,10 +464,13 @@ pub(crate) fn secrets(session: &Session, rows: &[SecretRow], history: &[HistoryE
                 p { "No changes recorded yet." }
             } @else {
                 table id="history" {
-                    thead { tr { th { "When" } th { "Event" } th { "Path" } th { "Version" } th { "By" } } }
+                    thead { tr { th { "When" } th { "Event" } th { "Path" } th { "Version" } th { "By" } th { "Lag" } } }
                     tbody {
                         @for e in history {
-                            tr { td { (e.at) } td { (e.event) } td.mono { (e.path.as_str()) } td { (e.version) } td { (e.by) } }
+                            tr {
+                                td { (e.at) } td { (e.event) } td.mono { (e.path.as_str()) } td { (e.version) } td { (e.by) }
+                                td { @match delivery_lag(history, e) { Some(lag) => (seconds(lag)), None => "" } }
+                            }
                         }
                     }
                 }

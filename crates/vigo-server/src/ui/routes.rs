@@ -23,11 +23,14 @@ use super::csrf::{self, SIGNIN_COOKIE};
 use super::pages::{self, EnvoyRow, SecretRow};
 use super::sessions::{MAX_AGE, Role, SESSION_COOKIE, Session, cookie, random_hex, set_cookie};
 use crate::AppError;
-use crate::api::{admin, config as config_api, secrets as secrets_api};
+use crate::api::{admin, config as config_api, reports as reports_api, secrets as secrets_api};
 
 /// The secret whose value signs in read-only viewers; sign-in as viewer is
 /// off while it does not exist.
 pub(crate) const VIEWER_TOKEN: &str = "vigo/server/ui_viewer_token";
+
+/// How many of an envoy's reports its page lists.
+const RECENT_RUNS: u32 = 10;
 
 /// How long the sign-in form's double-submit cookie lives.
 const SIGNIN_FORM_AGE: Duration = Duration::from_secs(60 * 60);
@@ -291,11 +294,24 @@ pub(crate) async fn envoy(
             .await?
             .as_str();
         let roles = ui.app.repo().repo.roles_of(&name, &record.facts);
-        Ok::<_, AppError>(pages::envoy(&session, &detail, status, &roles))
+        let runs = reports_api::of_envoy(&ui.app, &name, RECENT_RUNS).await?;
+        Ok::<_, AppError>(pages::envoy(&session, &detail, status, &roles, &runs))
     }
     .await;
     match result {
         Ok(markup) => html(markup),
+        Err(e) => error_page(&session, e),
+    }
+}
+
+/// `GET /ui/reports/{id}`: one stored report, resource by resource.
+pub(crate) async fn report(
+    State(ui): State<Ui>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match reports_api::detail(&ui.app, &id).await {
+        Ok(detail) => html(pages::report(&session, &detail)),
         Err(e) => error_page(&session, e),
     }
 }
