@@ -326,11 +326,30 @@ fn issue_16_dashboard_in_a_real_browser() {
         wait_path(&browser, &format!("/ui/envoys/{PENDING}")).await;
         source(&browser, &mut pages).await;
 
+        // A rotation delivered to the failing envoy: the secrets page shows
+        // when version 2 was stored and how long its delivery took.
+        let rotated = dir.cli_with_stdin(
+            &["secrets", "set", "vigo/app/canary", "-"],
+            format!("{CANARY}-v2").as_bytes(),
+        );
+        assert!(rotated.status.success(), "{}", all_output(&rotated));
+        let again = EnvoyHost::new(&dir, FAILING, None).run_once();
+        assert_contains(&stdout(&again), "file[app-config]");
+
         for page in ["secrets", "config"] {
             browser.goto(&format!("{base}/ui/{page}")).await.unwrap();
             let html = source(&browser, &mut pages).await;
             if page == "secrets" {
-                assert_contains(&html, "vigo/app/canary");
+                let row = text(
+                    &browser,
+                    Locator::XPath("//table[@id='secrets']//tr[td[1][.='vigo/app/canary']]"),
+                )
+                .await;
+                assert!(
+                    row.contains(" 2 ") && row.contains("1 envoy, slowest after "),
+                    "{row}"
+                );
+                assert_contains(&html, "delivered");
             }
             shot(&browser, page).await;
         }

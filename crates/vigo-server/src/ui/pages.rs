@@ -323,7 +323,7 @@ pub(crate) fn report(session: &Session, report: &ReportDetail) -> Markup {
                             td.message {
                                 div.mono { (r.message) }
                                 @if let Some(out) = &r.output {
-                                    @if let Some(code) = out.exit_code { div { "exit code " (code) } }
+                                    @if let Some(code) = out.exit_code { div.hint { "exit code " (code) } }
                                     @if !out.stdout.is_empty() { pre.output { (out.stdout) } }
                                     @if !out.stderr.is_empty() { pre.output.stderr { (out.stderr) } }
                                 }
@@ -383,11 +383,11 @@ fn delivery_lag(history: &[HistoryEntry], entry: &HistoryEntry) -> Option<Durati
     at(&entry.at)?.duration_since(at(&changed.at)?).ok()
 }
 
-/// `0.4 s`, `12 s`, `3m 5s`.
+/// `< 1 s`, `12 s`, `3m 5s` (history times are to the second).
 fn seconds(d: Duration) -> String {
     match d.as_secs() {
-        0..10 => format!("{:.1} s", d.as_secs_f64()),
-        10..120 => format!("{} s", d.as_secs()),
+        0 => "< 1 s".to_owned(),
+        secs @ 1..120 => format!("{secs} s"),
         secs => format!("{}m {}s", secs / 60, secs % 60),
     }
 }
@@ -449,7 +449,7 @@ pub(crate) fn secrets(session: &Session, rows: &[SecretRow], history: &[HistoryE
                             td.mono { (rotation.changed_at.unwrap_or("—")) }
                             td {
                                 @if rotation.changed_at.is_some() {
-                                    (rotation.deliveries) " envoys"
+                                    (rotation.deliveries) @if rotation.deliveries == 1 { " envoy" } @else { " envoys" }
                                     @if let Some(lag) = rotation.slowest { ", slowest after " (seconds(lag)) }
                                 } @else { "—" }
                             }
