@@ -818,6 +818,12 @@ mod tests {
             .with_ansi(false)
             .with_max_level(tracing::Level::TRACE)
             .finish();
+        // tracing-core decides a callsite's interest with the registering
+        // thread's own default while only one dispatcher exists: a watcher
+        // test on another thread, without a subscriber, would then turn the
+        // watcher's events off for this one too. A second, silent
+        // dispatcher makes it ask every dispatcher instead.
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let dir = tempfile::tempdir().unwrap();
