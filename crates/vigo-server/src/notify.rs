@@ -17,6 +17,7 @@
 //! counts, times and the same messages the log holds, which never carry a
 //! secret value; never a diff or a resource's content.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -169,6 +170,9 @@ pub(crate) struct Notifier {
     rx: Arc<Mutex<mpsc::Receiver<Stamped>>>,
     /// Events not queued because the queue was full.
     dropped: Arc<AtomicU64>,
+    /// Envoys whose last run failed, with the failed resources mailed: the
+    /// same failure again is not mailed again.
+    failing: Arc<std::sync::Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl Default for Notifier {
@@ -178,6 +182,7 @@ impl Default for Notifier {
             tx,
             rx: Arc::new(Mutex::new(rx)),
             dropped: Arc::new(AtomicU64::new(0)),
+            failing: Arc::default(),
         }
     }
 }
@@ -193,6 +198,36 @@ impl Notifier {
         if self.tx.try_send(stamped).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A run of `envoy` failed these resources (`type[name]`): an
+    /// [`Event::RunFailed`], unless its previous run failed exactly these.
+    pub(crate) fn run_failed(&self, envoy: &str, failed: Vec<String>) {
+        {
+            let mut failing = self.failing();
+            if failing.get(envoy) == Some(&failed) {
+                tracing::debug!(envoy, "run failed as the previous one; not mailed again");
+                return;
+            }
+            failing.insert(envoy.to_owned(), failed.clone());
+        }
+        self.notify(Event::RunFailed {
+            envoy: envoy.to_owned(),
+            failed,
+        });
+    }
+
+    /// A run of `envoy` failed nothing: its next failure is mailed.
+    pub(crate) fn run_clean(&self, envoy: &str) {
+        let mut failing = self.failing();
+        if !failing.is_empty() {
+            failing.remove(envoy);
+        }
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        // Every change is one insert or remove.
+        self.failing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -504,6 +539,35 @@ mod tests {
 
     fn at(secs: u64) -> Timestamp {
         Timestamp::from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_mailed_once_until_a_clean_run_or_other_resources_fail() {
+        let notifier = Notifier::default();
+        let mut rx = notifier.rx.lock().await;
+        let conf = || vec!["file[app-conf]".to_owned()];
+        notifier.run_failed("web1", conf());
+        notifier.run_failed("web1", conf());
+        notifier.run_failed("web2", conf());
+        notifier.run_failed("web1", vec!["exec[migrate]".to_owned()]);
+        notifier.run_clean("web1");
+        notifier.run_failed("web1", vec!["exec[migrate]".to_owned()]);
+        let mut mailed = Vec::new();
+        while let Ok(stamped) = rx.try_recv() {
+            let Event::RunFailed { envoy, failed } = stamped.event else {
+                panic!("{:?}", stamped.event)
+            };
+            mailed.push(format!("{envoy} {}", failed.join(",")));
+        }
+        assert_eq!(
+            mailed,
+            [
+                "web1 file[app-conf]",
+                "web2 file[app-conf]",
+                "web1 exec[migrate]",
+                "web1 exec[migrate]"
+            ]
+        );
     }
 
     #[test]

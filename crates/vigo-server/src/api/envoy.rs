@@ -130,6 +130,9 @@ pub(crate) async fn checkin(
     // A clean enforcement run sends no report: its time (server clock, from
     // the age the envoy measured) and counts come with the next check-in.
     let last_run = request.last_run.map(|run| last_run_record(at, &run));
+    if last_run.is_some_and(|run| run.summary.failed == 0) {
+        state.notifier.run_clean(name);
+    }
 
     let current = request
         .fingerprint
@@ -363,15 +366,17 @@ pub(crate) async fn report(
             .await?;
     }
     if !report.noop && report.has_failures() {
-        state.notifier.notify(crate::notify::Event::RunFailed {
-            envoy: name.to_owned(),
-            failed: report
+        state.notifier.run_failed(
+            name,
+            report
                 .resources
                 .iter()
                 .filter(|r| r.status == vigo_proto::report::Status::Failed)
                 .map(vigo_proto::report::ResourceResult::label)
                 .collect(),
-        });
+        );
+    } else if !report.noop {
+        state.notifier.run_clean(name);
     }
     if let Some(run) = &request.run_request {
         // Recorded even when the report itself is not stored (rate limit):
