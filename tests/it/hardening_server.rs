@@ -397,6 +397,39 @@ fn issue_12_idle_connections_from_one_address_do_not_starve_healthz() {
     drop(flood);
 }
 
+/// Behind a TCP load balancer every envoy comes from its address:
+/// `connections.max_per_address` raises the cap for it.
+#[test]
+fn issue_14_connections_max_per_address_raises_the_per_address_cap() {
+    let dir = TestDir::with_config_extra("connections:\n  max_per_address: 100\n");
+    cli_ok(&dir, &["secrets", "bootstrap"]);
+    let mut cmd = Command::new(crate::support::bin("vigosrv"));
+    cmd.arg("--config")
+        .arg(dir.config())
+        .env("VIGO_TEST_LISTENER", "handshake_ms=60000");
+    let mut server = ServerProcess::from_command(&mut cmd);
+    server.wait_healthy(dir.port, &dir.ca_file());
+
+    let local = Ipv4Addr::new(127, 0, 0, 1);
+    let runtime = small_runtime();
+    let flood: Vec<TcpStream> = (0..130)
+        .filter_map(|_| connect_from(&runtime, local, dir.port).ok())
+        .collect();
+    assert_eq!(flood.len(), 130);
+    // Past the default of 64, still open; past 100, closed at once.
+    let kept = flood[64..70]
+        .iter()
+        .filter(|s| !closed_by_server(s, Duration::from_millis(200)))
+        .count();
+    assert_eq!(kept, 6, "{}", server.log());
+    let refused = flood[110..]
+        .iter()
+        .filter(|s| closed_by_server(s, Duration::from_millis(200)))
+        .count();
+    assert_eq!(refused, 20, "{}", server.log());
+    drop(flood);
+}
+
 #[test]
 fn issue_12_the_global_connection_cap_refuses_cleanly() {
     let dir = TestDir::new();

@@ -31,8 +31,8 @@ pub use backend::open_provider;
 pub use error::ConfigError;
 pub use raw::{
     ConfigString, DEFAULT_CHECKIN_INTERVAL, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
-    DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_MAX_RUNS, DEFAULT_POLL_INTERVAL,
-    DEFAULT_SMTP_INTERVAL, HistoryConfig, RawConfig, RawSmtp, SecretsBackend, SmtpTls,
-    WatcherConfig,
+    DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_MAX_RUNS, DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_POLL_INTERVAL, DEFAULT_SMTP_INTERVAL, HistoryConfig, RawConfig, RawSmtp,
+    SecretsBackend, SmtpTls, WatcherConfig,
 };
 pub use resolve::{ResolvedString, ServerConfig, SmtpConfig, fetch_secret, resolve};

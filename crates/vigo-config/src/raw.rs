@@ -82,7 +82,13 @@ pub struct RawConfig {
     pub checkin_interval: Duration,
     /// `history`: how long run history is kept.
     pub history: HistoryConfig,
+    /// `connections.max_per_address` [64]: connections without a client
+    /// certificate (yet) per source address.
+    pub max_per_address: u32,
 }
+
+/// `connections.max_per_address` when not set.
+pub const DEFAULT_MAX_PER_ADDRESS: u32 = 64;
 
 /// `history`: what the background pruning keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +299,7 @@ struct FileConfig {
     watcher: Option<FileWatcher>,
     checkin: Option<FileCheckin>,
     history: Option<FileHistory>,
+    connections: Option<FileConnections>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +349,12 @@ struct FileCheckin {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileConnections {
+    max_per_address: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileHistory {
     max_age: Text,
     max_runs: Option<Spanned<u32>>,
@@ -386,6 +399,16 @@ impl Validator<'_> {
             Some(s) => self.duration("checkin.interval", &s)?,
         };
         let history = self.history(f.history.unwrap_or_default())?;
+        let max_per_address = match f.connections.unwrap_or_default().max_per_address {
+            None => DEFAULT_MAX_PER_ADDRESS,
+            Some(n) if n.value == 0 => {
+                return Err(self.invalid_at(
+                    n.referenced,
+                    "connections.max_per_address must be at least 1".into(),
+                ));
+            }
+            Some(n) => n.value,
+        };
         Ok(RawConfig {
             file: self.file.to_owned(),
             listen,
@@ -397,6 +420,7 @@ impl Validator<'_> {
             watcher,
             checkin_interval,
             history,
+            max_per_address,
         })
     }
 
@@ -688,6 +712,14 @@ mod tests {
             }
         );
         assert!(c.smtp.is_none());
+        assert_eq!(c.max_per_address, 64);
+        let c = parse("connections:\n  max_per_address: 5000\n").unwrap();
+        assert_eq!(c.max_per_address, 5000);
+        let err = parse("connections:\n  max_per_address: 0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/vigo/vigosrv.yaml:2:20: connections.max_per_address must be at least 1"
+        );
     }
 
     #[test]

@@ -95,11 +95,14 @@ impl Default for ListenerLimits {
 
 impl ListenerLimits {
     /// The defaults, with the connection cap set [`RESERVED_FDS`] below the
-    /// process's open-file limit. Test builds (`test-hooks`) read overrides
+    /// process's open-file limit and `connections.max_per_address`. Test builds (`test-hooks`) read overrides
     /// from `VIGO_TEST_LISTENER` (`handshake_ms=..,header_ms=..,idle_ms=..,
     /// request_ms=..,max_connections=..,max_per_address=..`).
-    pub(crate) fn for_this_process() -> Self {
-        let mut limits = Self::default();
+    pub(crate) fn for_this_process(max_per_address: u32) -> Self {
+        let mut limits = Self {
+            max_per_address: usize::try_from(max_per_address).unwrap_or(usize::MAX),
+            ..Self::default()
+        };
         if let Some(files) = open_file_limit() {
             limits.max_connections = usize::try_from(files.saturating_sub(RESERVED_FDS))
                 .unwrap_or(usize::MAX)
@@ -172,11 +175,12 @@ pub(crate) async fn serve_tls<F>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    max_per_address: u32,
     shutdown: F,
 ) where
     F: Future<Output = ()> + Send,
 {
-    let limits = ListenerLimits::for_this_process();
+    let limits = ListenerLimits::for_this_process(max_per_address);
     serve_tls_with_limits(listener, tls, router, shutdown, limits).await;
 }
 

@@ -211,7 +211,15 @@ impl Server {
             // not wait for them.
             waiters.waiters.shut_down();
         };
-        serve_tls(self.listener, self.tls, router(self.state), shutdown).await;
+        let max_per_address = self.state.config().raw.max_per_address;
+        serve_tls(
+            self.listener,
+            self.tls,
+            router(self.state),
+            max_per_address,
+            shutdown,
+        )
+        .await;
         upkeep.abort();
         fleet_wake.abort();
         reloader.abort();
