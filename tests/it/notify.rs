@@ -37,6 +37,8 @@ struct SmtpSink {
     child: Option<Child>,
     port: u16,
     folder: PathBuf,
+    /// `--mode` of the sink: `starttls`, `tls` or `plain`.
+    mode: &'static str,
 }
 
 impl SmtpSink {
@@ -49,6 +51,7 @@ impl SmtpSink {
             child: None,
             port,
             folder: folder.to_owned(),
+            mode: "starttls",
         };
         sink.set_password(password);
         sink
@@ -68,6 +71,7 @@ impl SmtpSink {
         let f = |name: &str| self.folder.join(name);
         let mut child = Command::new("python3")
             .arg(script)
+            .args(["--mode", self.mode])
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--maildir")
@@ -345,4 +349,41 @@ fn issue_16_notify_test_without_smtp_says_what_to_configure() {
         stderr(&out),
         "error: no mail is sent: vigosrv.yaml has no smtp section (docs/operations.md, \"Notification mail\")\n"
     );
+}
+
+/// `tls: tls` (TLS from the first byte, as on port 465) and `tls: none` (a
+/// relay on this host, without a password) each deliver the test mail.
+#[test]
+fn issue_16_notify_test_over_implicit_tls_and_to_a_plain_local_relay() {
+    for (mode, smtp) in [
+        (
+            "tls",
+            "  tls: tls\n  username: \"vigo\"\n  password: \"secret:vigo/smtp/password\"\n  ca_file: \"smtp/ca.pem\"\n",
+        ),
+        ("plain", "  tls: none\n"),
+    ] {
+        let smtp_port = free_port();
+        let dir = TestDir::with_config_extra(&format!(
+            "smtp:\n  host: \"127.0.0.1\"\n  port: {smtp_port}\n  from: \"vigo@example.com\"\n  to: [\"ops@example.com\", \"oncall@example.com\"]\n{smtp}"
+        ));
+        cli_ok(&dir, &["secrets", "bootstrap"]);
+        let out = dir.cli_with_stdin(
+            &["secrets", "set", "vigo/smtp/password", "-"],
+            SMTP_PASSWORD.as_bytes(),
+        );
+        assert!(out.status.success(), "{}", all_output(&out));
+        let mut sink = SmtpSink::new(&dir.path().join("smtp"), smtp_port, SMTP_PASSWORD);
+        sink.mode = mode;
+        sink.start();
+        let _server = dir.start_server(&[]);
+        assert_eq!(
+            cli_ok(&dir, &["notify", "test"]),
+            format!(
+                "Test mail sent to ops@example.com, oncall@example.com through 127.0.0.1:{smtp_port}.\n"
+            ),
+            "tls: {mode}"
+        );
+        let (_, mail) = sink.wait_for("Subject: [vigo] test mail");
+        assert_contains(&mail, "X-Rcpt-To: ops@example.com, oncall@example.com");
+    }
 }
