@@ -166,26 +166,11 @@ impl Server {
         let rotation = self.rotation.spawn(self.state.clone());
         // Wake-ups from other replicas (PostgreSQL) and the one sweep of
         // held waits.
-        let fleet_wake = supervise(self.state.health.clone(), "wake-listener", {
-            let state = self.state.clone();
-            move || crate::fleet_wake::run(state.clone())
-        });
-        let pruner = supervise(self.state.health.clone(), "history-pruner", {
-            let state = self.state.clone();
-            move || crate::history::run_pruner(state.clone())
-        });
-        let mailer = supervise(self.state.health.clone(), "mailer", {
-            let state = self.state.clone();
-            move || crate::notify::run_mailer(state.clone())
-        });
-        let stale_watch = supervise(self.state.health.clone(), "stale-watch", {
-            let state = self.state.clone();
-            move || crate::notify::run_stale_watch(state.clone())
-        });
-        let reloader = supervise(self.state.health.clone(), "config-reloader", {
-            let state = self.state.clone();
-            move || crate::deploy::run_reloader(state.clone())
-        });
+        let fleet_wake = supervise_on(&self.state, "wake-listener", crate::fleet_wake::run);
+        let pruner = supervise_on(&self.state, "history-pruner", crate::history::run_pruner);
+        let mailer = supervise_on(&self.state, "mailer", crate::notify::run_mailer);
+        let stale_watch = supervise_on(&self.state, "stale-watch", crate::notify::run_stale_watch);
+        let reloader = supervise_on(&self.state, "config-reloader", crate::deploy::run_reloader);
         let (stop_watchers, watchers_stopped) = tokio::sync::oneshot::channel::<()>();
         let watchers = crate::spawn_watchers(
             self.state.clone(),
@@ -234,6 +219,19 @@ impl Server {
         state.store().close().await;
         tracing::info!("server stopped");
     }
+}
+
+/// Runs `task(state)` as the supervised background task `name`.
+fn supervise_on<Fut>(
+    state: &AppState,
+    name: &'static str,
+    task: fn(AppState) -> Fut,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let state = state.clone();
+    supervise(state.health.clone(), name, move || task(state.clone()))
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -83,6 +83,13 @@ impl AdminClient {
         Ok(Self { http, addr, token })
     }
 
+    /// Opens the secrets backend of the server config `config` and builds
+    /// the client from it.
+    pub(crate) async fn open(config: &std::path::Path) -> anyhow::Result<Self> {
+        let opened = crate::backend::open(config)?;
+        Self::new(&opened.raw, &*opened.provider).await
+    }
+
     /// `GET <route>`, expecting a JSON answer.
     pub(crate) async fn get<R: DeserializeOwned>(&self, route: &str) -> Result<R, AdminError> {
         let url = format!("https://{SERVER_NAME}:{}{route}", self.addr.port());

@@ -8,7 +8,7 @@ use vigo_proto::admin::{ConfigReloadAnswer, ConfigRevision, ConfigStatus};
 
 use crate::admin::AdminClient;
 use crate::output::{call, print_json};
-use crate::{Globals, Output, backend};
+use crate::{Globals, Output};
 
 /// The `config` subcommands.
 #[derive(Debug, Subcommand)]
@@ -24,8 +24,7 @@ pub(crate) enum ConfigCommand {
 
 /// Runs one `config` subcommand.
 pub(crate) async fn run(command: ConfigCommand, globals: &Globals) -> anyhow::Result<()> {
-    let opened = backend::open(&globals.config)?;
-    let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
+    let client = AdminClient::open(&globals.config).await?;
     match command {
         ConfigCommand::Reload => {
             let answer: ConfigReloadAnswer = call(

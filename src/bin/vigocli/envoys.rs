@@ -15,7 +15,7 @@ use vigo_secrets::EnvoyName;
 
 use crate::admin::AdminClient;
 use crate::output::{self, call, print_as, print_json};
-use crate::{Globals, Output, backend};
+use crate::{Globals, Output};
 
 /// Shortest `--ttl` for a token.
 const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -78,8 +78,7 @@ pub(crate) async fn run(command: EnvoysCommand, globals: &Globals) -> anyhow::Re
         }
         _ => {}
     }
-    let opened = backend::open(&globals.config)?;
-    let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
+    let client = AdminClient::open(&globals.config).await?;
     match command {
         EnvoysCommand::List => {
             let envoys: Vec<EnvoySummary> = call(client.get("/v1/admin/envoys").await)?;

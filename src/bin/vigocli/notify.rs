@@ -6,7 +6,7 @@ use vigo_proto::admin::NotifyTestAnswer;
 
 use crate::admin::AdminClient;
 use crate::output::{call, print_json};
-use crate::{Globals, Output, backend};
+use crate::{Globals, Output};
 
 /// The `notify` subcommands.
 #[derive(Debug, Subcommand)]
@@ -18,8 +18,7 @@ pub(crate) enum NotifyCommand {
 
 /// Runs one `notify` subcommand.
 pub(crate) async fn run(command: NotifyCommand, globals: &Globals) -> anyhow::Result<()> {
-    let opened = backend::open(&globals.config)?;
-    let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
+    let client = AdminClient::open(&globals.config).await?;
     match command {
         NotifyCommand::Test => {
             let answer: NotifyTestAnswer = call(

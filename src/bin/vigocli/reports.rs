@@ -11,7 +11,7 @@ use vigo_secrets::EnvoyName;
 
 use crate::admin::AdminClient;
 use crate::output::{self, call, print_json};
-use crate::{Globals, Output, backend};
+use crate::{Globals, Output};
 
 /// `reports`: list, or `show` one.
 #[derive(Debug, Args)]
@@ -56,8 +56,7 @@ pub(crate) async fn run(args: ReportsArgs, globals: &Globals) -> anyhow::Result<
         Some(ReportsCommand::Show { id }) => format!("/v1/admin/reports/{id}"),
         None => list_route(&args.list)?,
     };
-    let opened = backend::open(&globals.config)?;
-    let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
+    let client = AdminClient::open(&globals.config).await?;
     match args.command {
         Some(ReportsCommand::Show { .. }) => {
             let detail: ReportDetail = call(client.get(&route).await)?;

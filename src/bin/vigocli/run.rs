@@ -14,7 +14,7 @@ use vigo_proto::admin::{RunEnvoy, RunStarted, RunStatus, RunTarget};
 
 use crate::admin::AdminClient;
 use crate::output::{call, print_json};
-use crate::{Globals, Output, backend};
+use crate::{Globals, Output};
 
 /// How often the outcome is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -43,8 +43,7 @@ pub(crate) struct RunArgs {
 
 /// Runs `vigocli run`.
 pub(crate) async fn run(args: &RunArgs, globals: &Globals) -> anyhow::Result<()> {
-    let opened = backend::open(&globals.config)?;
-    let client = AdminClient::new(&opened.raw, &*opened.provider).await?;
+    let client = AdminClient::open(&globals.config).await?;
     let started: RunStarted = call(
         client
             .post(

@@ -120,19 +120,13 @@ fn ensure(spec: &FileSpec, ctx: &Context<'_>) -> Result<Outcome, ProviderError> 
         );
     }
     if content_differs {
-        // What the rewrite changes, as in a noop run: a unified diff of
-        // text that holds no secret, taken before the old content goes.
-        let diff = if secret_content {
-            None
-        } else {
-            let current =
-                Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
-            diff::unified(
-                path,
-                &current,
-                desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
-            )
-        };
+        // What the rewrite changes, as in a noop run, taken before the old
+        // content goes.
+        let (_, diff) = content_change(
+            path,
+            secret_content,
+            desired.as_ref().map(|d| d.as_slice()).unwrap_or_default(),
+        )?;
         // A rewrite makes a new inode with the owner the resource asks
         // for (or the envoy's): never the previous file's owner.
         let attributes = Attributes { mode, uid, gid };
@@ -177,16 +171,7 @@ fn noop_content(
 ) -> Result<Outcome, ProviderError> {
     let path = spec.target_path.as_path();
     let secret_content = spec.content.as_ref().is_some_and(|c| c.uses_secrets());
-    let (content, diff) = if secret_content {
-        (diff::SECRET_CONTENT, None)
-    } else {
-        let current = Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
-        let desired = desired.unwrap_or_default();
-        match diff::unified(path, &current, desired) {
-            Some(diff) => ("content differs", Some(diff)),
-            None => (diff::BINARY_CONTENT, None),
-        }
-    };
+    let (content, diff) = content_change(path, secret_content, desired.unwrap_or_default())?;
     let mut changes = vec![format!("write {}: {content}", path.display())];
     changes.extend(fix_attributes(
         path,
@@ -197,6 +182,25 @@ fn noop_content(
         true,
     )?);
     Ok(Outcome::from_changes(changes, ctx.noop, String::new()).with_diff(diff))
+}
+
+/// How the content of the file at `path` differs from `desired`: the words
+/// for the message and, for text that holds no secret, a unified diff.
+/// Secret-bearing content is only said to differ ([`diff::SECRET_CONTENT`])
+/// and never read.
+fn content_change(
+    path: &Path,
+    secret_content: bool,
+    desired: &[u8],
+) -> Result<(&'static str, Option<Zeroizing<String>>), ProviderError> {
+    if secret_content {
+        return Ok((diff::SECRET_CONTENT, None));
+    }
+    let current = Zeroizing::new(fs::read(path).map_err(ProviderError::io("reading", path))?);
+    Ok(match diff::unified(path, &current, desired) {
+        Some(diff) => ("content differs", Some(diff)),
+        None => (diff::BINARY_CONTENT, None),
+    })
 }
 
 /// Sets mode, owner and group where they differ; returns what was (or
@@ -362,6 +366,14 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
     }
 
+    /// The diff of `port = 80` to `port = 8080` in a two-line file.
+    fn port_diff(path: &Path) -> String {
+        let shown = path.display();
+        format!(
+            "--- {shown}\n+++ {shown} (desired)\n@@ -1,2 +1,2 @@\n-port = 80\n+port = 8080\n name = web\n"
+        )
+    }
+
     #[test]
     fn issue_11_noop_shows_a_diff_of_plain_content_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -383,12 +395,7 @@ mod tests {
         );
         assert_eq!(
             outcome.diff.as_deref().map(String::as_str),
-            Some(
-                format!(
-                    "--- {shown}\n+++ {shown} (desired)\n@@ -1,2 +1,2 @@\n-port = 80\n+port = 8080\n name = web\n"
-                )
-                .as_str()
-            )
+            Some(port_diff(&path).as_str())
         );
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
@@ -410,15 +417,9 @@ mod tests {
         );
         let outcome = run(&s, &catalog, false);
         assert_eq!(outcome.status, Status::Changed);
-        let shown = path.display();
         assert_eq!(
             outcome.diff.as_deref().map(String::as_str),
-            Some(
-                format!(
-                    "--- {shown}\n+++ {shown} (desired)\n@@ -1,2 +1,2 @@\n-port = 80\n+port = 8080\n name = web\n"
-                )
-                .as_str()
-            )
+            Some(port_diff(&path).as_str())
         );
         assert_eq!(
             fs::read_to_string(&path).unwrap(),

@@ -100,6 +100,14 @@ fn error_page(session: &Session, error: AppError) -> Response {
     )
 }
 
+/// The page, or the error's page.
+fn respond(session: &Session, page: Result<maud::Markup, AppError>) -> Response {
+    match page {
+        Ok(markup) => html(markup),
+        Err(e) => error_page(session, e),
+    }
+}
+
 fn html(markup: maud::Markup) -> Response {
     page(StatusCode::OK, markup)
 }
@@ -275,10 +283,8 @@ async fn envoy_rows(ui: &Ui) -> Result<Vec<EnvoyRow>, AppError> {
 
 /// `GET /ui/`: counts by status and every envoy, trouble first.
 pub(crate) async fn overview(State(ui): State<Ui>, SignedIn(session): SignedIn) -> Response {
-    match envoy_rows(&ui).await {
-        Ok(rows) => html(pages::overview(&session, &rows)),
-        Err(e) => error_page(&session, e),
-    }
+    let page = envoy_rows(&ui).await;
+    respond(&session, page.map(|rows| pages::overview(&session, &rows)))
 }
 
 /// `GET /ui/envoys/{name}`.
@@ -298,10 +304,7 @@ pub(crate) async fn envoy(
         Ok::<_, AppError>(pages::envoy(&session, &detail, status, &roles, &runs))
     }
     .await;
-    match result {
-        Ok(markup) => html(markup),
-        Err(e) => error_page(&session, e),
-    }
+    respond(&session, result)
 }
 
 /// `GET /ui/reports/{id}`: one stored report, resource by resource.
@@ -310,22 +313,17 @@ pub(crate) async fn report(
     SignedIn(session): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    match reports_api::detail(&ui.app, &id).await {
-        Ok(detail) => html(pages::report(&session, &detail)),
-        Err(e) => error_page(&session, e),
-    }
+    let detail = reports_api::detail(&ui.app, &id).await;
+    respond(&session, detail.map(|d| pages::report(&session, &d)))
 }
 
 /// `GET /ui/enrollments`: the pending requests with their key fingerprints.
 pub(crate) async fn enrollments(State(ui): State<Ui>, SignedIn(session): SignedIn) -> Response {
-    match envoy_rows(&ui).await {
-        Ok(rows) => {
-            let pending: Vec<EnvoyRow> =
-                rows.into_iter().filter(|r| r.status == "pending").collect();
-            html(pages::enrollments(&session, &pending))
-        }
-        Err(e) => error_page(&session, e),
-    }
+    let page = envoy_rows(&ui).await.map(|rows| {
+        let pending: Vec<EnvoyRow> = rows.into_iter().filter(|r| r.status == "pending").collect();
+        pages::enrollments(&session, &pending)
+    });
+    respond(&session, page)
 }
 
 /// `POST /ui/envoys/{name}/approve` (as `vigocli envoys approve NAME
@@ -393,10 +391,7 @@ pub(crate) async fn secrets(State(ui): State<Ui>, SignedIn(session): SignedIn) -
         Ok::<_, AppError>(pages::secrets(&session, &rows, &history))
     }
     .await;
-    match result {
-        Ok(markup) => html(markup),
-        Err(e) => error_page(&session, e),
-    }
+    respond(&session, result)
 }
 
 /// `GET /ui/config`: the serving revision and the last reload error.
