@@ -54,6 +54,15 @@ async fn first_start_serves_health_and_guards_the_admin_api() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 
+    // Sending mail is the admin's alone; without smtp it says so.
+    let mail = format!("{base}/v1/admin/notify/test");
+    let refused = http.post(&mail).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let unset = http.post(&mail).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(unset.status(), 409);
+    let answer: serde_json::Value = unset.json().await.unwrap();
+    assert_eq!(answer["code"], "conflict");
+
     let bad_path = serde_json::json!({"path": "../../etc/shadow"});
     let bad = http
         .post(&url)
